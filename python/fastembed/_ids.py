@@ -1,0 +1,35 @@
+"""Normalisation of ids: the one place where ids may be converted (and then copied)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+_KERNEL_ID_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def as_ids(ids: ArrayLike) -> np.ndarray:
+    """Return ``ids`` as a C-contiguous int32 or int64 array the kernels can read in place.
+
+    int32 and int64 C-contiguous arrays in native byte order are returned as they are (no
+    copy). Other integer dtypes, byte-swapped or non-contiguous arrays, Python ints and lists
+    are converted. Bool, float, complex, object and string ids raise ``TypeError``.
+    """
+    if type(ids) is np.ndarray and ids.dtype in _KERNEL_ID_DTYPES and ids.flags.c_contiguous:
+        return ids
+    array = np.asarray(ids)
+    if array.size == 0 and not isinstance(ids, np.ndarray) and array.dtype.kind == "f":
+        return np.zeros(array.shape, dtype=np.int64)  # np.asarray([]) is float64
+    kind = array.dtype.kind
+    if kind not in "iu":
+        raise TypeError(f"ids must be integers, got dtype {array.dtype}")
+    if kind == "u" and array.dtype.itemsize == 8 and array.size and array.max() > _INT64_MAX:
+        flat = int(np.argmax(array > _INT64_MAX))
+        position = ", ".join(str(int(i)) for i in np.unravel_index(flat, array.shape))
+        raise IndexError(
+            f"id {int(array.reshape(-1)[flat])} at ids[{position}] is out of range "
+            "(larger than any table)"
+        )
+    target = np.int32 if array.dtype.itemsize < 4 or array.dtype == np.int32 else np.int64
+    return np.ascontiguousarray(array, dtype=target)

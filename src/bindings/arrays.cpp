@@ -1,0 +1,59 @@
+#include "bindings/arrays.hpp"
+
+#include <pybind11/numpy.h>
+
+#include <cstdint>
+#include <string>
+
+namespace fastembed::bindings {
+
+std::string shape_string(const py::array& array) {
+    return py::str(py::tuple(array.attr("shape")));
+}
+
+std::string dtype_name(const py::array& array) { return py::str(array.dtype()); }
+
+void require_layout(const py::array& array, const char* name, bool writeable) {
+    if (!(array.flags() & py::array::c_style)) {
+        throw py::value_error(std::string(name) + " must be C-contiguous (use np.ascontiguousarray)");
+    }
+    if (writeable && !array.writeable()) {
+        throw py::value_error(std::string(name) + " is read-only");
+    }
+}
+
+void require_disjoint(const py::array& a, const char* a_name, const py::array& b, const char* b_name) {
+    const auto begin_a = reinterpret_cast<std::uintptr_t>(a.data());
+    const auto begin_b = reinterpret_cast<std::uintptr_t>(b.data());
+    const auto end_a = begin_a + static_cast<std::uintptr_t>(a.nbytes());
+    const auto end_b = begin_b + static_cast<std::uintptr_t>(b.nbytes());
+    if (a.nbytes() > 0 && b.nbytes() > 0 && begin_a < end_b && begin_b < end_a) {
+        throw py::value_error(std::string(a_name) + " must not overlap " + b_name);
+    }
+}
+
+void require_ids(const py::array& ids) {
+    if (!py::isinstance<py::array_t<std::int32_t>>(ids) &&
+        !py::isinstance<py::array_t<std::int64_t>>(ids)) {
+        throw py::type_error("ids must be int32 or int64, got " + dtype_name(ids));
+    }
+    require_layout(ids, "ids", false);
+}
+
+std::string id_error_message(const py::array& ids, std::size_t flat_position, std::int64_t id,
+                             std::size_t num_embeddings) {
+    std::string index;
+    std::size_t rest = flat_position;
+    for (py::ssize_t axis = ids.ndim() - 1; axis >= 0; --axis) {
+        const auto extent = static_cast<std::size_t>(ids.shape(axis));
+        const std::string coordinate = std::to_string(rest % extent);
+        index = axis == ids.ndim() - 1 ? coordinate : coordinate + ", " + index;
+        rest /= extent;
+    }
+    if (ids.ndim() == 0) index = "()";
+    return "id " + std::to_string(id) + " at ids[" + index + "] is out of range for num_embeddings=" +
+           std::to_string(num_embeddings) + " (valid ids are 0.." +
+           std::to_string(static_cast<std::int64_t>(num_embeddings) - 1) + ")";
+}
+
+}  // namespace fastembed::bindings

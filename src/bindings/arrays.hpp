@@ -1,0 +1,77 @@
+// Array checks and dtype dispatch shared by the binding files. Every check runs before a kernel
+// is called, so a rejected call never writes to any array.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fastembed::bindings {
+
+namespace py = pybind11;
+
+template <class T>
+struct Tag {
+    using type = T;
+};
+
+std::string shape_string(const py::array& array);
+std::string dtype_name(const py::array& array);
+
+// ValueError unless `array` is C-contiguous (and writeable, if `writeable`).
+void require_layout(const py::array& array, const char* name, bool writeable);
+
+// ValueError if the bytes of `a` and `b` overlap.
+void require_disjoint(const py::array& a, const char* a_name, const py::array& b, const char* b_name);
+
+// Flattened ids: int32 or int64 in native byte order, C-contiguous (the Python layer converts).
+void require_ids(const py::array& ids);
+
+// IndexError text for ids[flat_position] = id outside [0, num_embeddings).
+std::string id_error_message(const py::array& ids, std::size_t flat_position, std::int64_t id,
+                             std::size_t num_embeddings);
+
+// Calls f(Tag<T>{}) for the floating dtype of `array` (float32 or float64), else TypeError.
+template <class F>
+decltype(auto) dispatch_float(const py::array& array, const char* name, F&& f) {
+    if (py::isinstance<py::array_t<float>>(array)) return f(Tag<float>{});
+    if (py::isinstance<py::array_t<double>>(array)) return f(Tag<double>{});
+    throw py::type_error(std::string(name) + " must be float32 or float64, got " + dtype_name(array));
+}
+
+// Calls f(Tag<I>{}) for the id dtype (int32 or int64); require_ids() has checked it.
+template <class F>
+decltype(auto) dispatch_ids(const py::array& ids, F&& f) {
+    if (py::isinstance<py::array_t<std::int32_t>>(ids)) return f(Tag<std::int32_t>{});
+    return f(Tag<std::int64_t>{});
+}
+
+// `out` if given (after checking shape, dtype, layout and overlap with `inputs`), else a new
+// uninitialised array; NumPy's allocator gives large results transparent huge pages.
+template <class T>
+py::array output_array(const std::optional<py::array>& out, const std::vector<py::ssize_t>& shape,
+                       const std::vector<std::pair<const py::array*, const char*>>& inputs) {
+    if (!out) return py::array_t<T>(shape);
+    const py::array& given = *out;
+    if (!py::isinstance<py::array_t<T>>(given)) {
+        throw py::type_error("out must have dtype " + std::string(py::str(py::dtype::of<T>())) +
+                             ", got " + dtype_name(given));
+    }
+    const std::vector<py::ssize_t> given_shape(given.shape(), given.shape() + given.ndim());
+    if (given_shape != shape) {
+        py::tuple expected(shape.size());
+        for (std::size_t i = 0; i < shape.size(); ++i) expected[i] = shape[i];
+        throw py::value_error("out must have shape " + std::string(py::str(expected)) + ", got " +
+                              shape_string(given));
+    }
+    require_layout(given, "out", true);
+    for (const auto& [input, name] : inputs) require_disjoint(given, "out", *input, name);
+    return given;
+}
+
+}  // namespace fastembed::bindings

@@ -1,0 +1,10 @@
+#include <pybind11/pybind11.h>
+
+#include "bindings/register.hpp"
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "fastembed's compiled kernels; use the functions re-exported by the fastembed package.";
+    fastembed::bindings::register_threads(m);
+    fastembed::bindings::register_gather(m);
+    fastembed::bindings::register_scatter(m);
+}

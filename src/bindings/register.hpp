@@ -1,0 +1,12 @@
+// One registration function per concept; module.cpp calls each once.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace fastembed::bindings {
+
+void register_threads(pybind11::module_& m);
+void register_gather(pybind11::module_& m);
+void register_scatter(pybind11::module_& m);
+
+}  // namespace fastembed::bindings

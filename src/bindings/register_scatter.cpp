@@ -1,0 +1,68 @@
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <vector>
+
+#include "bindings/arrays.hpp"
+#include "bindings/register.hpp"
+#include "kernels/scatter.hpp"
+
+namespace fastembed::bindings {
+
+namespace {
+
+// grad_output must have shape ids.shape + (embedding_dim,).
+void require_grad_shape(const py::array& grad_output, const py::array& ids) {
+    bool matches = grad_output.ndim() == ids.ndim() + 1;
+    for (py::ssize_t axis = 0; matches && axis < ids.ndim(); ++axis) {
+        matches = grad_output.shape(axis) == ids.shape(axis);
+    }
+    if (!matches) {
+        throw py::value_error("grad_output must have shape ids.shape + (embedding_dim,) = " +
+                              shape_string(ids) + " + (D,), got " + shape_string(grad_output));
+    }
+}
+
+py::array scatter_add(const py::array& grad_output, const py::array& ids, long long num_embeddings,
+                      const std::optional<py::array>& out) {
+    if (num_embeddings < 0) {
+        throw py::value_error("num_embeddings must be >= 0, got " + std::to_string(num_embeddings));
+    }
+    require_ids(ids);
+    require_grad_shape(grad_output, ids);
+    return dispatch_float(grad_output, "grad_output", [&](auto float_tag) {
+        using T = typename decltype(float_tag)::type;
+        require_layout(grad_output, "grad_output", false);
+        const auto dim = static_cast<std::size_t>(grad_output.shape(grad_output.ndim() - 1));
+        const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(num_embeddings),
+                                             static_cast<py::ssize_t>(dim)};
+        py::array result =
+            output_array<T>(out, shape, {{&grad_output, "grad_output"}, {&ids, "ids"}});
+        const T* grad = static_cast<const T*>(grad_output.data());
+        T* destination = static_cast<T*>(result.mutable_data());
+        const auto n = static_cast<std::size_t>(ids.size());
+        const auto rows = static_cast<std::size_t>(num_embeddings);
+        dispatch_ids(ids, [&](auto id_tag) {
+            using I = typename decltype(id_tag)::type;
+            const I* id_data = static_cast<const I*>(ids.data());
+            try {
+                py::gil_scoped_release release;
+                sorted_scatter_add(grad, id_data, n, dim, rows, destination);
+            } catch (const IdOutOfRange& e) {
+                throw py::index_error(id_error_message(ids, e.position, e.id, rows));
+            }
+        });
+        return result;
+    });
+}
+
+}  // namespace
+
+void register_scatter(py::module_& m) {
+    m.def("scatter_add", &scatter_add, py::arg("grad_output"), py::arg("ids"),
+          py::arg("num_embeddings"), py::arg("out") = py::none());
+}
+
+}  // namespace fastembed::bindings

@@ -1,0 +1,67 @@
+// Range check of ids, done in full before any kernel writes a byte.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/thread_pool.hpp"
+
+namespace fastembed {
+
+// An id outside [0, num_embeddings): the first such one, by position in the flattened ids.
+class IdOutOfRange : public std::out_of_range {
+  public:
+    IdOutOfRange(std::size_t position, std::int64_t id, std::size_t num_embeddings)
+        : std::out_of_range("id " + std::to_string(id) + " at flat position " +
+                            std::to_string(position) + " is out of range for num_embeddings=" +
+                            std::to_string(num_embeddings)),
+          position(position),
+          id(id),
+          num_embeddings(num_embeddings) {}
+
+    std::size_t position;
+    std::int64_t id;
+    std::size_t num_embeddings;
+};
+
+namespace detail {
+
+// Position of the first id in [begin, end) outside [0, limit), or `end`. A negative id turns
+// into a huge unsigned value, so one unsigned comparison catches both ends of the range.
+template <class I>
+std::size_t first_bad_id(const I* ids, std::size_t begin, std::size_t end, std::uint64_t limit) {
+    constexpr std::size_t kBlock = 1024;
+    for (std::size_t block = begin; block < end; block += kBlock) {
+        const std::size_t stop = std::min(end, block + kBlock);
+        bool any_bad = false;
+        for (std::size_t i = block; i < stop; ++i) {
+            any_bad |= static_cast<std::uint64_t>(static_cast<std::int64_t>(ids[i])) >= limit;
+        }
+        if (!any_bad) continue;
+        for (std::size_t i = block; i < stop; ++i) {
+            if (static_cast<std::uint64_t>(static_cast<std::int64_t>(ids[i])) >= limit) return i;
+        }
+    }
+    return end;
+}
+
+}  // namespace detail
+
+// Throws IdOutOfRange for the first id (lowest position) outside [0, num_embeddings).
+template <class I>
+void check_ids(const I* ids, std::size_t n, std::size_t num_embeddings) {
+    const std::size_t parts = threads_for_bytes(n * sizeof(I));
+    std::vector<std::size_t> first_bad(parts, n);
+    parallel_ranges(n, parts, [&](std::size_t part, std::size_t begin, std::size_t end) {
+        const std::size_t bad = detail::first_bad_id(ids, begin, end, num_embeddings);
+        if (bad != end) first_bad[part] = bad;
+    });
+    const std::size_t bad = *std::min_element(first_bad.begin(), first_bad.end());
+    if (bad < n) throw IdOutOfRange(bad, static_cast<std::int64_t>(ids[bad]), num_embeddings);
+}
+
+}  // namespace fastembed

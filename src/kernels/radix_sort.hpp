@@ -1,0 +1,165 @@
+// Stable parallel LSD radix sort of ids together with their positions.
+//
+// Each (id, position) pair is packed into one key whose order is (id, position); sorting keys by
+// their id digits alone is then stable, so equal ids keep their positions in increasing order.
+// Only the bits that num_embeddings needs are sorted: one pass for up to 16k ids, two for 1M.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kernels/thread_pool.hpp"
+
+namespace fastembed {
+
+inline unsigned bit_width(std::uint64_t x) {
+    unsigned bits = 0;
+    while (x != 0) {
+        ++bits;
+        x >>= 1;
+    }
+    return bits;
+}
+
+// The usual key: id in the high bits of one 64-bit word, position in the low bits.
+struct PackedKey {
+    using Key = std::uint64_t;
+    unsigned position_bits;
+
+    Key make(std::uint64_t id, std::uint64_t position) const {
+        return position_bits >= 64 ? position : (id << position_bits) | position;
+    }
+    std::uint64_t id(Key key) const { return position_bits >= 64 ? 0 : key >> position_bits; }
+    std::uint64_t position(Key key) const {
+        return position_bits >= 64 ? key : key & ((std::uint64_t{1} << position_bits) - 1);
+    }
+};
+
+// For the rare batch whose id and position bits together exceed 64.
+struct WideKey {
+    struct Key {
+        std::uint64_t id;
+        std::uint64_t position;
+    };
+
+    Key make(std::uint64_t id, std::uint64_t position) const { return {id, position}; }
+    std::uint64_t id(Key key) const { return key.id; }
+    std::uint64_t position(Key key) const { return key.position; }
+};
+
+// Ids sorted by (id, position), with the codec that unpacks each key.
+template <class Codec>
+class SortedIds {
+  public:
+    using Key = typename Codec::Key;
+
+    SortedIds(Codec codec, std::size_t size)
+        : codec_(codec), size_(size), keys_(new Key[size]), scratch_(new Key[size]) {}
+
+    std::size_t size() const { return size_; }
+    std::uint64_t id(std::size_t k) const { return codec_.id(keys_[k]); }
+    std::uint64_t position(std::size_t k) const { return codec_.position(keys_[k]); }
+
+    // Index of the first key whose id is >= `id` (the start of that id's run if present).
+    std::size_t lower_bound(std::uint64_t id) const {
+        const Key* found = std::partition_point(keys_.get(), keys_.get() + size_,
+                                                [&](const Key& key) { return codec_.id(key) < id; });
+        return static_cast<std::size_t>(found - keys_.get());
+    }
+
+    template <class I>
+    void sort(const I* ids, std::uint64_t num_embeddings);
+
+  private:
+    template <class KeyOf>
+    void scatter_pass(KeyOf key_of, unsigned shift, unsigned digit_bits);
+
+    Codec codec_;
+    std::size_t size_;
+    std::unique_ptr<Key[]> keys_;
+    std::unique_ptr<Key[]> scratch_;
+};
+
+// One stable counting pass on the digit (id >> shift) & mask: per-part histograms, an exclusive
+// prefix in (digit, part) order, then each part scatters its range in order.
+template <class Codec>
+template <class KeyOf>
+void SortedIds<Codec>::scatter_pass(KeyOf key_of, unsigned shift, unsigned digit_bits) {
+    const std::size_t buckets = std::size_t{1} << digit_bits;
+    const std::uint64_t mask = buckets - 1;
+    const std::size_t parts = threads_for_bytes(3 * size_ * sizeof(Key));
+    std::vector<std::size_t> offsets(parts * buckets, 0);
+    auto digit = [&](const Key& key) { return (codec_.id(key) >> shift) & mask; };
+
+    parallel_ranges(size_, parts, [&](std::size_t part, std::size_t begin, std::size_t end) {
+        std::size_t* count = offsets.data() + part * buckets;
+        for (std::size_t i = begin; i < end; ++i) ++count[digit(key_of(i))];
+    });
+    std::size_t running = 0;
+    for (std::size_t bucket = 0; bucket < buckets; ++bucket) {
+        for (std::size_t part = 0; part < parts; ++part) {
+            std::size_t& slot = offsets[part * buckets + bucket];
+            const std::size_t count = slot;
+            slot = running;
+            running += count;
+        }
+    }
+    Key* out = scratch_.get();
+    parallel_ranges(size_, parts, [&](std::size_t part, std::size_t begin, std::size_t end) {
+        std::size_t* next = offsets.data() + part * buckets;
+        for (std::size_t i = begin; i < end; ++i) {
+            const Key key = key_of(i);
+            out[next[digit(key)]++] = key;
+        }
+    });
+    keys_.swap(scratch_);
+}
+
+// Sorts ids[0..size) (all already checked to lie in [0, num_embeddings)).
+template <class Codec>
+template <class I>
+void SortedIds<Codec>::sort(const I* ids, std::uint64_t num_embeddings) {
+    const unsigned id_bits = bit_width(num_embeddings > 0 ? num_embeddings - 1 : 0);
+    // Few wide passes beat many narrow ones while the buckets' write streams still fit the
+    // cache: a single pass up to 14 bits, otherwise passes of at most 11 bits.
+    const unsigned passes = id_bits == 0 ? 0 : (id_bits <= 14 ? 1 : (id_bits + 10) / 11);
+    auto fresh_key = [&](std::size_t i) {
+        return codec_.make(static_cast<std::uint64_t>(ids[i]), i);
+    };
+    if (passes == 0) {
+        Key* keys = keys_.get();
+        parallel_ranges(size_, threads_for_bytes(size_ * sizeof(Key)),
+                        [&](std::size_t, std::size_t begin, std::size_t end) {
+                            for (std::size_t i = begin; i < end; ++i) keys[i] = fresh_key(i);
+                        });
+        return;
+    }
+    const unsigned digit_bits = (id_bits + passes - 1) / passes;
+    scatter_pass(fresh_key, 0, digit_bits);
+    for (unsigned pass = 1; pass < passes; ++pass) {
+        const Key* keys = keys_.get();
+        scatter_pass([keys](std::size_t i) { return keys[i]; }, pass * digit_bits, digit_bits);
+    }
+}
+
+// Sorts ids with the narrowest key that holds both id and position, and hands the result to
+// `use(sorted)`.
+template <class I, class Use>
+void with_sorted_ids(const I* ids, std::size_t n, std::uint64_t num_embeddings, Use&& use) {
+    const unsigned position_bits = bit_width(n > 0 ? n - 1 : 0);
+    const unsigned id_bits = bit_width(num_embeddings > 0 ? num_embeddings - 1 : 0);
+    if (position_bits + id_bits <= 64) {
+        SortedIds<PackedKey> sorted(PackedKey{position_bits}, n);
+        sorted.sort(ids, num_embeddings);
+        use(sorted);
+    } else {
+        SortedIds<WideKey> sorted(WideKey{}, n);
+        sorted.sort(ids, num_embeddings);
+        use(sorted);
+    }
+}
+
+}  // namespace fastembed

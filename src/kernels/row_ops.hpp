@@ -1,0 +1,106 @@
+// Row-level memory primitives shared by the kernels: copies that may bypass the cache, zeroing,
+// accumulation and prefetching.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define FASTEMBED_HAVE_SSE2 1
+#endif
+
+namespace fastembed {
+
+// Outputs larger than this go around the cache: they would only evict the table and ids the
+// kernel still needs, and a write-allocate doubles the bytes a plain store moves.
+inline constexpr std::size_t kStreamingBytes = std::size_t{8} << 20;
+
+inline void prefetch_read(const void* address) {
+#if defined(__GNUC__)
+    __builtin_prefetch(address, 0, 3);
+#else
+    (void)address;
+#endif
+}
+
+// Prefetches the first cache lines of a row; the hardware prefetcher follows the rest.
+inline void prefetch_row(const void* row, std::size_t row_bytes) {
+    const char* p = static_cast<const char*>(row);
+    const std::size_t span = row_bytes < 256 ? row_bytes : 256;
+    for (std::size_t offset = 0; offset < span; offset += 64) prefetch_read(p + offset);
+}
+
+// Writes rows either through the cache (plain stores) or around it (non-temporal stores).
+// A streaming writer must be finished with finish() before another thread reads what it wrote.
+class RowWriter {
+  public:
+    explicit RowWriter(bool streaming) : streaming_(streaming) {}
+
+    void copy(void* dst, const void* src, std::size_t bytes) const {
+#if FASTEMBED_HAVE_SSE2
+        if (streaming_) {
+            const char* s = static_cast<const char*>(src);
+            stream(dst, bytes, [s](std::size_t offset) {
+                return _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + offset));
+            }, src);
+            return;
+        }
+#endif
+        std::memcpy(dst, src, bytes);
+    }
+
+    void zero(void* dst, std::size_t bytes) const {
+#if FASTEMBED_HAVE_SSE2
+        if (streaming_) {
+            stream(dst, bytes, [](std::size_t) { return _mm_setzero_si128(); }, nullptr);
+            return;
+        }
+#endif
+        std::memset(dst, 0, bytes);
+    }
+
+    // Orders this thread's non-temporal stores before anything it does next.
+    void finish() const {
+#if FASTEMBED_HAVE_SSE2
+        if (streaming_) _mm_sfence();
+#endif
+    }
+
+  private:
+#if FASTEMBED_HAVE_SSE2
+    // Stores the 16-byte-aligned middle of [dst, dst + bytes) with non-temporal stores and its
+    // unaligned ends with plain ones. `load(offset)` yields the 16 bytes for dst + offset.
+    template <class Load>
+    static void stream(void* dst, std::size_t bytes, Load load, const void* src) {
+        char* d = static_cast<char*>(dst);
+        const auto address = reinterpret_cast<std::uintptr_t>(d);
+        std::size_t head = (16 - (address & 15)) & 15;
+        if (head > bytes) head = bytes;
+        const std::size_t body_end = head + ((bytes - head) & ~std::size_t{15});
+        if (head != 0) plain(d, 0, head, src);
+        for (std::size_t offset = head; offset < body_end; offset += 16) {
+            _mm_stream_si128(reinterpret_cast<__m128i*>(d + offset), load(offset));
+        }
+        if (body_end != bytes) plain(d, body_end, bytes - body_end, src);
+    }
+
+    static void plain(char* d, std::size_t offset, std::size_t count, const void* src) {
+        if (src != nullptr) {
+            std::memcpy(d + offset, static_cast<const char*>(src) + offset, count);
+        } else {
+            std::memset(d + offset, 0, count);
+        }
+    }
+#endif
+
+    bool streaming_;
+};
+
+template <class T>
+inline void add_row(T* __restrict acc, const T* __restrict row, std::size_t dim) {
+    for (std::size_t d = 0; d < dim; ++d) acc[d] += row[d];
+}
+
+}  // namespace fastembed

@@ -1,0 +1,50 @@
+// Backward of the embedding layer as a dense gradient, without atomics, locks or per-thread
+// copies of the table: grad_weight[v, :] = sum of grad_output[i, :] over i with ids[i] == v.
+#pragma once
+
+#include <cstddef>
+
+#include "kernels/check_ids.hpp"
+#include "kernels/radix_sort.hpp"
+#include "kernels/row_ops.hpp"
+#include "kernels/runs.hpp"
+
+namespace fastembed {
+
+// Writes every row of the gradient exactly once: the run's sum, or zeros for an absent id.
+template <class T>
+class DenseRowSink {
+  public:
+    DenseRowSink(T* out, std::size_t dim, bool streaming)
+        : out_(out), dim_(dim), writer_(streaming) {}
+
+    void row(std::size_t, std::uint64_t id, const T* sum, std::size_t) const {
+        T* dst = out_ + id * dim_;
+        if (sum != nullptr) {
+            writer_.copy(dst, sum, dim_ * sizeof(T));
+        } else {
+            writer_.zero(dst, dim_ * sizeof(T));
+        }
+    }
+    void finish_part(std::size_t) const { writer_.finish(); }
+
+  private:
+    T* out_;
+    std::size_t dim_;
+    RowWriter writer_;
+};
+
+template <class T, class I>
+void sorted_scatter_add(const T* grad_output, const I* ids, std::size_t n, std::size_t dim,
+                        std::size_t num_embeddings, T* out) {
+    check_ids(ids, n, num_embeddings);
+    if (dim == 0 || num_embeddings == 0) return;
+    const std::size_t row_bytes = dim * sizeof(T);
+    with_sorted_ids(ids, n, num_embeddings, [&](const auto& sorted) {
+        const RunPlan plan = plan_runs(sorted, num_embeddings, dim, row_bytes, true);
+        DenseRowSink<T> sink(out, dim, num_embeddings * row_bytes >= kStreamingBytes);
+        reduce_runs(sorted, plan, grad_output, dim, sink);
+    });
+}
+
+}  // namespace fastembed

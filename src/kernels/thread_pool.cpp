@@ -1,0 +1,221 @@
+#include "kernels/thread_pool.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <thread>
+#include <vector>
+
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#elif defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
+
+namespace fastembed {
+namespace {
+
+std::size_t threads_from_environment() {
+    const char* text = std::getenv("FASTEMBED_NUM_THREADS");
+    if (text != nullptr) {
+        char* end = nullptr;
+        const long value = std::strtol(text, &end, 10);
+        if (end != text && *end == '\0' && value >= 1) return static_cast<std::size_t>(value);
+    }
+    return available_cores();
+}
+
+thread_local bool inside_pool_task = false;
+
+class ThreadPool {
+  public:
+    ThreadPool() : num_threads_(threads_from_environment()) {}
+
+    // Deliberately never destroyed: joining at interpreter exit can race with a dying process.
+    static ThreadPool& instance() {
+        static ThreadPool* pool = new ThreadPool();
+        return *pool;
+    }
+
+    std::size_t num_threads() const { return num_threads_.load(std::memory_order_relaxed); }
+
+    void set_num_threads(std::size_t n) {
+        std::lock_guard<std::mutex> turn(turn_);
+        stop_workers();
+        num_threads_.store(n < 1 ? 1 : n, std::memory_order_relaxed);
+    }
+
+    void run(std::size_t num_tasks, const std::function<void(std::size_t)>& task,
+             std::size_t max_threads) {
+        if (num_tasks == 0) return;
+        std::size_t threads = num_threads();
+        if (max_threads != 0 && max_threads < threads) threads = max_threads;
+        if (threads > num_tasks) threads = num_tasks;
+        if (threads <= 1 || inside_pool_task) {
+            for (std::size_t i = 0; i < num_tasks; ++i) task(i);
+            return;
+        }
+
+        std::lock_guard<std::mutex> turn(turn_);
+        start_workers();
+        Job job{&task, num_tasks};
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            job_ = &job;
+            helpers_wanted_ = threads - 1;
+            ++generation_;
+        }
+        wake_.notify_all();
+        work_on(job);
+        {
+            // No task is left to claim, so helpers that have not woken up yet are not needed; the
+            // job lives on this stack frame, so wait until no worker can still touch it.
+            std::unique_lock<std::mutex> lock(mutex_);
+            helpers_wanted_ = 0;
+            done_.wait(lock, [&] { return job.helpers_inside == 0; });
+            job_ = nullptr;
+        }
+        if (job.error) std::rethrow_exception(job.error);
+    }
+
+    // fork() copies only the calling thread: the child must forget the parent's workers.
+    void forget_workers_after_fork() {
+        new (&turn_) std::mutex();
+        new (&mutex_) std::mutex();
+        new (&wake_) std::condition_variable();
+        new (&done_) std::condition_variable();
+        workers_.release();  // leaked on purpose: those threads do not exist in the child
+        job_ = nullptr;
+        helpers_wanted_ = 0;
+        stopping_ = false;
+    }
+
+    void lock_for_fork() { turn_.lock(); }
+    void unlock_after_fork() { turn_.unlock(); }
+
+  private:
+    struct Job {
+        const std::function<void(std::size_t)>* task;
+        std::size_t num_tasks;
+        std::atomic<std::size_t> next{0};
+        std::size_t helpers_inside = 0;  // guarded by mutex_
+        std::exception_ptr error;         // guarded by error_mutex
+        std::mutex error_mutex;
+        std::atomic<bool> failed{false};
+
+        Job(const std::function<void(std::size_t)>* t, std::size_t n) : task(t), num_tasks(n) {}
+    };
+
+    static void work_on(Job& job) {
+        const bool was_inside = inside_pool_task;
+        inside_pool_task = true;
+        for (;;) {
+            const std::size_t i = job.next.fetch_add(1, std::memory_order_relaxed);
+            if (i >= job.num_tasks) break;
+            if (job.failed.load(std::memory_order_relaxed)) continue;
+            try {
+                (*job.task)(i);
+            } catch (...) {
+                std::lock_guard<std::mutex> lock(job.error_mutex);
+                if (!job.error) job.error = std::current_exception();
+                job.failed.store(true, std::memory_order_relaxed);
+            }
+        }
+        inside_pool_task = was_inside;
+    }
+
+    void worker_loop() {
+        std::uint64_t seen = 0;
+        std::unique_lock<std::mutex> lock(mutex_);
+        for (;;) {
+            wake_.wait(lock, [&] { return stopping_ || (generation_ != seen && helpers_wanted_ > 0); });
+            if (stopping_) return;
+            seen = generation_;
+            --helpers_wanted_;
+            Job& job = *job_;
+            ++job.helpers_inside;
+            lock.unlock();
+            work_on(job);
+            lock.lock();
+            --job.helpers_inside;
+            if (job.helpers_inside == 0) done_.notify_all();
+        }
+    }
+
+    // Caller holds turn_.
+    void start_workers() {
+        const std::size_t wanted = num_threads() - 1;
+        if (workers_ && workers_->size() == wanted) return;
+        stop_workers();
+        workers_ = std::make_unique<std::vector<std::thread>>();
+        workers_->reserve(wanted);
+        for (std::size_t i = 0; i < wanted; ++i) workers_->emplace_back([this] { worker_loop(); });
+    }
+
+    // Caller holds turn_.
+    void stop_workers() {
+        if (!workers_) return;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stopping_ = true;
+        }
+        wake_.notify_all();
+        for (auto& worker : *workers_) worker.join();
+        workers_.reset();
+        std::lock_guard<std::mutex> lock(mutex_);
+        stopping_ = false;
+    }
+
+    std::atomic<std::size_t> num_threads_;
+    std::mutex turn_;   // one job at a time owns the workers
+    std::mutex mutex_;  // guards the fields below
+    std::condition_variable wake_;
+    std::condition_variable done_;
+    std::unique_ptr<std::vector<std::thread>> workers_;
+    Job* job_ = nullptr;
+    std::size_t helpers_wanted_ = 0;
+    std::uint64_t generation_ = 0;
+    bool stopping_ = false;
+};
+
+#if defined(__unix__) || defined(__APPLE__)
+void prepare_fork() { ThreadPool::instance().lock_for_fork(); }
+void parent_after_fork() { ThreadPool::instance().unlock_after_fork(); }
+void child_after_fork() { ThreadPool::instance().forget_workers_after_fork(); }
+
+const bool fork_handlers_installed = [] {
+    ThreadPool::instance();
+    return pthread_atfork(prepare_fork, parent_after_fork, child_after_fork) == 0;
+}();
+#endif
+
+}  // namespace
+
+std::size_t available_cores() {
+#if defined(__linux__)
+    cpu_set_t mask;
+    if (sched_getaffinity(0, sizeof(mask), &mask) == 0) {
+        const int count = CPU_COUNT(&mask);
+        if (count > 0) return static_cast<std::size_t>(count);
+    }
+#endif
+    const unsigned hardware = std::thread::hardware_concurrency();
+    return hardware == 0 ? 1 : hardware;
+}
+
+std::size_t get_num_threads() { return ThreadPool::instance().num_threads(); }
+
+void set_num_threads(std::size_t n) { ThreadPool::instance().set_num_threads(n); }
+
+void run_tasks(std::size_t num_tasks, const std::function<void(std::size_t)>& task,
+               std::size_t max_threads) {
+    ThreadPool::instance().run(num_tasks, task, max_threads);
+}
+
+}  // namespace fastembed

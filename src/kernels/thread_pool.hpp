@@ -1,0 +1,57 @@
+// One persistent pool of std::threads shared by every kernel.
+//
+// Why not OpenMP or TBB: a wheel that links a second OpenMP runtime beside the one NumPy or
+// PyTorch already loaded can deadlock or oversubscribe; plain threads have no such clash.
+//
+// Concurrency contract:
+//  * Several callers (Python threads with the GIL released) may call run() at once; they take
+//    turns on the pool, so every job gets all threads and no worker is shared between two jobs.
+//  * A task that itself calls run() executes the inner job inline, so nesting never deadlocks.
+//  * The first exception thrown by any task is rethrown on the caller once every task has stopped.
+//  * After fork() the child re-creates its workers lazily (its copies of them do not exist).
+#pragma once
+
+#include <cstddef>
+#include <functional>
+
+namespace fastembed {
+
+// Number of CPUs this process may run on (its affinity mask), at least 1.
+std::size_t available_cores();
+
+// Threads a parallel job uses (the caller included); initially FASTEMBED_NUM_THREADS or the cores.
+std::size_t get_num_threads();
+
+// Sets the thread count for later jobs (n >= 1); waits for jobs already running to finish.
+void set_num_threads(std::size_t n);
+
+// Runs task(i) for every i in [0, num_tasks) on up to `max_threads` threads (0: all of them),
+// the calling thread included; returns when all have finished.
+void run_tasks(std::size_t num_tasks, const std::function<void(std::size_t)>& task,
+               std::size_t max_threads = 0);
+
+// Bytes of memory traffic below which splitting a job across threads costs more than it saves.
+inline constexpr std::size_t kMinBytesPerThread = std::size_t{1} << 17;  // 128 KiB
+
+// How many threads a job that moves `bytes` of memory should use.
+inline std::size_t threads_for_bytes(std::size_t bytes) {
+    const std::size_t wanted = bytes / kMinBytesPerThread;
+    const std::size_t limit = get_num_threads();
+    return wanted < 1 ? 1 : (wanted < limit ? wanted : limit);
+}
+
+// Splits [0, n) into `parts` contiguous, nearly equal ranges and runs body(part, begin, end) for
+// each, in parallel.
+template <class Body>
+void parallel_ranges(std::size_t n, std::size_t parts, Body&& body) {
+    if (parts <= 1 || n <= 1) {
+        body(std::size_t{0}, std::size_t{0}, n);
+        return;
+    }
+    run_tasks(
+        parts,
+        [&](std::size_t part) { body(part, n * part / parts, n * (part + 1) / parts); },
+        parts);
+}
+
+}  // namespace fastembed
