@@ -8,9 +8,9 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <vector>
 
+#include "kernels/buffer.hpp"
 #include "kernels/thread_pool.hpp"
 
 namespace fastembed {
@@ -57,7 +57,7 @@ class SortedIds {
     using Key = typename Codec::Key;
 
     SortedIds(Codec codec, std::size_t size)
-        : codec_(codec), size_(size), keys_(new Key[size]), scratch_(new Key[size]) {}
+        : codec_(codec), size_(size), keys_(size), scratch_(size) {}
 
     std::size_t size() const { return size_; }
     std::uint64_t id(std::size_t k) const { return codec_.id(keys_[k]); }
@@ -79,8 +79,8 @@ class SortedIds {
 
     Codec codec_;
     std::size_t size_;
-    std::unique_ptr<Key[]> keys_;
-    std::unique_ptr<Key[]> scratch_;
+    ScratchArray<Key> keys_;
+    ScratchArray<Key> scratch_;
 };
 
 // One stable counting pass on the digit (id >> shift) & mask: per-part histograms, an exclusive

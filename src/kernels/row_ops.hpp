@@ -17,8 +17,13 @@ namespace fastembed {
 // kernel still needs, and a write-allocate doubles the bytes a plain store moves.
 inline constexpr std::size_t kStreamingBytes = std::size_t{8} << 20;
 
+// On x86 the prefetch is a volatile asm statement: __builtin_prefetch has no side effects the
+// optimiser can see, and GCC deletes it together with any helper it ends up in (a lambda, say)
+// once interprocedural analysis marks that helper as const.
 inline void prefetch_read(const void* address) {
-#if defined(__GNUC__)
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(address)));
+#elif defined(__GNUC__)
     __builtin_prefetch(address, 0, 3);
 #else
     (void)address;
