@@ -30,10 +30,10 @@ inline void prefetch_read(const void* address) {
 #endif
 }
 
-// Prefetches the first cache lines of a row; the hardware prefetcher follows the rest.
+// Prefetches a row, up to its first 1 KiB; the hardware prefetcher follows longer rows.
 inline void prefetch_row(const void* row, std::size_t row_bytes) {
     const char* p = static_cast<const char*>(row);
-    const std::size_t span = row_bytes < 256 ? row_bytes : 256;
+    const std::size_t span = row_bytes < 1024 ? row_bytes : 1024;
     for (std::size_t offset = 0; offset < span; offset += 64) prefetch_read(p + offset);
 }
 
