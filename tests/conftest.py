@@ -1,0 +1,130 @@
+"""Shared references, data generators and fixtures for the fastembed tests.
+
+The references are deliberately the plainest NumPy there is: ``np.take`` for a lookup and
+``np.add.at`` into a float64 table for the gradient, so they share nothing with the kernels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import fastembed
+import numpy as np
+import pytest
+
+WEIGHT_DTYPES = [np.float32, np.float64]
+KERNEL_ID_DTYPES = [np.int32, np.int64]
+
+# The sorted scatter-add cuts a run into blocks of max(4096, 2 * D) rows once it is at least
+# twice that long; 24_000 occurrences of one id make several blocks and a ragged last one.
+HEAVY_RUN_LENGTH = 24_000
+
+ID_DISTRIBUTIONS = ["uniform", "zipf", "heavy"]
+
+# Values written into `out` before a call that must fail, to show that nothing was written.
+SENTINEL = -12345.5
+
+
+def make_ids(
+    distribution: str, n: int, num_embeddings: int, rng: np.random.Generator, dtype=np.int64
+) -> np.ndarray:
+    """``n`` ids in ``[0, num_embeddings)``.
+
+    ``uniform``: every id equally likely. ``zipf``: a long-tailed word-frequency law, where a
+    few ids take most occurrences. ``heavy``: uniform background plus one id repeated
+    ``HEAVY_RUN_LENGTH`` times and a second one 9_000 times (two heavy runs, shuffled in).
+    """
+    if distribution == "uniform":
+        ids = rng.integers(0, num_embeddings, n)
+    elif distribution == "zipf":
+        ids = (rng.zipf(1.2, n) - 1) % num_embeddings
+    elif distribution == "heavy":
+        assert n > HEAVY_RUN_LENGTH + 9_000
+        ids = rng.integers(0, num_embeddings, n)
+        ids[:HEAVY_RUN_LENGTH] = num_embeddings // 2
+        ids[HEAVY_RUN_LENGTH : HEAVY_RUN_LENGTH + 9_000] = num_embeddings - 1
+        rng.shuffle(ids)
+    else:
+        raise ValueError(distribution)
+    return ids.astype(dtype)
+
+
+def make_table(num_embeddings: int, dim: int, dtype, rng: np.random.Generator) -> np.ndarray:
+    return rng.standard_normal((num_embeddings, dim)).astype(dtype)
+
+
+def make_grad(ids_shape: tuple, dim: int, dtype, rng: np.random.Generator) -> np.ndarray:
+    return rng.standard_normal((*ids_shape, dim)).astype(dtype)
+
+
+def make_integer_grad(ids_shape: tuple, dim: int, dtype, rng: np.random.Generator) -> np.ndarray:
+    """Small integers as floats: every partial sum is exact, so any order gives the exact sum."""
+    return rng.integers(-8, 9, (*ids_shape, dim)).astype(dtype)
+
+
+def reference_gather(weight: np.ndarray, ids) -> np.ndarray:
+    return np.take(weight, np.asarray(ids, dtype=np.int64), axis=0)
+
+
+def reference_scatter_add(grad_output: np.ndarray, ids, num_embeddings: int) -> np.ndarray:
+    """Exact-ish dense gradient in float64 (``np.add.at`` is unbuffered: repeats accumulate)."""
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    dim = grad_output.shape[-1]
+    result = np.zeros((num_embeddings, dim), dtype=np.float64)
+    np.add.at(result, ids, grad_output.reshape(-1, dim).astype(np.float64))
+    return result
+
+
+def assert_close_to_reference(got: np.ndarray, grad_output: np.ndarray, ids, num_embeddings):
+    """``got`` equals the float64 reference up to the rounding of summing in ``got.dtype``.
+
+    The bound scales with the sum of magnitudes of each id's rows (the classic bound for a
+    rounded sum), with a factor that allows for ~16 roundings at full size: generous for any
+    summation order, yet far below one missing or doubled row of a long run.
+    """
+    reference = reference_scatter_add(grad_output, ids, num_embeddings)
+    magnitude = reference_scatter_add(np.abs(grad_output), ids, num_embeddings)
+    eps = np.finfo(got.dtype).eps
+    assert got.shape == reference.shape
+    assert got.dtype == grad_output.dtype
+    error = np.abs(got.astype(np.float64) - reference)
+    bound = 16 * eps * magnitude + np.finfo(got.dtype).tiny
+    worst = np.unravel_index(np.argmax(error - bound), error.shape)
+    assert np.all(error <= bound), (
+        f"at {worst}: got {got[worst]}, reference {reference[worst]}, bound {bound[worst]}"
+    )
+
+
+def assert_bitwise_equal(a: np.ndarray, b: np.ndarray) -> None:
+    assert a.shape == b.shape and a.dtype == b.dtype
+    assert a.tobytes() == b.tobytes()
+
+
+@contextlib.contextmanager
+def raises_leaving_untouched(
+    exception: type[Exception], match: str | None, *arrays: np.ndarray
+) -> Iterator[None]:
+    """Expect ``exception`` (message matching ``match``) and check ``arrays`` kept every bit."""
+    before = [np.array(a, copy=True) for a in arrays]
+    with pytest.raises(exception, match=match):
+        yield
+    for index, (array, snapshot) in enumerate(zip(arrays, before)):
+        assert array.tobytes() == snapshot.tobytes(), f"array #{index} was written to"
+
+
+def sentinel_array(shape: tuple, dtype) -> np.ndarray:
+    return np.full(shape, SENTINEL, dtype=dtype)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20240611)
+
+
+@pytest.fixture
+def restore_num_threads() -> Iterator[None]:
+    """Lets a test change the kernels' thread count; puts the original back afterwards."""
+    original = fastembed.get_num_threads()
+    yield
+    fastembed.set_num_threads(original)
