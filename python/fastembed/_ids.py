@@ -32,4 +32,4 @@ def as_ids(ids: ArrayLike) -> np.ndarray:
             "(larger than any table)"
         )
     target = np.int32 if array.dtype.itemsize < 4 or array.dtype == np.int32 else np.int64
-    return np.ascontiguousarray(array, dtype=target)
+    return array.astype(target, order="C", copy=False)  # keeps 0-d ids 0-d

@@ -84,7 +84,10 @@ class Embedding:
                 raise ValueError("give num_embeddings and embedding_dim, or weight")
             if np.dtype(dtype) not in _TABLE_DTYPES:
                 raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-            for name, value in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
+            for name, value in (
+                ("num_embeddings", num_embeddings),
+                ("embedding_dim", embedding_dim),
+            ):
                 if int(value) != value or value < 0:
                     raise ValueError(f"{name} must be a non-negative int, got {value!r}")
             rng = np.random.default_rng(seed)
@@ -116,7 +119,8 @@ class Embedding:
         """
         converted = as_ids(ids)
         result = gather(self.weight, converted, out)
-        self._ids = converted.copy() if converted is ids else converted
+        caller_owns = converted is ids or not converted.flags.owndata
+        self._ids = converted.copy() if caller_owns else converted
         return result
 
     __call__ = forward
@@ -128,6 +132,12 @@ class Embedding:
         """
         if self._ids is None:
             raise RuntimeError("backward() needs a forward() first")
+        width = np.shape(grad_output)[-1:]
+        if width != (self.embedding_dim,):
+            raise ValueError(
+                f"grad_output must end in embedding_dim={self.embedding_dim}, "
+                f"got shape {np.shape(grad_output)}"
+            )
         self.grad = scatter_add(grad_output, self._ids, self.num_embeddings)
         return self.grad
 
