@@ -5,9 +5,8 @@
 #include <cstddef>
 
 #include "kernels/check_ids.hpp"
-#include "kernels/radix_sort.hpp"
+#include "kernels/reduce.hpp"
 #include "kernels/row_ops.hpp"
-#include "kernels/runs.hpp"
 
 namespace fastembed {
 
@@ -39,12 +38,8 @@ void sorted_scatter_add(const T* grad_output, const I* ids, std::size_t n, std::
                         std::size_t num_embeddings, T* out) {
     check_ids(ids, n, num_embeddings);
     if (dim == 0 || num_embeddings == 0) return;
-    const std::size_t row_bytes = dim * sizeof(T);
-    with_sorted_ids(ids, n, num_embeddings, [&](const auto& sorted) {
-        const RunPlan plan = plan_runs(sorted, num_embeddings, dim, row_bytes, true);
-        DenseRowSink<T> sink(out, dim, num_embeddings * row_bytes >= kStreamingBytes);
-        reduce_runs(sorted, plan, grad_output, dim, sink);
-    });
+    DenseRowSink<T> sink(out, dim, num_embeddings * dim * sizeof(T) >= kStreamingBytes);
+    reduce_by_id(ids, n, num_embeddings, grad_output, dim, true, sink);
 }
 
 }  // namespace fastembed
