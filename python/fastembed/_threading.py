@@ -28,7 +28,7 @@ def _check_environment() -> None:
     value = os.environ.get("FASTEMBED_NUM_THREADS")
     if value is None:
         return
-    if not value.strip().isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         warnings.warn(
             f"FASTEMBED_NUM_THREADS={value!r} is not a positive integer; "
             f"using {_core.available_cores()} threads",

@@ -21,12 +21,14 @@
 namespace fastembed {
 namespace {
 
+// FASTEMBED_NUM_THREADS if it is a positive decimal number (digits only), else the cores.
 std::size_t threads_from_environment() {
     const char* text = std::getenv("FASTEMBED_NUM_THREADS");
-    if (text != nullptr) {
-        char* end = nullptr;
-        const long value = std::strtol(text, &end, 10);
-        if (end != text && *end == '\0' && value >= 1) return static_cast<std::size_t>(value);
+    if (text != nullptr && *text != '\0') {
+        std::size_t value = 0;
+        const char* c = text;
+        for (; *c >= '0' && *c <= '9' && value < 100000; ++c) value = value * 10 + (*c - '0');
+        if (*c == '\0' && value >= 1) return value;
     }
     return available_cores();
 }
