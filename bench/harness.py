@@ -1,0 +1,200 @@
+"""What a benchmark suite sees: the run context (timing, recording) and the collected results.
+
+A suite is a module ``bench/suite_<name>.py`` with ``def run(ctx: Context) -> None``, called once
+per thread count. It may also define ``def targets(results: Results) -> list[Target]``, called
+once after every thread count has run, to state the ratios its issue asks for.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Record:
+    """One method timed on one case: ``seconds`` is the median over ``repeats`` calls."""
+
+    suite: str
+    threads: int
+    case: str
+    group: str
+    method: str
+    seconds: float
+    min_seconds: float
+    repeats: int
+    nbytes: int
+
+    @property
+    def key(self) -> tuple[int, str, str]:
+        """The table this record belongs to."""
+        return (self.threads, self.case, self.group)
+
+
+@dataclass(frozen=True)
+class Timing:
+    median: float
+    minimum: float
+    repeats: int
+
+
+@dataclass(frozen=True)
+class Target:
+    """A required speed ratio: every entry of ``ratios`` (label -> ratio) must be >= ``minimum``.
+
+    A ratio is "how many times faster" (the other method's time over ours), so an empty
+    ``ratios`` means the comparison could not be made in this run (e.g. torch is missing).
+    """
+
+    description: str
+    minimum: float
+    ratios: dict[str, float]
+
+    @property
+    def status(self) -> str:
+        if not self.ratios:
+            return "SKIP"
+        return "PASS" if min(self.ratios.values()) >= self.minimum else "FAIL"
+
+    @property
+    def worst(self) -> tuple[str, float] | None:
+        if not self.ratios:
+            return None
+        return min(self.ratios.items(), key=lambda item: item[1])
+
+
+@dataclass
+class Results:
+    """Every record of a run, in the order recorded."""
+
+    records: list[Record] = field(default_factory=list)
+
+    def seconds(self, threads: int, case: str, group: str, method: str) -> float | None:
+        """Median seconds of one method, or None if it was not run."""
+        for record in self.records:
+            if record.key == (threads, case, group) and record.method == method:
+                return record.seconds
+        return None
+
+    def table(self, key: tuple[int, str, str]) -> list[Record]:
+        return [record for record in self.records if record.key == key]
+
+    @property
+    def thread_counts(self) -> list[int]:
+        return sorted({record.threads for record in self.records})
+
+    def cases(self, suite: str) -> list[str]:
+        """Case names of one suite, in the order first recorded."""
+        return list(dict.fromkeys(r.case for r in self.records if r.suite == suite))
+
+
+class Context:
+    """Handed to a suite's ``run``: settings of this run plus ``time`` and ``record``.
+
+    Attributes
+    ----------
+    quick : bool
+        Tiny sizes: a smoke test that must finish in seconds.
+    torch : module or None
+        ``torch`` when importable; a suite skips everything torch-related when None.
+    rng : numpy.random.Generator
+        Seeded, so every run benchmarks the same data.
+    threads : int
+        Thread count that fastembed and torch are set to for this call of ``run``.
+    repeats : int
+        Timed calls per method (after one warm-up call) unless ``time`` is told otherwise.
+    bandwidth : float
+        This machine's copy bandwidth in bytes/s (``np.copyto``, bytes read + written).
+    """
+
+    def __init__(
+        self,
+        *,
+        suite: str,
+        quick: bool,
+        torch: Any,
+        threads: int,
+        repeats: int,
+        bandwidth: float,
+        case_filters: list[str],
+        results: Results,
+        on_table: Callable[[tuple[int, str, str]], None],
+    ) -> None:
+        self.suite = suite
+        self.quick = quick
+        self.torch = torch
+        self.rng = np.random.default_rng(20240601)
+        self.threads = threads
+        self.repeats = repeats
+        self.bandwidth = bandwidth
+        self._case_filters = [f.lower() for f in case_filters]
+        self._results = results
+        self._on_table = on_table
+        self._open_table: tuple[int, str, str] | None = None
+        self._last: Timing | None = None
+
+    def wants(self, case: str) -> bool:
+        """Whether ``--cases`` selects this case; call it before building a case's data."""
+        name = case.lower()
+        return not self._case_filters or any(f in name for f in self._case_filters)
+
+    def time(self, fn: Callable[[], object], repeats: int | None = None) -> float:
+        """Median seconds of ``fn()`` over ``repeats`` calls (default ``self.repeats``).
+
+        One untimed warm-up call comes first (page faults, caches, lazy initialisation). The
+        garbage collector is paused while timing. The minimum is kept and attached to the
+        next ``record`` of this median.
+        """
+        count = self.repeats if repeats is None else repeats
+        fn()
+        samples = []
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for _ in range(count):
+                start = time.perf_counter()
+                fn()
+                samples.append(time.perf_counter() - start)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        self._last = Timing(statistics.median(samples), min(samples), count)
+        return self._last.median
+
+    def record(self, case: str, group: str, method: str, seconds: float, nbytes: int) -> None:
+        """Store one result; one table per (threads, case, group), so record a table's methods
+        one after another: a table is printed as soon as a record for another table arrives.
+
+        ``nbytes`` is the memory traffic the operation must move at minimum (the same for every
+        method of a table), from which GB/s is computed.
+        """
+        if not self.wants(case):
+            return
+        timing = self._last if self._last is not None and self._last.median == seconds else None
+        self._last = None
+        record = Record(
+            suite=self.suite,
+            threads=self.threads,
+            case=case,
+            group=group,
+            method=method,
+            seconds=seconds,
+            min_seconds=timing.minimum if timing else seconds,
+            repeats=timing.repeats if timing else 1,
+            nbytes=int(nbytes),
+        )
+        if self._open_table is not None and self._open_table != record.key:
+            self._on_table(self._open_table)
+        self._open_table = record.key
+        self._results.records.append(record)
+
+    def finish(self) -> None:
+        """Hand over the last open table (run.py calls this after the suite returns)."""
+        if self._open_table is not None:
+            self._on_table(self._open_table)
+            self._open_table = None

@@ -1,0 +1,232 @@
+"""Issue 2's benchmark: gather forward and dense scatter-add backward vs NumPy and PyTorch."""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import fastembed
+import numpy as np
+from harness import Context, Results, Target
+
+ZIPF_EXPONENT = 1.1
+
+GATHER_OUT = "fastembed.gather(out=)"
+GATHER = "fastembed.gather"
+TAKE_OUT = "np.take(W, ids, axis=0, out=)"
+TAKE = "np.take(W, ids, axis=0)"
+FANCY_INDEX = "W[ids]"
+INDEX_SELECT_OUT = "torch.index_select(W, 0, ids, out=)"
+TORCH_EMBEDDING = "torch.nn.functional.embedding"
+
+SCATTER_ADD = "fastembed.scatter_add"
+SCATTER_ADD_OUT = "fastembed.scatter_add(out=)"
+ADD_AT = "np.add.at(zeros, ids, g)"
+REDUCEAT = "argsort + np.add.reduceat"
+INDEX_ADD = "torch.zeros(V, D).index_add_(0, ids, g)"
+DENSE_BACKWARD = "aten.embedding_dense_backward"
+
+SMALL_BATCH = "small batch"
+
+
+@dataclass(frozen=True)
+class Case:
+    num_embeddings: int
+    dim: int
+    n: int
+    distribution: str
+    small_batch: bool = False
+
+    def name(self, id_dtype: type) -> str:
+        prefix = f"{SMALL_BATCH} " if self.small_batch else ""
+        return (
+            f"{prefix}V={_short(self.num_embeddings)} D={self.dim} N={_short(self.n)} "
+            f"{self.distribution}, {np.dtype(id_dtype).name} ids"
+        )
+
+
+def _short(count: int) -> str:
+    for suffix, size in (("M", 1_000_000), ("k", 1_000)):
+        if count >= size and count % size == 0:
+            return f"{count // size}{suffix}"
+    return str(count)
+
+
+def cases(quick: bool) -> list[Case]:
+    full = [
+        Case(10_000, 64, 1_000_000, "uniform"),
+        Case(1_000_000, 64, 1_000_000, "uniform"),
+        Case(1_000_000, 64, 1_000_000, f"zipf({ZIPF_EXPONENT})"),
+        Case(100_000, 256, 200_000, "uniform"),
+        Case(50_000, 16, 2_000_000, "uniform"),
+    ]
+    small = Case(10_000, 64, 128, "uniform", small_batch=True)
+    if quick:
+        full = [Case(c.num_embeddings // 100, c.dim, c.n // 100, c.distribution) for c in full]
+    return [*full, small]
+
+
+def make_ids(case: Case, rng: np.random.Generator) -> np.ndarray:
+    if case.distribution == "uniform":
+        return rng.integers(0, case.num_embeddings, case.n, dtype=np.int64)
+    # Zipf over ids: id k has probability ~ (k + 1) ** -a; the unbounded tail wraps modulo V.
+    return (rng.zipf(ZIPF_EXPONENT, case.n) - 1) % case.num_embeddings
+
+
+def run(ctx: Context) -> None:
+    print(
+        f"core suite, {ctx.threads} thread(s): uniform ids = rng.integers(0, V, N); "
+        f"zipf ids = (rng.zipf({ZIPF_EXPONENT}, N) - 1) % V; float32 tables; the same ids "
+        f"as int32 and int64; GB/s counts the bytes each operation must move at minimum "
+        f"(forward: ids + distinct rows read + rows written; backward: ids + gradient "
+        f"read + V x D result written).\n",
+        flush=True,
+    )
+    all_cases = cases(ctx.quick)
+    # One generator per case: a case gets the same data whichever cases --cases selects.
+    seeds = ctx.rng.integers(2**32, size=len(all_cases))
+    for case, seed in zip(all_cases, seeds):
+        names = [case.name(dtype) for dtype in (np.int32, np.int64)]
+        if not any(ctx.wants(name) for name in names):
+            continue
+        rng = np.random.default_rng(seed)
+        weight = rng.standard_normal((case.num_embeddings, case.dim), dtype=np.float32)
+        grad = rng.standard_normal((case.n, case.dim), dtype=np.float32)
+        ids64 = make_ids(case, rng)
+        repeats = (20 if ctx.quick else 200) if case.small_batch else ctx.repeats
+        for dtype, name in zip((np.int32, np.int64), names):
+            if ctx.wants(name):
+                ids = ids64.astype(dtype)
+                bench_forward(ctx, name, weight, ids, repeats)
+                bench_backward(ctx, name, grad, ids, case.num_embeddings, repeats)
+                del ids
+                gc.collect()
+        del weight, grad, ids64
+        gc.collect()
+
+
+def bench_forward(
+    ctx: Context, case: str, weight: np.ndarray, ids: np.ndarray, repeats: int
+) -> None:
+    out = np.empty((ids.size, weight.shape[1]), dtype=weight.dtype)
+    if not np.array_equal(fastembed.gather(weight, ids, out=out), weight[ids]):
+        raise AssertionError(f"fastembed.gather disagrees with W[ids] on {case}")
+    distinct_rows = np.count_nonzero(np.bincount(ids, minlength=weight.shape[0]))
+    row_bytes = weight.shape[1] * weight.itemsize
+    nbytes = ids.nbytes + distinct_rows * row_bytes + out.nbytes
+    for method, fn in forward_methods(weight, ids, out, ctx.torch).items():
+        ctx.record(case, "forward", method, ctx.time(fn, repeats), nbytes)
+
+
+def forward_methods(
+    weight: np.ndarray, ids: np.ndarray, out: np.ndarray, torch: Any
+) -> dict[str, Callable[[], object]]:
+    methods: dict[str, Callable[[], object]] = {
+        GATHER_OUT: lambda: fastembed.gather(weight, ids, out=out),
+        GATHER: lambda: fastembed.gather(weight, ids),
+        TAKE_OUT: lambda: np.take(weight, ids, axis=0, out=out),
+        TAKE: lambda: np.take(weight, ids, axis=0),
+        FANCY_INDEX: lambda: weight[ids],
+    }
+    if torch is not None:
+        # Zero-copy views of the same data, made outside the timed calls.
+        weight_t, ids_t, out_t = (torch.from_numpy(a) for a in (weight, ids, out))
+        embedding = torch.nn.functional.embedding
+        methods[INDEX_SELECT_OUT] = lambda: torch.index_select(weight_t, 0, ids_t, out=out_t)
+        methods[TORCH_EMBEDDING] = lambda: embedding(ids_t, weight_t)
+    return methods
+
+
+def bench_backward(
+    ctx: Context, case: str, grad: np.ndarray, ids: np.ndarray, num_embeddings: int, repeats: int
+) -> None:
+    out = np.empty((num_embeddings, grad.shape[1]), dtype=grad.dtype)
+    expected = scatter_add_by_reduceat(grad, ids, num_embeddings)
+    # Both sum in float32, in different orders: allow rounding that grows with the run length.
+    tolerance = 1e-3 * np.sqrt(np.bincount(ids).max(initial=1))
+    ours = fastembed.scatter_add(grad, ids, num_embeddings, out=out)
+    if not np.allclose(ours, expected, rtol=1e-3, atol=tolerance):
+        raise AssertionError(f"fastembed.scatter_add disagrees with np.add.reduceat on {case}")
+    del expected
+    nbytes = ids.nbytes + grad.nbytes + out.nbytes
+    # np.add.at takes about a second per call on the large cases: fewer repeats.
+    add_at_repeats = repeats if ctx.quick or SMALL_BATCH in case else min(3, repeats)
+    for method, fn in backward_methods(grad, ids, num_embeddings, out, ctx.torch).items():
+        seconds = ctx.time(fn, add_at_repeats if method == ADD_AT else repeats)
+        ctx.record(case, "backward", method, seconds, nbytes)
+
+
+def backward_methods(
+    grad: np.ndarray, ids: np.ndarray, num_embeddings: int, out: np.ndarray, torch: Any
+) -> dict[str, Callable[[], object]]:
+    shape = (num_embeddings, grad.shape[1])
+    methods: dict[str, Callable[[], object]] = {
+        SCATTER_ADD: lambda: fastembed.scatter_add(grad, ids, num_embeddings),
+        SCATTER_ADD_OUT: lambda: fastembed.scatter_add(grad, ids, num_embeddings, out=out),
+        ADD_AT: lambda: np.add.at(np.zeros(shape, dtype=grad.dtype), ids, grad),
+        REDUCEAT: lambda: scatter_add_by_reduceat(grad, ids, num_embeddings),
+    }
+    if torch is not None:
+        grad_t, ids_t = torch.from_numpy(grad), torch.from_numpy(ids)
+        dense_backward = torch.ops.aten.embedding_dense_backward
+        methods[INDEX_ADD] = lambda: torch.zeros(shape).index_add_(0, ids_t, grad_t)
+        methods[DENSE_BACKWARD] = lambda: dense_backward(grad_t, ids_t, num_embeddings, -1, False)
+    return methods
+
+
+def scatter_add_by_reduceat(grad: np.ndarray, ids: np.ndarray, num_embeddings: int) -> np.ndarray:
+    """The dense gradient in plain NumPy: sort by id, sum each id's run, scatter the sums."""
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    run_starts = np.flatnonzero(np.diff(sorted_ids, prepend=-1))
+    result = np.zeros((num_embeddings, grad.shape[1]), dtype=grad.dtype)
+    result[sorted_ids[run_starts]] = np.add.reduceat(grad[order], run_starts, axis=0)
+    return result
+
+
+def targets(results: Results) -> list[Target]:
+    """Issue 2's ratios, at the largest thread count run, on every case for both id dtypes."""
+    threads = max(results.thread_counts, default=1)
+    names = results.cases("core")
+    large = [name for name in names if SMALL_BATCH not in name]
+    small = [name for name in names if SMALL_BATCH in name]
+
+    def speedups(group: str, ours: str, other: str, among: list[str]) -> dict[str, float]:
+        ratios = {}
+        for case in among:
+            mine = results.seconds(threads, case, group, ours)
+            theirs = results.seconds(threads, case, group, other)
+            if mine is not None and theirs is not None:
+                ratios[case] = theirs / mine
+        return ratios
+
+    at = f"[{threads} thread{'s' if threads > 1 else ''}]"
+    checks = [
+        (1.0, "forward", GATHER_OUT, INDEX_SELECT_OUT, "large cases"),
+        (3.0, "forward", GATHER_OUT, TAKE_OUT, "large cases"),
+        (2.0, "forward", GATHER, TORCH_EMBEDDING, "large cases"),
+        (2.0, "forward", GATHER, TAKE, "large cases"),
+        (2.5, "backward", SCATTER_ADD, INDEX_ADD, "large cases"),
+        (3.0, "backward", SCATTER_ADD, DENSE_BACKWARD, "large cases"),
+        (15.0, "backward", SCATTER_ADD, ADD_AT, "large cases"),
+        (1.0, "forward", GATHER, FANCY_INDEX, SMALL_BATCH),
+    ]
+    found = [
+        Target(
+            f"{at} {group}, {scope}: {ours} vs {other}",
+            minimum,
+            speedups(group, ours, other, small if scope == SMALL_BATCH else large),
+        )
+        for minimum, group, ours, other, scope in checks
+    ]
+    if threads > 1 and 1 in results.thread_counts:
+        scaling = {}
+        for case in large:
+            single = results.seconds(1, case, "backward", SCATTER_ADD)
+            parallel = results.seconds(threads, case, "backward", SCATTER_ADD)
+            if single is not None and parallel is not None:
+                scaling[case] = single / parallel
+        description = f"backward, large cases: {SCATTER_ADD} speed-up 1 -> {threads} threads"
+        found.append(Target(description, 1.4, scaling))
+    return found
