@@ -1,0 +1,487 @@
+// C++-only tests of the kernels (no Python), compared against naive loops. Built with
+// -DFASTEMBED_KERNEL_TESTS=ON; with -DFASTEMBED_SANITIZE=ON they run under ASan + UBSan, which is
+// the point: every buffer below has exactly the size the kernel may touch, so a stray read or
+// write past it is reported.
+//
+// Exit status: 0 when every CHECK held, 1 otherwise (each failure is printed with its case).
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/check_ids.hpp"
+#include "kernels/counting_reduce.hpp"
+#include "kernels/gather.hpp"
+#include "kernels/radix_sort.hpp"
+#include "kernels/runs.hpp"
+#include "kernels/scatter.hpp"
+#include "kernels/thread_pool.hpp"
+
+namespace {
+
+using fastembed::IdOutOfRange;
+
+int failures = 0;
+int checks = 0;
+std::string current_case;  // printed with every failure
+
+#define CHECK(condition)                                                                  \
+    do {                                                                                  \
+        ++checks;                                                                         \
+        if (!(condition)) {                                                               \
+            ++failures;                                                                   \
+            std::fprintf(stderr, "%s:%d: CHECK(%s) failed in case [%s]\n", __FILE__, __LINE__, \
+                         #condition, current_case.c_str());                               \
+        }                                                                                 \
+    } while (0)
+
+constexpr int kMaxThreads = 8;
+constexpr float kSentinel = -12345.5f;
+
+template <class T>
+const char* type_name() {
+    return sizeof(T) == 4 ? (std::is_integral_v<T> ? "int32" : "float32")
+                          : (std::is_integral_v<T> ? "int64" : "float64");
+}
+
+template <class T>
+bool same_bytes(const std::vector<T>& a, const std::vector<T>& b) {
+    return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+
+template <class T>
+bool all_sentinel(const std::vector<T>& a) {
+    return std::all_of(a.begin(), a.end(), [](T x) { return x == static_cast<T>(kSentinel); });
+}
+
+// --- inputs ------------------------------------------------------------------------------------
+
+enum class Ids { uniform, zipf, heavy, all_equal, all_distinct };
+
+const char* ids_name(Ids kind) {
+    switch (kind) {
+        case Ids::uniform: return "uniform";
+        case Ids::zipf: return "zipf";
+        case Ids::heavy: return "heavy";
+        case Ids::all_equal: return "all_equal";
+        case Ids::all_distinct: return "all_distinct";
+    }
+    return "?";
+}
+
+// n ids in [0, V). "heavy": uniform plus one id taking 20_000 positions (> 2 * 4096, so the
+// sorted-runs path cuts it into blocks) and another 9_000, shuffled in.
+template <class I>
+std::vector<I> make_ids(Ids kind, std::size_t n, std::size_t V, std::mt19937_64& rng) {
+    std::vector<I> ids(n);
+    std::uniform_int_distribution<std::uint64_t> uniform(0, V - 1);
+    std::uniform_real_distribution<double> unit(0.0, 1.0);
+    for (std::size_t i = 0; i < n; ++i) {
+        switch (kind) {
+            case Ids::uniform:
+            case Ids::heavy: ids[i] = static_cast<I>(uniform(rng)); break;
+            // Roughly Zipf: id = floor(V^u) - 1 makes small ids exponentially more frequent.
+            case Ids::zipf:
+                ids[i] = static_cast<I>(std::min<double>(V - 1, std::floor(std::pow(double(V), unit(rng))) - 1));
+                break;
+            case Ids::all_equal: ids[i] = static_cast<I>(V / 2); break;
+            case Ids::all_distinct: ids[i] = static_cast<I>(i % V); break;
+        }
+    }
+    if (kind == Ids::heavy) {
+        for (std::size_t i = 0; i < std::min<std::size_t>(n, 20'000); ++i) ids[i] = static_cast<I>(V / 3);
+        for (std::size_t i = 20'000; i < std::min<std::size_t>(n, 29'000); ++i) ids[i] = static_cast<I>(V - 1);
+        std::shuffle(ids.begin(), ids.end(), rng);
+    }
+    if (kind == Ids::all_distinct) std::shuffle(ids.begin(), ids.end(), rng);
+    return ids;
+}
+
+// Small integers as floats (every partial sum exact, so any summation order gives the same
+// bits) or general values.
+template <class T>
+std::vector<T> make_values(std::size_t count, bool integers, std::mt19937_64& rng) {
+    std::vector<T> values(count);
+    std::uniform_int_distribution<int> small(-8, 8);
+    std::normal_distribution<double> normal(0.0, 1.0);
+    for (auto& v : values) v = integers ? static_cast<T>(small(rng)) : static_cast<T>(normal(rng));
+    return values;
+}
+
+// --- naive references ----------------------------------------------------------------------------
+
+template <class T, class I>
+std::vector<T> naive_gather(const std::vector<T>& weight, std::size_t dim, const std::vector<I>& ids) {
+    std::vector<T> out(ids.size() * dim);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        for (std::size_t d = 0; d < dim; ++d) out[i * dim + d] = weight[static_cast<std::size_t>(ids[i]) * dim + d];
+    }
+    return out;
+}
+
+// Each id's rows summed in T in position order: what the kernel computes for runs that are not
+// heavy (bit for bit).
+template <class T, class I>
+std::vector<T> naive_scatter(const std::vector<T>& grad, const std::vector<I>& ids, std::size_t V,
+                             std::size_t dim) {
+    std::vector<T> out(V * dim, T(0));
+    std::vector<bool> seen(V, false);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const auto v = static_cast<std::size_t>(ids[i]);
+        for (std::size_t d = 0; d < dim; ++d) {
+            out[v * dim + d] = seen[v] ? out[v * dim + d] + grad[i * dim + d] : grad[i * dim + d];
+        }
+        seen[v] = true;
+    }
+    return out;
+}
+
+// |got - exact| within the rounding bound of a sum of |terms| in T, exact sum in double.
+template <class T, class I>
+bool close_to_exact_sum(const std::vector<T>& got, const std::vector<T>& grad, const std::vector<I>& ids,
+                        std::size_t V, std::size_t dim) {
+    std::vector<double> exact(V * dim, 0.0), magnitude(V * dim, 0.0);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const auto v = static_cast<std::size_t>(ids[i]);
+        for (std::size_t d = 0; d < dim; ++d) {
+            exact[v * dim + d] += grad[i * dim + d];
+            magnitude[v * dim + d] += std::fabs(double(grad[i * dim + d]));
+        }
+    }
+    const double eps = std::numeric_limits<T>::epsilon();
+    for (std::size_t k = 0; k < exact.size(); ++k) {
+        if (std::fabs(double(got[k]) - exact[k]) > 16 * eps * magnitude[k] + 1e-30) return false;
+    }
+    return true;
+}
+
+// --- kernels under test, at a given thread count -------------------------------------------------
+
+template <class T, class I>
+std::vector<T> run_gather(const std::vector<T>& weight, std::size_t V, std::size_t dim,
+                          const std::vector<I>& ids, std::size_t threads) {
+    fastembed::set_num_threads(threads);
+    std::vector<T> out(ids.size() * dim, static_cast<T>(kSentinel));
+    fastembed::gather_rows(weight.data(), V, dim, ids.data(), ids.size(), out.data());
+    return out;
+}
+
+template <class T, class I>
+std::vector<T> run_scatter(const std::vector<T>& grad, const std::vector<I>& ids, std::size_t V,
+                           std::size_t dim, std::size_t threads) {
+    fastembed::set_num_threads(threads);
+    std::vector<T> out(V * dim, static_cast<T>(kSentinel));
+    fastembed::sorted_scatter_add(grad.data(), ids.data(), ids.size(), dim, V, out.data());
+    return out;
+}
+
+// Whether reduce_by_id takes the counting path for this input (it declines without writing).
+template <class T, class I>
+bool takes_counting_path(const std::vector<T>& grad, const std::vector<I>& ids, std::size_t V, std::size_t dim) {
+    std::vector<T> scratch(V * dim);
+    fastembed::DenseRowSink<T> sink(scratch.data(), dim, false);
+    return fastembed::counting_reduce(ids.data(), ids.size(), V, grad.data(), dim, true, sink);
+}
+
+// The sorted-runs path alone (bypassing the counting path that reduce_by_id would pick).
+template <class T, class I>
+std::vector<T> sorted_runs_scatter(const std::vector<T>& grad, const std::vector<I>& ids, std::size_t V,
+                                   std::size_t dim) {
+    std::vector<T> out(V * dim, static_cast<T>(kSentinel));
+    fastembed::DenseRowSink<T> sink(out.data(), dim, false);
+    fastembed::with_sorted_ids(ids.data(), ids.size(), V, [&](const auto& sorted) {
+        const auto plan = fastembed::plan_runs(sorted, V, dim, dim * sizeof(T), true);
+        fastembed::reduce_runs(sorted, plan, grad.data(), dim, sink);
+    });
+    return out;
+}
+
+// --- tests -------------------------------------------------------------------------------------
+
+enum class Path { counting, sorted_runs };
+
+template <class T, class I>
+void test_gather(std::size_t V, std::size_t dim, std::size_t n, Ids kind, std::mt19937_64& rng) {
+    current_case = std::string("gather ") + type_name<T>() + "/" + type_name<I>() + " V=" + std::to_string(V) +
+                   " D=" + std::to_string(dim) + " n=" + std::to_string(n) + " " + ids_name(kind);
+    const auto weight = make_values<T>(V * dim, false, rng);
+    const auto ids = make_ids<I>(kind, n, V, rng);
+    const auto expected = naive_gather(weight, dim, ids);
+    for (std::size_t threads = 1; threads <= kMaxThreads; ++threads) {
+        CHECK(same_bytes(run_gather(weight, V, dim, ids, threads), expected));
+    }
+}
+
+// Out of place at an odd address: the streaming writer's unaligned head and tail.
+template <class T>
+void test_gather_unaligned_streaming_output() {
+    current_case = std::string("gather into an unaligned streaming output ") + type_name<T>();
+    std::mt19937_64 rng(7);
+    const std::size_t V = 1000, dim = 7, n = 200'000;  // 5.6 MB of float32 output: streamed
+    const auto weight = make_values<T>(V * dim, false, rng);
+    const auto ids = make_ids<std::int64_t>(Ids::uniform, n, V, rng);
+    const auto expected = naive_gather(weight, dim, ids);
+    for (std::size_t threads : {1, 3, 8}) {
+        fastembed::set_num_threads(threads);
+        // One extra element on each side, then the output starts one element in.
+        std::vector<T> buffer(n * dim + 2, static_cast<T>(kSentinel));
+        fastembed::gather_rows(weight.data(), V, dim, ids.data(), n, buffer.data() + 1);
+        CHECK(buffer.front() == static_cast<T>(kSentinel));
+        CHECK(buffer.back() == static_cast<T>(kSentinel));
+        CHECK(std::memcmp(buffer.data() + 1, expected.data(), n * dim * sizeof(T)) == 0);
+    }
+}
+
+template <class T, class I>
+void test_scatter(std::size_t V, std::size_t dim, std::size_t n, Ids kind, Path path, std::mt19937_64& rng) {
+    current_case = std::string("scatter ") + type_name<T>() + "/" + type_name<I>() + " V=" + std::to_string(V) +
+                   " D=" + std::to_string(dim) + " n=" + std::to_string(n) + " " + ids_name(kind) +
+                   (path == Path::counting ? " counting" : " sorted-runs");
+    const auto ids = make_ids<I>(kind, n, V, rng);
+    const bool heavy = kind == Ids::heavy || (kind == Ids::all_equal && n > 2 * 4096);
+    for (const bool integers : {true, false}) {
+        const auto grad = make_values<T>(n * dim, integers, rng);
+        if (n > 0) CHECK(takes_counting_path(grad, ids, V, dim) == (path == Path::counting));
+        const auto first = run_scatter(grad, ids, V, dim, 1);
+        if (!heavy || integers) {
+            // Position-order sums: bitwise equal to the naive loop (heavy runs: exact integers).
+            CHECK(same_bytes(first, naive_scatter(grad, ids, V, dim)));
+        } else {
+            CHECK(close_to_exact_sum(first, grad, ids, V, dim));
+        }
+        if (n > 0) CHECK(same_bytes(sorted_runs_scatter(grad, ids, V, dim), first));
+        for (std::size_t threads = 2; threads <= kMaxThreads; ++threads) {
+            CHECK(same_bytes(run_scatter(grad, ids, V, dim, threads), first));
+        }
+    }
+}
+
+// A bad id: IdOutOfRange names the first one by position, and no output byte is written.
+template <class T, class I>
+void test_bad_ids(std::size_t n, std::vector<std::pair<std::size_t, std::int64_t>> bad) {
+    current_case = std::string("bad ids ") + type_name<T>() + "/" + type_name<I>() + " n=" + std::to_string(n) +
+                   " first bad at " + std::to_string(bad.front().first);
+    const std::size_t V = 100, dim = 5;
+    std::mt19937_64 rng(n);
+    auto ids = make_ids<I>(Ids::uniform, n, V, rng);
+    for (const auto& [position, id] : bad) ids[position] = static_cast<I>(id);
+    const auto weight = make_values<T>(V * dim, false, rng);
+    const auto grad = make_values<T>(n * dim, false, rng);
+    for (std::size_t threads : {1, 2, 5, 8}) {
+        fastembed::set_num_threads(threads);
+        for (const bool backward : {false, true}) {
+            std::vector<T> out(backward ? V * dim : n * dim, static_cast<T>(kSentinel));
+            bool thrown = false;
+            try {
+                if (backward) {
+                    fastembed::sorted_scatter_add(grad.data(), ids.data(), n, dim, V, out.data());
+                } else {
+                    fastembed::gather_rows(weight.data(), V, dim, ids.data(), n, out.data());
+                }
+            } catch (const IdOutOfRange& e) {
+                thrown = true;
+                CHECK(e.position == bad.front().first);
+                CHECK(e.id == bad.front().second);
+                CHECK(e.num_embeddings == V);
+                CHECK(std::string(e.what()).find(std::to_string(bad.front().second)) != std::string::npos);
+            }
+            CHECK(thrown);
+            CHECK(all_sentinel(out));
+        }
+    }
+}
+
+template <class T, class I>
+void test_degenerate_sizes() {
+    current_case = std::string("degenerate sizes ") + type_name<T>() + "/" + type_name<I>();
+    std::mt19937_64 rng(3);
+    // Empty ids (a null pointer is what an empty vector may hand over): nothing read or written,
+    // and a backward writes zeros.
+    for (std::size_t V : {0, 1, 5}) {
+        const std::vector<I> none;
+        const std::vector<T> weight = make_values<T>(V * 3, false, rng);
+        CHECK(run_gather(weight, V, 3, none, 4).empty());
+        const auto grad = run_scatter(std::vector<T>{}, none, V, 3, 4);
+        CHECK(std::all_of(grad.begin(), grad.end(), [](T x) { return x == T(0); }));
+    }
+    // Zero-width rows: nothing to write, yet ids are still checked.
+    {
+        const std::vector<I> ids{0, 2, 1};
+        CHECK(run_gather(std::vector<T>{}, 3, 0, ids, 3).empty());
+        CHECK(run_scatter(std::vector<T>{}, ids, 3, 0, 3).empty());
+        bool thrown = false;
+        try {
+            run_gather(std::vector<T>{}, 2, 0, ids, 3);
+        } catch (const IdOutOfRange& e) {
+            thrown = e.position == 1;
+        }
+        CHECK(thrown);
+    }
+    // A one-row table with every id 0, and any id into an empty table.
+    {
+        const std::vector<I> zeros(5000, 0);
+        const auto weight = make_values<T>(7, false, rng);
+        CHECK(same_bytes(run_gather(weight, 1, 7, zeros, 8), naive_gather(weight, 7, zeros)));
+        const auto grad = make_values<T>(5000 * 7, true, rng);
+        CHECK(same_bytes(run_scatter(grad, zeros, 1, 7, 8), naive_scatter(grad, zeros, 1, 7)));
+        bool thrown = false;
+        try {
+            run_gather(std::vector<T>{}, 0, 7, std::vector<I>{0}, 2);
+        } catch (const IdOutOfRange& e) {
+            thrown = e.position == 0 && e.num_embeddings == 0;
+        }
+        CHECK(thrown);
+    }
+}
+
+template <class T, class I>
+void test_kernels_for(std::mt19937_64& rng) {
+    // gather: D = 1, D not a multiple of any SIMD width, rows longer than the 1 KiB prefetch.
+    for (std::size_t dim : {1, 7, 17, 64, 300}) {
+        for (Ids kind : {Ids::uniform, Ids::zipf, Ids::all_equal}) test_gather<T, I>(1000, dim, 3000, kind, rng);
+    }
+    test_gather<T, I>(1, 7, 100, Ids::all_equal, rng);
+    test_gather<T, I>(50'000, 8, 50'000, Ids::all_distinct, rng);
+
+    // scatter_add, counting path: V * D * sizeof(T) <= 8 MiB and no heavy run.
+    for (std::size_t dim : {1, 7, 17, 64}) {
+        for (Ids kind : {Ids::uniform, Ids::zipf}) test_scatter<T, I>(2000, dim, 20'000, kind, Path::counting, rng);
+    }
+    test_scatter<T, I>(1, 7, 3000, Ids::all_equal, Path::counting, rng);
+    test_scatter<T, I>(5000, 3, 5000, Ids::all_distinct, Path::counting, rng);
+    // Sorted-runs path: the gradient is larger than 8 MiB, or some run is heavy.
+    test_scatter<T, I>(300'000, 8, 60'000, Ids::uniform, Path::sorted_runs, rng);  // two-pass sort
+    test_scatter<T, I>(300'000, 8, 60'000, Ids::heavy, Path::sorted_runs, rng);
+    test_scatter<T, I>(3000, 7, 40'000, Ids::heavy, Path::sorted_runs, rng);
+    test_scatter<T, I>(1, 1, 20'000, Ids::all_equal, Path::sorted_runs, rng);
+    test_scatter<T, I>(4, 17, 30'000, Ids::heavy, Path::sorted_runs, rng);
+
+    // Ids out of range: first, middle, last; negative; exactly V; two bad ones (the first by
+    // position is reported, even when another thread's range finds its bad id first).
+    test_bad_ids<T, I>(1, {{0, 100}});
+    test_bad_ids<T, I>(50'000, {{0, -1}});
+    test_bad_ids<T, I>(50'000, {{25'000, 100}});
+    test_bad_ids<T, I>(50'000, {{49'999, std::numeric_limits<I>::max()}});
+    test_bad_ids<T, I>(50'000, {{40'000, std::numeric_limits<I>::min()}, {45'000, 101}});
+    test_bad_ids<T, I>(200'000, {{123'457, -5}, {199'999, 100}});
+
+    test_degenerate_sizes<T, I>();
+}
+
+// --- the pool -------------------------------------------------------------------------------------
+
+void test_pool_exceptions_and_nesting() {
+    current_case = "pool: exceptions and nesting";
+    for (std::size_t threads = 1; threads <= kMaxThreads; ++threads) {
+        fastembed::set_num_threads(threads);
+        bool thrown = false;
+        try {
+            fastembed::run_tasks(64, [](std::size_t i) {
+                if (i == 17) throw std::runtime_error("task 17");
+            });
+        } catch (const std::runtime_error& e) {
+            thrown = std::string(e.what()) == "task 17";
+        }
+        CHECK(thrown);
+        // Nested jobs run inline: every (outer, inner) pair exactly once.
+        std::vector<std::atomic<int>> hits(32 * 32);
+        fastembed::run_tasks(32, [&](std::size_t outer) {
+            fastembed::run_tasks(32, [&](std::size_t inner) { ++hits[outer * 32 + inner]; });
+        });
+        CHECK(std::all_of(hits.begin(), hits.end(), [](const std::atomic<int>& h) { return h == 1; }));
+    }
+}
+
+// Eight caller threads at once, while a ninth keeps changing the thread count.
+void test_concurrent_callers() {
+    current_case = "pool: concurrent callers while the thread count changes";
+    std::mt19937_64 rng(11);
+    const std::size_t V = 3000, dim = 9, n = 40'000;
+    const auto ids = make_ids<std::int64_t>(Ids::zipf, n, V, rng);
+    const auto grad = make_values<float>(n * dim, false, rng);
+    const auto weight = make_values<float>(V * dim, false, rng);
+    fastembed::set_num_threads(4);
+    std::vector<float> expected_grad(V * dim), expected_rows(n * dim);
+    fastembed::sorted_scatter_add(grad.data(), ids.data(), n, dim, V, expected_grad.data());
+    fastembed::gather_rows(weight.data(), V, dim, ids.data(), n, expected_rows.data());
+
+    std::atomic<int> mismatches{0};
+    std::atomic<bool> done{false};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 8; ++t) {
+        callers.emplace_back([&] {
+            std::vector<float> g(V * dim), rows(n * dim);
+            for (int round = 0; round < 10; ++round) {
+                fastembed::sorted_scatter_add(grad.data(), ids.data(), n, dim, V, g.data());
+                fastembed::gather_rows(weight.data(), V, dim, ids.data(), n, rows.data());
+                if (g != expected_grad || rows != expected_rows) ++mismatches;
+            }
+        });
+    }
+    std::thread resizer([&] {
+        for (std::size_t k = 0; !done; ++k) fastembed::set_num_threads(1 + k % kMaxThreads);
+    });
+    for (auto& caller : callers) caller.join();
+    done = true;
+    resizer.join();
+    CHECK(mismatches == 0);
+}
+
+// fork() copies only the calling thread; the child must rebuild the pool and get the same result.
+void test_fork() {
+    current_case = "pool: fork after use";
+    std::mt19937_64 rng(13);
+    const std::size_t V = 2000, dim = 16, n = 40'000;
+    const auto ids = make_ids<std::int32_t>(Ids::uniform, n, V, rng);
+    const auto grad = make_values<double>(n * dim, false, rng);
+    fastembed::set_num_threads(4);
+    std::vector<double> expected(V * dim);
+    fastembed::sorted_scatter_add(grad.data(), ids.data(), n, dim, V, expected.data());
+    const pid_t pid = fork();
+    if (pid == 0) {
+        std::vector<double> got(V * dim);
+        fastembed::sorted_scatter_add(grad.data(), ids.data(), n, dim, V, got.data());
+        fastembed::set_num_threads(3);
+        std::vector<double> again(V * dim);
+        fastembed::sorted_scatter_add(grad.data(), ids.data(), n, dim, V, again.data());
+        _exit(got == expected && again == expected ? 0 : 3);
+    }
+    CHECK(pid > 0);
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+}  // namespace
+
+int main() {
+    std::mt19937_64 rng(20240611);
+    test_kernels_for<float, std::int32_t>(rng);
+    test_kernels_for<float, std::int64_t>(rng);
+    test_kernels_for<double, std::int32_t>(rng);
+    test_kernels_for<double, std::int64_t>(rng);
+    test_gather_unaligned_streaming_output<float>();
+    test_gather_unaligned_streaming_output<double>();
+    test_pool_exceptions_and_nesting();
+    test_concurrent_callers();
+    test_fork();
+    if (failures != 0) {
+        std::fprintf(stderr, "kernel_tests: %d of %d checks failed\n", failures, checks);
+        return 1;
+    }
+    std::printf("kernel_tests: all %d checks passed\n", checks);
+    return 0;
+}
