@@ -7,11 +7,35 @@ The references are deliberately the plainest NumPy there is: ``np.take`` for a l
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import fastembed
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Hypothesis: "default" for local runs, "ci" (fewer examples) where time is short, e.g. the
+# sanitized run in .ci/run. No deadline: sanitizers and busy CI machines make timing meaningless.
+_HYPOTHESIS_COMMON = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+}
+settings.register_profile("default", max_examples=60, **_HYPOTHESIS_COMMON)
+settings.register_profile("ci", max_examples=15, database=None, **_HYPOTHESIS_COMMON)
+settings.load_profile(os.environ.get("FASTEMBED_HYPOTHESIS_PROFILE", "default"))
+
+RUN_SLOW = os.environ.get("FASTEMBED_RUN_SLOW") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` (huge memory or time) run only with FASTEMBED_RUN_SLOW=1."""
+    if RUN_SLOW:
+        return
+    skip = pytest.mark.skip(reason="slow: set FASTEMBED_RUN_SLOW=1 to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 WEIGHT_DTYPES = [np.float32, np.float64]
 KERNEL_ID_DTYPES = [np.int32, np.int64]
