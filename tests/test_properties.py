@@ -247,7 +247,7 @@ def test_sums_are_bitwise_identical_for_1_to_8_threads(call, case):
 @_calls(PUBLIC_CALLS)
 @given(case=cases(max_size=500))
 def test_ids_as_int64_array_give_the_same_bits(call, case):
-    """Any id dtype, byte order, layout or Python form gives what the canonical int64 array gives."""
+    """Any id dtype, byte order, layout or Python form gives what an int64 array gives."""
     got = call.run(case)
     case.ids = case.flat_ids
     assert got.tobytes() == call.run(case).tobytes()
