@@ -6,6 +6,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core
+from ._checks import as_int, require_array, require_table_fits
 from ._ids import as_ids
 
 
@@ -34,7 +35,8 @@ def gather(weight: np.ndarray, ids: ArrayLike, out: np.ndarray | None = None) ->
     IndexError
         An id is negative or ``>= num_embeddings`` (the message names it and its position).
     TypeError
-        ids are not integers, or the dtype of ``weight``/``out`` is not supported or differs.
+        ids are not integers; ``weight`` or ``out`` is not a NumPy array, or its dtype is not
+        supported or differs.
     ValueError
         ``weight`` is not 2-d or not C-contiguous; ``out`` has the wrong shape, is read-only,
         not C-contiguous or overlaps an input.
@@ -47,6 +49,9 @@ def gather(weight: np.ndarray, ids: ArrayLike, out: np.ndarray | None = None) ->
     >>> gather(W, [[0, 2], [1, 2]])[1, 0]
     array([5., 6., 7., 8., 9.], dtype=float32)
     """
+    require_array(weight, "weight")
+    if out is not None:
+        require_array(out, "out")
     return _core.gather(weight, as_ids(ids), out)
 
 
@@ -81,9 +86,14 @@ def scatter_add(
     Raises
     ------
     IndexError, TypeError, ValueError
-        As for :func:`gather`; ``ValueError`` also when ``grad_output`` has the wrong shape.
+        As for :func:`gather`; ``TypeError`` also when ``num_embeddings`` is not an int,
+        ``ValueError`` when it is negative or too large, or ``grad_output`` has the wrong shape.
         Nothing is written to ``out`` when an exception is raised.
     """
-    if type(grad_output) is not np.ndarray or not grad_output.flags.c_contiguous:
-        grad_output = np.ascontiguousarray(grad_output)
+    num_embeddings = as_int(num_embeddings, "num_embeddings", 0)
+    if out is not None:
+        require_array(out, "out")
+    grad_output = np.asarray(grad_output, order="C")  # no copy if already C-contiguous
+    dim = grad_output.shape[-1] if grad_output.ndim else 1
+    require_table_fits(num_embeddings, dim, grad_output.dtype)
     return _core.scatter_add(grad_output, as_ids(ids), num_embeddings, out)

@@ -6,7 +6,22 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 _KERNEL_ID_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
-_INT64_MAX = np.iinfo(np.int64).max
+_INT64_MIN, _INT64_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+
+
+def _position(flat: int, shape: tuple) -> str:
+    return ", ".join(str(int(i)) for i in np.unravel_index(flat, shape)) if shape else "()"
+
+
+def _reject_ints_beyond_int64(array: np.ndarray) -> None:
+    """IndexError for the first Python int outside int64 (NumPy holds those as objects)."""
+    for flat, value in enumerate(array.reshape(-1)):
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise IndexError(
+                    f"id {value} at ids[{_position(flat, array.shape)}] is out of range "
+                    "(outside int64, larger than any table)"
+                )
 
 
 def as_ids(ids: ArrayLike) -> np.ndarray:
@@ -22,14 +37,15 @@ def as_ids(ids: ArrayLike) -> np.ndarray:
     if array.size == 0 and not isinstance(ids, np.ndarray) and array.dtype.kind == "f":
         return np.zeros(array.shape, dtype=np.int64)  # np.asarray([]) is float64
     kind = array.dtype.kind
+    if kind == "O" and not isinstance(ids, np.ndarray):  # a list or int with a huge int in it
+        _reject_ints_beyond_int64(array)
     if kind not in "iu":
         raise TypeError(f"ids must be integers, got dtype {array.dtype}")
     if kind == "u" and array.dtype.itemsize == 8 and array.size and array.max() > _INT64_MAX:
         flat = int(np.argmax(array > _INT64_MAX))
-        position = ", ".join(str(int(i)) for i in np.unravel_index(flat, array.shape))
         raise IndexError(
-            f"id {int(array.reshape(-1)[flat])} at ids[{position}] is out of range "
-            "(larger than any table)"
+            f"id {int(array.reshape(-1)[flat])} at ids[{_position(flat, array.shape)}] is out "
+            "of range (larger than any table)"
         )
     target = np.int32 if array.dtype.itemsize < 4 or array.dtype == np.int32 else np.int64
     return array.astype(target, order="C", copy=False)  # keeps 0-d ids 0-d

@@ -6,6 +6,10 @@ import os
 import warnings
 
 from . import _core
+from ._checks import as_int
+
+# More threads than this only adds contention on any machine; far more could not be started.
+_MAX_THREADS = 4096
 
 
 def get_num_threads() -> int:
@@ -14,14 +18,15 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n >= 1`` threads in later calls; calls already running finish first.
+    """Use ``1 <= n <= 4096`` threads in later calls; calls already running finish first.
 
     The default is ``FASTEMBED_NUM_THREADS`` if set, else the number of CPUs this process may
     run on (its affinity mask). Results never depend on the thread count.
     """
-    if isinstance(n, bool) or int(n) != n:
-        raise TypeError(f"num_threads must be an int, got {n!r}")
-    _core.set_num_threads(int(n))
+    n = as_int(n, "num_threads", 1)
+    if n > _MAX_THREADS:
+        raise ValueError(f"num_threads must be <= {_MAX_THREADS}, got {n}")
+    _core.set_num_threads(n)
 
 
 def _check_environment() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from ._checks import as_int, require_table_fits
 from ._functional import gather, scatter_add
 from ._ids import as_ids
 
@@ -84,14 +85,11 @@ class Embedding:
                 raise ValueError("give num_embeddings and embedding_dim, or weight")
             if np.dtype(dtype) not in _TABLE_DTYPES:
                 raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-            for name, value in (
-                ("num_embeddings", num_embeddings),
-                ("embedding_dim", embedding_dim),
-            ):
-                if int(value) != value or value < 0:
-                    raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+            num_embeddings = as_int(num_embeddings, "num_embeddings", 0)
+            embedding_dim = as_int(embedding_dim, "embedding_dim", 0)
+            require_table_fits(num_embeddings, embedding_dim, np.dtype(dtype))
             rng = np.random.default_rng(seed)
-            weight = rng.random((int(num_embeddings), int(embedding_dim)), dtype=np.dtype(dtype))
+            weight = rng.random((num_embeddings, embedding_dim), dtype=np.dtype(dtype))
             weight *= 0.1
             weight -= 0.05
         self.weight: np.ndarray = weight
@@ -128,15 +126,20 @@ class Embedding:
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         """Dense gradient w.r.t. ``weight`` of the last :meth:`forward`; also kept as ``grad``.
 
-        ``grad_output`` must have shape ``ids.shape + (embedding_dim,)``.
+        ``grad_output`` must have shape ``ids.shape + (embedding_dim,)`` and the dtype of
+        ``weight``.
         """
         if self._ids is None:
             raise RuntimeError("backward() needs a forward() first")
-        width = np.shape(grad_output)[-1:]
-        if width != (self.embedding_dim,):
+        grad_output = np.asarray(grad_output)
+        if grad_output.shape[-1:] != (self.embedding_dim,):
             raise ValueError(
                 f"grad_output must end in embedding_dim={self.embedding_dim}, "
-                f"got shape {np.shape(grad_output)}"
+                f"got shape {grad_output.shape}"
+            )
+        if grad_output.dtype != self.dtype:
+            raise TypeError(
+                f"grad_output must have the dtype of weight ({self.dtype}), got {grad_output.dtype}"
             )
         self.grad = scatter_add(grad_output, self._ids, self.num_embeddings)
         return self.grad

@@ -1,0 +1,44 @@
+"""Checks of Python-level arguments, done before any call into the compiled kernels.
+
+The bindings check arrays they are handed; these checks make sure they are handed arrays and
+integers at all, so that a wrong argument gets a message naming it instead of pybind11's
+generic "incompatible function arguments".
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+
+def require_array(value: object, name: str) -> np.ndarray:
+    """``value`` itself if it is a NumPy array (subclasses such as ``np.memmap`` included)."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(value).__name__}")
+    return value
+
+
+def as_int(value: object, name: str, minimum: int) -> int:
+    """``value`` as a Python int ``>= minimum``: TypeError for anything that is not an integer
+    (bool and float included, even 3.0), ValueError below ``minimum``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    return number
+
+
+def require_table_fits(num_embeddings: int, embedding_dim: int, dtype: np.dtype) -> None:
+    """ValueError if a (num_embeddings, embedding_dim) table of ``dtype`` could not be indexed
+    in this address space (NumPy would fail later with a message naming neither)."""
+    elements = num_embeddings * max(embedding_dim, 1)
+    if elements * np.dtype(dtype).itemsize > np.iinfo(np.intp).max:
+        raise ValueError(
+            f"a ({num_embeddings}, {embedding_dim}) {np.dtype(dtype)} table is too large for "
+            "this machine's address space"
+        )
