@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import fastembed
@@ -139,6 +141,20 @@ def raises_leaving_untouched(
 
 def sentinel_array(shape: tuple, dtype) -> np.ndarray:
     return np.full(shape, SENTINEL, dtype=dtype)
+
+
+def run_python(code: str, **environment: str) -> subprocess.CompletedProcess:
+    """Runs ``code`` in a fresh interpreter that imports this process's fastembed."""
+    env = {key: value for key, value in os.environ.items() if key != "FASTEMBED_NUM_THREADS"}
+    env.update(environment)
+    # The child must import the same fastembed as this process, installed or not.
+    package_root = os.path.dirname(os.path.dirname(fastembed.__file__))
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (package_root, os.environ.get("PYTHONPATH")) if p
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.fixture

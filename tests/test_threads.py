@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import fastembed
@@ -20,6 +18,7 @@ from conftest import (
     make_ids,
     make_table,
     reference_gather,
+    run_python,
 )
 
 THREAD_COUNTS = [1, 2, 3, 7]
@@ -94,22 +93,9 @@ def test_set_num_threads_non_integer_is_type_error(n):
     assert fastembed.get_num_threads() == before
 
 
-def _run_python(code: str, **environment: str) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key != "FASTEMBED_NUM_THREADS"}
-    env.update(environment)
-    # The child must import the same fastembed as this process, installed or not.
-    package_root = os.path.dirname(os.path.dirname(fastembed.__file__))
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (package_root, os.environ.get("PYTHONPATH")) if p
-    )
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
-
-
 @pytest.mark.parametrize("value", ["1", "3", "5"])
 def test_environment_variable_sets_the_thread_count(value):
-    child = _run_python(
+    child = run_python(
         "import fastembed, numpy as np\n"
         "print(fastembed.get_num_threads())\n"
         "g = np.ones((40000, 16), np.float32)\n"
@@ -122,14 +108,14 @@ def test_environment_variable_sets_the_thread_count(value):
 
 
 def test_default_thread_count_is_the_usable_cores():
-    child = _run_python("import fastembed; print(fastembed.get_num_threads())")
+    child = run_python("import fastembed; print(fastembed.get_num_threads())")
     assert child.returncode == 0, child.stderr
     assert int(child.stdout) == len(os.sched_getaffinity(0))
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "many"])
 def test_invalid_environment_variable_still_gives_a_working_library(value):
-    child = _run_python(
+    child = run_python(
         "import fastembed; print(fastembed.get_num_threads())", FASTEMBED_NUM_THREADS=value
     )
     assert child.returncode == 0, child.stderr
@@ -138,7 +124,7 @@ def test_invalid_environment_variable_still_gives_a_working_library(value):
 
 def test_forked_child_can_use_the_pool():
     """The pool's threads do not survive fork(); the child must rebuild them, not hang."""
-    child = _run_python(
+    child = run_python(
         "import os, fastembed, numpy as np\n"
         "fastembed.set_num_threads(2)\n"
         "g = np.ones((40000, 16), np.float32)\n"
