@@ -18,8 +18,12 @@ namespace fastembed {
 template <class T>
 class DenseRowSink {
   public:
-    DenseRowSink(T* out, std::size_t dim, bool streaming, const GradOptions& options)
-        : out_(out), dim_(dim), writer_(streaming && !options.accumulate), options_(options) {}
+    // Accumulating reads every row it writes: streaming around the cache would not pay.
+    DenseRowSink(T* out, std::size_t num_embeddings, std::size_t dim, const GradOptions& options)
+        : out_(out),
+          dim_(dim),
+          writer_(options.accumulate ? 0 : num_embeddings * dim * sizeof(T), dim * sizeof(T)),
+          options_(options) {}
 
     void row(std::size_t, std::uint64_t id, const T* sum, std::size_t count) const {
         T* dst = out_ + id * dim_;
@@ -53,7 +57,7 @@ void sorted_scatter_add(const T* grad_output, const I* ids, std::size_t n, std::
                         std::size_t num_embeddings, T* out, const GradOptions& options = {}) {
     check_ids(ids, n, num_embeddings);
     if (dim == 0 || num_embeddings == 0) return;
-    DenseRowSink<T> sink(out, dim, num_embeddings * dim * sizeof(T) >= kStreamingBytes, options);
+    DenseRowSink<T> sink(out, num_embeddings, dim, options);
     // Accumulating touches occurring ids only; overwriting must also zero the absent ones.
     reduce_by_id(ids, n, num_embeddings, grad_output, dim, !options.accumulate, sink);
 }
