@@ -12,6 +12,10 @@
 #include <new>
 #include <type_traits>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace fastembed {
 
 namespace detail {
@@ -22,13 +26,20 @@ struct FreeDeleter {
 
 }  // namespace detail
 
+// `huge`: for a large result handed on to NumPy. glibc serves such sizes with fresh mmap'd
+// pages on every call (they exceed its recycling threshold), and faulting them in 4 KiB at a
+// time can cost more than the kernel itself; NumPy marks its own large arrays for transparent
+// huge pages, and so do we (2 MiB aligned + MADV_HUGEPAGE, Linux only; a hint, never an error).
+enum class Pages { normal, huge };
+
 // An array of `size` uninitialised trivially-copyable T.
 template <class T>
 class ScratchArray {
     static_assert(std::is_trivially_copyable_v<T>, "scratch holds plain data only");
 
   public:
-    explicit ScratchArray(std::size_t size) : data_(allocate(size)) {}
+    explicit ScratchArray(std::size_t size, Pages pages = Pages::normal)
+        : data_(allocate(size, pages)) {}
 
     T* get() const { return data_.get(); }
     T& operator[](std::size_t i) const { return data_.get()[i]; }
@@ -37,10 +48,22 @@ class ScratchArray {
     T* release() noexcept { return data_.release(); }
 
   private:
-    static T* allocate(std::size_t size) {
+    static T* allocate(std::size_t size, Pages pages) {
         if (size == 0) return nullptr;
         if (size > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_alloc();
-        void* p = std::malloc(size * sizeof(T));
+        const std::size_t bytes = size * sizeof(T);
+#if defined(__linux__)
+        constexpr std::size_t kHugePage = std::size_t{2} << 20;
+        if (pages == Pages::huge && bytes >= 2 * kHugePage) {
+            void* p = nullptr;
+            if (posix_memalign(&p, kHugePage, bytes) != 0) throw std::bad_alloc();
+            madvise(p, (bytes + kHugePage - 1) / kHugePage * kHugePage, MADV_HUGEPAGE);
+            return static_cast<T*>(p);
+        }
+#else
+        (void)pages;
+#endif
+        void* p = std::malloc(bytes);
         if (p == nullptr) throw std::bad_alloc();
         return static_cast<T*>(p);
     }

@@ -47,8 +47,8 @@ class SparseRowSink {
             total += distinct_in_part[part];
         }
         result_.rows = total - (padding_occurs_ ? 1 : 0);
-        result_.indices = ScratchArray<std::int64_t>(result_.rows);
-        result_.values = ScratchArray<T>(result_.rows * dim_);
+        result_.indices = ScratchArray<std::int64_t>(result_.rows, Pages::huge);
+        result_.values = ScratchArray<T>(result_.rows * dim_, Pages::huge);
         writer_ = RowWriter(result_.rows * dim_ * sizeof(T), dim_ * sizeof(T));
     }
 
