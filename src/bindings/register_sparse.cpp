@@ -3,9 +3,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <optional>
-#include <utility>
 #include <vector>
 
 #include "bindings/arrays.hpp"
@@ -16,14 +14,29 @@ namespace fastembed::bindings {
 
 namespace {
 
-// A NumPy array that owns `buffer` (from malloc): no copy, freed with the array.
+// The sparse kernel's result memory: NumPy arrays from new_result (large ones in recycled
+// buffers), made once the kernel knows the row count. The kernel runs with the GIL released,
+// so each request takes it back for the moment of the allocation.
 template <class T>
-py::array adopt(ScratchArray<T>& buffer, std::vector<py::ssize_t> shape) {
-    T* data = buffer.release();
-    if (data == nullptr) return py::array_t<T>(std::move(shape));  // an empty result
-    py::capsule owner(data, [](void* p) { std::free(p); });
-    return py::array_t<T>(std::move(shape), data, owner);
-}
+class NumpySparseOutput {
+  public:
+    std::int64_t* indices(std::size_t rows) {
+        py::gil_scoped_acquire gil;
+        indices_ = new_result(py::dtype::of<std::int64_t>(), {static_cast<py::ssize_t>(rows)});
+        return static_cast<std::int64_t*>(indices_->mutable_data());
+    }
+    T* values(std::size_t rows, std::size_t dim) {
+        py::gil_scoped_acquire gil;
+        values_ = new_result(py::dtype::of<T>(),
+                             {static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(dim)});
+        return static_cast<T*>(values_->mutable_data());
+    }
+    py::tuple result() const { return py::make_tuple(*indices_, *values_); }
+
+  private:
+    std::optional<py::array> indices_;
+    std::optional<py::array> values_;
+};
 
 // (indices, values) of the row-sparse gradient; python/fastembed/sparse.py wraps them.
 py::tuple sparse_grad(const py::array& grad_output, const py::array& ids, long long num_embeddings,
@@ -41,19 +54,18 @@ py::tuple sparse_grad(const py::array& grad_output, const py::array& ids, long l
         const T* grad = static_cast<const T*>(grad_output.data());
         const auto n = static_cast<std::size_t>(ids.size());
         const auto rows = static_cast<std::size_t>(num_embeddings);
-        SparseRows<T> result = dispatch_ids(ids, [&](auto id_tag) {
+        NumpySparseOutput<T> output;
+        dispatch_ids(ids, [&](auto id_tag) {
             using I = typename decltype(id_tag)::type;
             const I* id_data = static_cast<const I*>(ids.data());
             try {
                 py::gil_scoped_release release;
-                return fastembed::sparse_grad(grad, id_data, n, dim, rows, options);
+                fastembed::sparse_grad(grad, id_data, n, dim, rows, options, output);
             } catch (const IdOutOfRange& e) {
                 throw py::index_error(id_error_message(ids, e.position, e.id, rows));
             }
         });
-        const auto count = static_cast<py::ssize_t>(result.rows);
-        return py::make_tuple(adopt(result.indices, {count}),
-                              adopt(result.values, {count, static_cast<py::ssize_t>(dim)}));
+        return output.result();
     });
 }
 
