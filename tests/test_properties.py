@@ -45,7 +45,6 @@ class Case:
         return self.weight.shape[0]
 
 
-
 def draw_id_values(
     distribution: str, shape: tuple, num_embeddings: int, rng: np.random.Generator
 ) -> np.ndarray:

@@ -19,9 +19,13 @@ def require_array(value: object, name: str) -> np.ndarray:
     return value
 
 
-def as_int(value: object, name: str, minimum: int) -> int:
-    """``value`` as a Python int ``>= minimum``: TypeError for anything that is not an integer
-    (bool and float included, even 3.0), ValueError below ``minimum``."""
+INT64_MAX = int(np.iinfo(np.int64).max)
+
+
+def as_int(value: object, name: str, minimum: int, maximum: int = INT64_MAX) -> int:
+    """``value`` as a Python int in ``[minimum, maximum]``: TypeError for anything that is not
+    an integer (bool and float included, even 3.0), ValueError outside the range (the default
+    maximum is what the compiled module can take)."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int, got {value!r}")
     try:
@@ -30,6 +34,8 @@ def as_int(value: object, name: str, minimum: int) -> int:
         raise TypeError(f"{name} must be an int, got {value!r}") from None
     if number < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    if number > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {number}")
     return number
 
 

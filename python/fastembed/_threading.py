@@ -8,9 +8,6 @@ import warnings
 from . import _core
 from ._checks import as_int
 
-# More threads than this only adds contention on any machine; far more could not be started.
-_MAX_THREADS = 4096
-
 
 def get_num_threads() -> int:
     """Number of threads the kernels use (the calling thread included)."""
@@ -18,15 +15,12 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``1 <= n <= 4096`` threads in later calls; calls already running finish first.
+    """Use ``n`` threads (1 to 1024) in later calls; calls already running finish first.
 
     The default is ``FASTEMBED_NUM_THREADS`` if set, else the number of CPUs this process may
     run on (its affinity mask). Results never depend on the thread count.
     """
-    n = as_int(n, "num_threads", 1)
-    if n > _MAX_THREADS:
-        raise ValueError(f"num_threads must be <= {_MAX_THREADS}, got {n}")
-    _core.set_num_threads(n)
+    _core.set_num_threads(as_int(n, "num_threads", 1))  # the binding checks the maximum
 
 
 def _check_environment() -> None:

@@ -1,9 +1,13 @@
 #include "bindings/arrays.hpp"
 
+#include "kernels/grad_options.hpp"
+
 #include <pybind11/numpy.h>
 
 #include <cstdint>
 #include <string>
+
+#include "kernels/recycled_buffers.hpp"
 
 namespace fastembed::bindings {
 
@@ -40,6 +44,20 @@ void require_ids(const py::array& ids) {
     require_layout(ids, "ids", false);
 }
 
+py::array new_result(const py::dtype& dtype, const std::vector<py::ssize_t>& shape) {
+    std::size_t bytes = static_cast<std::size_t>(dtype.itemsize());
+    for (py::ssize_t extent : shape) bytes *= static_cast<std::size_t>(extent);
+    if (bytes < kMinRecycledBytes) return py::array(dtype, shape);
+    // Taken and given back with the GIL held, so a fork() never finds the recycler locked.
+    auto* buffer = new Buffer(take_buffer(bytes));
+    py::capsule owner(buffer, [](void* p) {
+        auto* owned = static_cast<Buffer*>(p);
+        give_back_buffer(*owned);
+        delete owned;
+    });
+    return py::array(dtype, shape, std::vector<py::ssize_t>{}, buffer->data, owner);
+}
+
 std::string id_error_message(const py::array& ids, std::size_t flat_position, std::int64_t id,
                              std::size_t num_embeddings) {
     std::string index;
@@ -54,6 +72,35 @@ std::string id_error_message(const py::array& ids, std::size_t flat_position, st
     return "id " + std::to_string(id) + " at ids[" + index + "] is out of range for num_embeddings=" +
            std::to_string(num_embeddings) + " (valid ids are 0.." +
            std::to_string(static_cast<std::int64_t>(num_embeddings) - 1) + ")";
+}
+
+void require_grad_shape(const py::array& grad_output, const py::array& ids) {
+    bool matches = grad_output.ndim() == ids.ndim() + 1;
+    for (py::ssize_t axis = 0; matches && axis < ids.ndim(); ++axis) {
+        matches = grad_output.shape(axis) == ids.shape(axis);
+    }
+    if (!matches) {
+        throw py::value_error("grad_output must have shape ids.shape + (embedding_dim,) = " +
+                              shape_string(ids) + " + (D,), got " + shape_string(grad_output));
+    }
+}
+
+void require_num_embeddings(long long num_embeddings) {
+    if (num_embeddings < 0) {
+        throw py::value_error("num_embeddings must be >= 0, got " + std::to_string(num_embeddings));
+    }
+}
+
+std::uint64_t padding_row(std::optional<long long> padding_idx, long long num_embeddings) {
+    if (!padding_idx) return GradOptions::kNoPadding;
+    const long long given = *padding_idx;
+    if (given < -num_embeddings || given >= num_embeddings) {
+        throw py::value_error("padding_idx=" + std::to_string(given) +
+                              " is out of range for num_embeddings=" + std::to_string(num_embeddings) +
+                              " (valid: " + std::to_string(-num_embeddings) + ".." +
+                              std::to_string(num_embeddings - 1) + ")");
+    }
+    return static_cast<std::uint64_t>(given < 0 ? given + num_embeddings : given);
 }
 
 }  // namespace fastembed::bindings

@@ -36,6 +36,16 @@ void require_ids(const py::array& ids);
 std::string id_error_message(const py::array& ids, std::size_t flat_position, std::int64_t id,
                              std::size_t num_embeddings);
 
+// ValueError unless grad_output has shape ids.shape + (embedding_dim,).
+void require_grad_shape(const py::array& grad_output, const py::array& ids);
+
+// ValueError unless num_embeddings >= 0.
+void require_num_embeddings(long long num_embeddings);
+
+// The row a padding_idx names, counting negative values from the end as PyTorch does
+// (GradOptions::kNoPadding for none); ValueError unless -num_embeddings <= padding_idx < num_embeddings.
+std::uint64_t padding_row(std::optional<long long> padding_idx, long long num_embeddings);
+
 // Calls f(Tag<T>{}) for the floating dtype of `array` (float32 or float64), else TypeError.
 template <class F>
 decltype(auto) dispatch_float(const py::array& array, const char* name, F&& f) {
@@ -51,12 +61,16 @@ decltype(auto) dispatch_ids(const py::array& ids, F&& f) {
     return f(Tag<std::int64_t>{});
 }
 
+// A new uninitialised C-contiguous array. Large ones live in recycled buffers (see
+// kernels/recycled_buffers.hpp), which go back to the recycler when the array is dropped.
+py::array new_result(const py::dtype& dtype, const std::vector<py::ssize_t>& shape);
+
 // `out` if given (after checking shape, dtype, layout and overlap with `inputs`), else a new
-// uninitialised array; NumPy's allocator gives large results transparent huge pages.
+// uninitialised array.
 template <class T>
 py::array output_array(const std::optional<py::array>& out, const std::vector<py::ssize_t>& shape,
                        const std::vector<std::pair<const py::array*, const char*>>& inputs) {
-    if (!out) return py::array_t<T>(shape);
+    if (!out) return new_result(py::dtype::of<T>(), shape);
     const py::array& given = *out;
     if (!py::isinstance<py::array_t<T>>(given)) {
         throw py::type_error("out must have dtype " + std::string(py::str(py::dtype::of<T>())) +

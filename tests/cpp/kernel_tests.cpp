@@ -23,9 +23,10 @@
 #include <vector>
 
 #include "kernels/check_ids.hpp"
-#include "kernels/counting_reduce.hpp"
+#include "kernels/blocked_reduce.hpp"
 #include "kernels/gather.hpp"
 #include "kernels/radix_sort.hpp"
+#include "kernels/row_source.hpp"
 #include "kernels/runs.hpp"
 #include "kernels/scatter.hpp"
 #include "kernels/thread_pool.hpp"
@@ -82,8 +83,8 @@ const char* ids_name(Ids kind) {
     return "?";
 }
 
-// n ids in [0, V). "heavy": uniform plus one id taking 20_000 positions (> 2 * 4096, so the
-// sorted-runs path cuts it into blocks) and another 9_000, shuffled in.
+// n ids in [0, V). "heavy": uniform, then 60% of the positions given to one id and 20% to
+// another (runs far longer than 2 * 4096 rows once n is in the tens of thousands), shuffled.
 template <class I>
 std::vector<I> make_ids(Ids kind, std::size_t n, std::size_t V, std::mt19937_64& rng) {
     std::vector<I> ids(n);
@@ -102,8 +103,8 @@ std::vector<I> make_ids(Ids kind, std::size_t n, std::size_t V, std::mt19937_64&
         }
     }
     if (kind == Ids::heavy) {
-        for (std::size_t i = 0; i < std::min<std::size_t>(n, 20'000); ++i) ids[i] = static_cast<I>(V / 3);
-        for (std::size_t i = 20'000; i < std::min<std::size_t>(n, 29'000); ++i) ids[i] = static_cast<I>(V - 1);
+        for (std::size_t i = 0; i < n * 6 / 10; ++i) ids[i] = static_cast<I>(V / 3);
+        for (std::size_t i = n * 6 / 10; i < n * 8 / 10; ++i) ids[i] = static_cast<I>(V - 1);
         std::shuffle(ids.begin(), ids.end(), rng);
     }
     if (kind == Ids::all_distinct) std::shuffle(ids.begin(), ids.end(), rng);
@@ -132,19 +133,65 @@ std::vector<T> naive_gather(const std::vector<T>& weight, std::size_t dim, const
     return out;
 }
 
-// Each id's rows summed in T in position order: what the kernel computes for runs that are not
-// heavy (bit for bit).
+// `rows` (positions, increasing) summed in T one by one: a copy of the first, then additions.
+template <class T>
+std::vector<T> sum_in_order(const std::vector<T>& grad, std::size_t dim, const std::size_t* rows,
+                            std::size_t count) {
+    std::vector<T> sum(grad.begin() + rows[0] * dim, grad.begin() + (rows[0] + 1) * dim);
+    for (std::size_t k = 1; k < count; ++k) {
+        for (std::size_t d = 0; d < dim; ++d) sum[d] += grad[rows[k] * dim + d];
+    }
+    return sum;
+}
+
+// `parts` summed in order the same way.
+template <class T>
+std::vector<T> add_in_order(const std::vector<std::vector<T>>& parts) {
+    std::vector<T> sum = parts.front();
+    for (std::size_t p = 1; p < parts.size(); ++p) {
+        for (std::size_t d = 0; d < sum.size(); ++d) sum[d] += parts[p][d];
+    }
+    return sum;
+}
+
+// The dense gradient with each id's sum taken in exactly the order the kernel documents, so the
+// comparison can be bit for bit (a plain double sum is checked separately):
+//  * blocked path (`blocks` > 0, positions cut into `blocks` equal ranges): each block's rows in
+//    position order, then the block sums in block order;
+//  * sorted-runs path (`blocks` == 0): rows in position order, except that a heavy run (one that
+//    covers key k and k + block_rows for some multiple k of block_rows, in sorted order) is
+//    summed in pieces of block_rows rows from its start, then the pieces in order.
 template <class T, class I>
 std::vector<T> naive_scatter(const std::vector<T>& grad, const std::vector<I>& ids, std::size_t V,
-                             std::size_t dim) {
+                             std::size_t dim, std::size_t blocks) {
+    const std::size_t n = ids.size();
+    std::vector<std::vector<std::size_t>> rows_of(V);
+    for (std::size_t i = 0; i < n; ++i) rows_of[static_cast<std::size_t>(ids[i])].push_back(i);
+    const std::size_t block_rows = fastembed::heavy_block_rows(dim);
     std::vector<T> out(V * dim, T(0));
-    std::vector<bool> seen(V, false);
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-        const auto v = static_cast<std::size_t>(ids[i]);
-        for (std::size_t d = 0; d < dim; ++d) {
-            out[v * dim + d] = seen[v] ? out[v * dim + d] + grad[i * dim + d] : grad[i * dim + d];
+    std::size_t run_begin = 0;  // where v's run starts among the sorted keys
+    for (std::size_t v = 0; v < V; ++v) {
+        const std::vector<std::size_t>& rows = rows_of[v];
+        if (rows.empty()) continue;
+        std::vector<std::vector<T>> parts;
+        if (blocks > 0) {
+            for (std::size_t b = 0, k = 0; b < blocks; ++b) {
+                const std::size_t first = k;
+                while (k < rows.size() && rows[k] < n * (b + 1) / blocks) ++k;
+                if (k > first) parts.push_back(sum_in_order(grad, dim, rows.data() + first, k - first));
+            }
+        } else {
+            const std::size_t run_end = run_begin + rows.size();
+            const std::size_t sample = (run_begin + block_rows - 1) / block_rows * block_rows;
+            const bool heavy = sample + block_rows < run_end;
+            const std::size_t piece = heavy ? block_rows : rows.size();
+            for (std::size_t k = 0; k < rows.size(); k += piece) {
+                parts.push_back(sum_in_order(grad, dim, rows.data() + k, std::min(piece, rows.size() - k)));
+            }
         }
-        seen[v] = true;
+        const std::vector<T> sum = add_in_order(parts);
+        std::copy(sum.begin(), sum.end(), out.begin() + v * dim);
+        run_begin += rows.size();
     }
     return out;
 }
@@ -188,30 +235,28 @@ std::vector<T> run_scatter(const std::vector<T>& grad, const std::vector<I>& ids
     return out;
 }
 
-// Whether reduce_by_id takes the counting path for this input (it declines without writing).
-template <class T, class I>
-bool takes_counting_path(const std::vector<T>& grad, const std::vector<I>& ids, std::size_t V, std::size_t dim) {
-    std::vector<T> scratch(V * dim);
-    fastembed::DenseRowSink<T> sink(scratch.data(), dim, false);
-    return fastembed::counting_reduce(ids.data(), ids.size(), V, grad.data(), dim, true, sink);
+// Blocks of the blocked path for this shape; 0: reduce_by_id takes the sorted-runs path.
+template <class T>
+std::size_t blocks_for(std::size_t n, std::size_t V, std::size_t dim) {
+    return fastembed::position_blocks(n, V, dim * sizeof(T));
 }
 
-// The sorted-runs path alone (bypassing the counting path that reduce_by_id would pick).
+// The sorted-runs path alone, whatever reduce_by_id would pick for this shape.
 template <class T, class I>
 std::vector<T> sorted_runs_scatter(const std::vector<T>& grad, const std::vector<I>& ids, std::size_t V,
                                    std::size_t dim) {
     std::vector<T> out(V * dim, static_cast<T>(kSentinel));
-    fastembed::DenseRowSink<T> sink(out.data(), dim, false);
+    fastembed::DenseRowSink<T> sink(out.data(), V, dim, fastembed::GradOptions{});
     fastembed::with_sorted_ids(ids.data(), ids.size(), V, [&](const auto& sorted) {
         const auto plan = fastembed::plan_runs(sorted, V, dim, dim * sizeof(T), true);
-        fastembed::reduce_runs(sorted, plan, grad.data(), dim, sink);
+        fastembed::reduce_runs(sorted, plan, fastembed::GradRows<T>(grad.data(), dim), sink);
     });
     return out;
 }
 
 // --- tests -------------------------------------------------------------------------------------
 
-enum class Path { counting, sorted_runs };
+enum class Path { blocked, sorted_runs };
 
 template <class T, class I>
 void test_gather(std::size_t V, std::size_t dim, std::size_t n, Ids kind, std::mt19937_64& rng) {
@@ -249,20 +294,16 @@ template <class T, class I>
 void test_scatter(std::size_t V, std::size_t dim, std::size_t n, Ids kind, Path path, std::mt19937_64& rng) {
     current_case = std::string("scatter ") + type_name<T>() + "/" + type_name<I>() + " V=" + std::to_string(V) +
                    " D=" + std::to_string(dim) + " n=" + std::to_string(n) + " " + ids_name(kind) +
-                   (path == Path::counting ? " counting" : " sorted-runs");
+                   (path == Path::blocked ? " blocked" : " sorted-runs");
     const auto ids = make_ids<I>(kind, n, V, rng);
-    const bool heavy = kind == Ids::heavy || (kind == Ids::all_equal && n > 2 * 4096);
+    const std::size_t blocks = blocks_for<T>(n, V, dim);
+    CHECK((blocks > 0) == (path == Path::blocked));
     for (const bool integers : {true, false}) {
         const auto grad = make_values<T>(n * dim, integers, rng);
-        if (n > 0) CHECK(takes_counting_path(grad, ids, V, dim) == (path == Path::counting));
         const auto first = run_scatter(grad, ids, V, dim, 1);
-        if (!heavy || integers) {
-            // Position-order sums: bitwise equal to the naive loop (heavy runs: exact integers).
-            CHECK(same_bytes(first, naive_scatter(grad, ids, V, dim)));
-        } else {
-            CHECK(close_to_exact_sum(first, grad, ids, V, dim));
-        }
-        if (n > 0) CHECK(same_bytes(sorted_runs_scatter(grad, ids, V, dim), first));
+        CHECK(same_bytes(first, naive_scatter(grad, ids, V, dim, blocks)));
+        CHECK(close_to_exact_sum(first, grad, ids, V, dim));
+        if (n > 0) CHECK(same_bytes(sorted_runs_scatter(grad, ids, V, dim), naive_scatter(grad, ids, V, dim, 0)));
         for (std::size_t threads = 2; threads <= kMaxThreads; ++threads) {
             CHECK(same_bytes(run_scatter(grad, ids, V, dim, threads), first));
         }
@@ -336,7 +377,7 @@ void test_degenerate_sizes() {
         const auto weight = make_values<T>(7, false, rng);
         CHECK(same_bytes(run_gather(weight, 1, 7, zeros, 8), naive_gather(weight, 7, zeros)));
         const auto grad = make_values<T>(5000 * 7, true, rng);
-        CHECK(same_bytes(run_scatter(grad, zeros, 1, 7, 8), naive_scatter(grad, zeros, 1, 7)));
+        CHECK(same_bytes(run_scatter(grad, zeros, 1, 7, 8), naive_scatter(grad, zeros, 1, 7, blocks_for<T>(5000, 1, 7))));
         bool thrown = false;
         try {
             run_gather(std::vector<T>{}, 0, 7, std::vector<I>{0}, 2);
@@ -356,18 +397,23 @@ void test_kernels_for(std::mt19937_64& rng) {
     test_gather<T, I>(1, 7, 100, Ids::all_equal, rng);
     test_gather<T, I>(50'000, 8, 50'000, Ids::all_distinct, rng);
 
-    // scatter_add, counting path: V * D * sizeof(T) <= 8 MiB and no heavy run.
+    // scatter_add, blocked path: V * D * sizeof(T) <= 8 MiB and at least 8 rows per id.
     for (std::size_t dim : {1, 7, 17, 64}) {
-        for (Ids kind : {Ids::uniform, Ids::zipf}) test_scatter<T, I>(2000, dim, 20'000, kind, Path::counting, rng);
+        for (Ids kind : {Ids::uniform, Ids::zipf}) test_scatter<T, I>(2000, dim, 20'000, kind, Path::blocked, rng);
     }
-    test_scatter<T, I>(1, 7, 3000, Ids::all_equal, Path::counting, rng);
-    test_scatter<T, I>(5000, 3, 5000, Ids::all_distinct, Path::counting, rng);
-    // Sorted-runs path: the gradient is larger than 8 MiB, or some run is heavy.
+    test_scatter<T, I>(500, 3, 40'000, Ids::zipf, Path::blocked, rng);  // 16 blocks
+    test_scatter<T, I>(1, 7, 3000, Ids::all_equal, Path::blocked, rng);
+    test_scatter<T, I>(1, 1, 20'000, Ids::all_equal, Path::blocked, rng);
+    test_scatter<T, I>(4, 17, 30'000, Ids::heavy, Path::blocked, rng);
+    // Sorted-runs path: the gradient is larger than 8 MiB, or too few rows per id; heavy runs.
+    for (std::size_t dim : {1, 7, 17}) {
+        for (Ids kind : {Ids::uniform, Ids::zipf}) test_scatter<T, I>(5000, dim, 20'000, kind, Path::sorted_runs, rng);
+    }
+    test_scatter<T, I>(5000, 3, 5000, Ids::all_distinct, Path::sorted_runs, rng);
     test_scatter<T, I>(300'000, 8, 60'000, Ids::uniform, Path::sorted_runs, rng);  // two-pass sort
     test_scatter<T, I>(300'000, 8, 60'000, Ids::heavy, Path::sorted_runs, rng);
-    test_scatter<T, I>(3000, 7, 40'000, Ids::heavy, Path::sorted_runs, rng);
-    test_scatter<T, I>(1, 1, 20'000, Ids::all_equal, Path::sorted_runs, rng);
-    test_scatter<T, I>(4, 17, 30'000, Ids::heavy, Path::sorted_runs, rng);
+    test_scatter<T, I>(3000, 7, 20'000, Ids::heavy, Path::sorted_runs, rng);
+    test_scatter<T, I>(3000, 300, 20'000, Ids::heavy, Path::sorted_runs, rng);  // block_rows = 2 * D
 
     // Ids out of range: first, middle, last; negative; exactly V; two bad ones (the first by
     // position is reported, even when another thread's range finds its bad id first).

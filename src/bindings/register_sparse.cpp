@@ -1,0 +1,80 @@
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "bindings/arrays.hpp"
+#include "bindings/register.hpp"
+#include "kernels/sparse_grad.hpp"
+
+namespace fastembed::bindings {
+
+namespace {
+
+// The sparse kernel's result memory: NumPy arrays from new_result (large ones in recycled
+// buffers), made once the kernel knows the row count. The kernel runs with the GIL released,
+// so each request takes it back for the moment of the allocation.
+template <class T>
+class NumpySparseOutput {
+  public:
+    std::int64_t* indices(std::size_t rows) {
+        py::gil_scoped_acquire gil;
+        indices_ = new_result(py::dtype::of<std::int64_t>(), {static_cast<py::ssize_t>(rows)});
+        return static_cast<std::int64_t*>(indices_->mutable_data());
+    }
+    T* values(std::size_t rows, std::size_t dim) {
+        py::gil_scoped_acquire gil;
+        values_ = new_result(py::dtype::of<T>(),
+                             {static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(dim)});
+        return static_cast<T*>(values_->mutable_data());
+    }
+    py::tuple result() const { return py::make_tuple(*indices_, *values_); }
+
+  private:
+    std::optional<py::array> indices_;
+    std::optional<py::array> values_;
+};
+
+// (indices, values) of the row-sparse gradient; python/fastembed/sparse.py wraps them.
+py::tuple sparse_grad(const py::array& grad_output, const py::array& ids, long long num_embeddings,
+                      std::optional<long long> padding_idx, bool scale_grad_by_freq) {
+    require_num_embeddings(num_embeddings);
+    GradOptions options;
+    options.padding_idx = padding_row(padding_idx, num_embeddings);
+    options.scale_grad_by_freq = scale_grad_by_freq;
+    require_ids(ids);
+    require_grad_shape(grad_output, ids);
+    return dispatch_float(grad_output, "grad_output", [&](auto float_tag) {
+        using T = typename decltype(float_tag)::type;
+        require_layout(grad_output, "grad_output", false);
+        const auto dim = static_cast<std::size_t>(grad_output.shape(grad_output.ndim() - 1));
+        const T* grad = static_cast<const T*>(grad_output.data());
+        const auto n = static_cast<std::size_t>(ids.size());
+        const auto rows = static_cast<std::size_t>(num_embeddings);
+        NumpySparseOutput<T> output;
+        dispatch_ids(ids, [&](auto id_tag) {
+            using I = typename decltype(id_tag)::type;
+            const I* id_data = static_cast<const I*>(ids.data());
+            try {
+                py::gil_scoped_release release;
+                fastembed::sparse_grad(grad, id_data, n, dim, rows, options, output);
+            } catch (const IdOutOfRange& e) {
+                throw py::index_error(id_error_message(ids, e.position, e.id, rows));
+            }
+        });
+        return output.result();
+    });
+}
+
+}  // namespace
+
+void register_sparse(py::module_& m) {
+    m.def("sparse_grad", &sparse_grad, py::arg("grad_output"), py::arg("ids"),
+          py::arg("num_embeddings"), py::kw_only(), py::arg("padding_idx") = py::none(),
+          py::arg("scale_grad_by_freq") = false);
+}
+
+}  // namespace fastembed::bindings
