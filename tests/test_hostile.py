@@ -159,6 +159,7 @@ ID_CALLS = [
     ("gather", lambda a, ids: fastembed.gather(a.weight, ids, out=rows_out_for(a, ids))),
     ("scatter_add", lambda a, ids: fastembed.scatter_add(grad_for(ids), ids, V, out=a.table_out)),
     ("Embedding.forward", lambda a, ids: a.layer.forward(ids, out=rows_out_for(a, ids))),
+    ("sparse_grad", lambda a, ids: fastembed.sparse_grad(grad_for(ids), ids, V)),
 ]
 
 HOSTILE = [
@@ -411,6 +412,16 @@ HOSTILE += [
         match,
     )
     for name, n, exception, match in BAD_COUNTS
+]
+HOSTILE += [
+    Hostile(
+        f"sparse_grad: num_embeddings {name}",
+        lambda a, n=n: fastembed.sparse_grad(a.grad, a.ids, n),
+        exception,
+        match,
+    )
+    for name, n, exception, match in BAD_COUNTS
+    if name != "beyond the address space"  # valid: a sparse gradient is O(N * D)
 ]
 HOSTILE += [
     Hostile(

@@ -168,6 +168,20 @@ def _embedding_backward(case: Case) -> np.ndarray:
     return grad
 
 
+def _sparse_grad(case: Case) -> np.ndarray:
+    grad = fastembed.sparse_grad(case.grad, case.ids, case.num_embeddings)
+    assert np.array_equal(grad.indices, np.unique(case.flat_ids))
+    return grad.to_dense()
+
+
+def _embedding_sparse_backward(case: Case) -> np.ndarray:
+    emb = fastembed.Embedding(weight=case.weight, sparse=True)
+    emb(case.ids)
+    grad = emb.backward(case.grad)
+    assert isinstance(grad, fastembed.RowSparseGrad) and emb.grad is grad
+    return grad.to_dense()
+
+
 def _maybe_abs(array: np.ndarray, absolute: bool) -> np.ndarray:
     return np.abs(array) if absolute else array
 
@@ -189,6 +203,13 @@ PUBLIC_CALLS = [
     PublicCall("scatter_add", _scatter_add, reference_dense_grad, sums=True),
     PublicCall("Embedding.forward", _embedding_forward, reference_lookup, sums=False),
     PublicCall("Embedding.backward", _embedding_backward, reference_dense_grad, sums=True),
+    PublicCall("sparse_grad", _sparse_grad, reference_dense_grad, sums=True),
+    PublicCall(
+        "Embedding(sparse=True).backward",
+        _embedding_sparse_backward,
+        reference_dense_grad,
+        sums=True,
+    ),
 ]
 SUMMING_CALLS = [call for call in PUBLIC_CALLS if call.sums]
 
