@@ -39,6 +39,11 @@ class Case:
     grad: np.ndarray  # ids.shape + (D,), dtype of weight
     threads: int
     use_out: bool
+    # Options, used by the rows of PUBLIC_CALLS that take them.
+    padding_idx: int | None = None  # in [-V, V): negative counts from the end
+    scale_grad_by_freq: bool = False
+    max_norm: float = 1.0
+    norm_type: float = 2.0
 
     @property
     def num_embeddings(self) -> int:
@@ -112,6 +117,10 @@ def cases(draw, min_size: int = 0, max_size: int = 2_000, max_rows: int = 5_000)
         grad=grad,
         threads=draw(st.integers(1, 8)),
         use_out=draw(st.booleans()),
+        padding_idx=draw(st.none() | st.integers(-num_embeddings, num_embeddings - 1)),
+        scale_grad_by_freq=draw(st.booleans()),
+        max_norm=draw(st.sampled_from([0.5, 3.0, 8.0, 100.0])),
+        norm_type=draw(st.sampled_from([1.0, 2.0, 3.5, np.inf])),
     )
 
 
@@ -123,7 +132,7 @@ class PublicCall:
     """One public entry point: ``run(case)`` calls it, ``reference(case, absolute)`` is the plain
     NumPy formula in float64 (with ``absolute``, every float input replaced by its absolute
     value: the magnitude that bounds the rounding error of a sum). ``sums``: whether the result
-    adds values (compared within that bound) or only copies them (compared bit for bit)."""
+    adds or scales values (compared within that bound) or only copies them (bit for bit)."""
 
     name: str
     run: Callable[[Case], np.ndarray]
@@ -182,6 +191,40 @@ def _embedding_sparse_backward(case: Case) -> np.ndarray:
     return grad.to_dense()
 
 
+def _grad_options(case: Case) -> dict[str, Any]:
+    return {"padding_idx": case.padding_idx, "scale_grad_by_freq": case.scale_grad_by_freq}
+
+
+def _scatter_add_options(case: Case) -> np.ndarray:
+    return fastembed.scatter_add(case.grad, case.ids, case.num_embeddings, **_grad_options(case))
+
+
+def _scatter_add_accumulate(case: Case) -> np.ndarray:
+    out = case.weight.copy()  # the gradient so far
+    result = fastembed.scatter_add(
+        case.grad, case.ids, case.num_embeddings, out=out, accumulate=True, **_grad_options(case)
+    )
+    assert result is out
+    return result
+
+
+def _sparse_grad_options(case: Case) -> np.ndarray:
+    return fastembed.sparse_grad(
+        case.grad, case.ids, case.num_embeddings, **_grad_options(case)
+    ).to_dense()
+
+
+def _embedding_backward_options(case: Case) -> np.ndarray:
+    emb = fastembed.Embedding(weight=case.weight, **_grad_options(case))
+    emb(case.ids)
+    return emb.backward(case.grad)
+
+
+def _gather_max_norm(case: Case) -> np.ndarray:
+    table = case.weight.copy()  # renormalised in place
+    return fastembed.gather(table, case.ids, max_norm=case.max_norm, norm_type=case.norm_type)
+
+
 def _maybe_abs(array: np.ndarray, absolute: bool) -> np.ndarray:
     return np.abs(array) if absolute else array
 
@@ -198,6 +241,35 @@ def reference_dense_grad(case: Case, absolute: bool) -> np.ndarray:
     return result
 
 
+def _padding_row(case: Case) -> int | None:
+    return None if case.padding_idx is None else case.padding_idx % case.num_embeddings
+
+
+def reference_dense_grad_with_options(case: Case, absolute: bool) -> np.ndarray:
+    """PyTorch's rule: the plain sum, divided by the id's count, and zero for the padding row."""
+    result = reference_dense_grad(case, absolute)
+    if case.scale_grad_by_freq:
+        counts = np.bincount(case.flat_ids.reshape(-1), minlength=case.num_embeddings)
+        result /= np.maximum(counts, 1)[:, None]
+    if _padding_row(case) is not None:
+        result[_padding_row(case)] = 0
+    return result
+
+
+def reference_accumulated_grad(case: Case, absolute: bool) -> np.ndarray:
+    return reference_dense_grad_with_options(case, absolute) + _maybe_abs(case.weight, absolute)
+
+
+def reference_renormalised_lookup(case: Case, absolute: bool) -> np.ndarray:
+    """Each distinct looked-up row with norm > max_norm scaled by max_norm / (norm + 1e-7)."""
+    weight = case.weight.astype(np.float64)
+    for row in np.unique(case.flat_ids):
+        norm = np.linalg.norm(weight[row], ord=case.norm_type)
+        if norm > case.max_norm:
+            weight[row] *= case.max_norm / (norm + 1e-7)
+    return _maybe_abs(weight, absolute)[case.flat_ids]
+
+
 PUBLIC_CALLS = [
     PublicCall("gather", _gather, reference_lookup, sums=False),
     PublicCall("scatter_add", _scatter_add, reference_dense_grad, sums=True),
@@ -209,6 +281,34 @@ PUBLIC_CALLS = [
         _embedding_sparse_backward,
         reference_dense_grad,
         sums=True,
+    ),
+    PublicCall(
+        "scatter_add(padding_idx, scale_grad_by_freq)",
+        _scatter_add_options,
+        reference_dense_grad_with_options,
+        sums=True,
+    ),
+    PublicCall(
+        "scatter_add(accumulate=True)",
+        _scatter_add_accumulate,
+        reference_accumulated_grad,
+        sums=True,
+    ),
+    PublicCall(
+        "sparse_grad(padding_idx, scale_grad_by_freq)",
+        _sparse_grad_options,
+        reference_dense_grad_with_options,
+        sums=True,
+    ),
+    PublicCall(
+        "Embedding(padding_idx, scale_grad_by_freq).backward",
+        _embedding_backward_options,
+        reference_dense_grad_with_options,
+        sums=True,
+    ),
+    # Renormalising scales rows: compared within the rounding bound like a sum.
+    PublicCall(
+        "gather(max_norm, norm_type)", _gather_max_norm, reference_renormalised_lookup, sums=True
     ),
 ]
 SUMMING_CALLS = [call for call in PUBLIC_CALLS if call.sums]
