@@ -391,6 +391,89 @@ HOSTILE += [
     ),
 ]
 
+# --- options (in-place updates included) --------------------------------------------------------
+
+
+def _read_only_table(a: Arena) -> np.ndarray:
+    """The arena's table, read-only (rows far longer than 1, so max_norm=1 must renormalise)."""
+    view = a.weight.view()
+    view.flags.writeable = False
+    return view
+
+
+HOSTILE += [
+    # An update requested of a read-only array.
+    Hostile(
+        "gather: max_norm needs to renormalise a read-only table",
+        lambda a: fastembed.gather(_read_only_table(a), a.ids, out=a.rows_out, max_norm=1.0),
+        ValueError,
+        r"weight is read-only.*max_norm=1\.0",
+    ),
+    Hostile(
+        "Embedding.forward: max_norm needs to renormalise a read-only table",
+        lambda a: fastembed.Embedding(weight=_read_only_table(a), max_norm=1.0)(a.ids),
+        ValueError,
+        r"weight is read-only.*max_norm=1\.0",
+    ),
+    Hostile(
+        "scatter_add: accumulate into a read-only out",
+        lambda a: fastembed.scatter_add(
+            a.grad, a.ids, V, out=_read_only(a, (V, D)), accumulate=True
+        ),
+        ValueError,
+        "out is read-only",
+    ),
+    Hostile(
+        "scatter_add: accumulate without out",
+        lambda a: fastembed.scatter_add(a.grad, a.ids, V, accumulate=True),
+        ValueError,
+        "accumulate=True needs out=",
+    ),
+]
+BAD_OPTIONS = [
+    # (name, keyword arguments, exception, match)
+    ("padding_idx = V", {"padding_idx": V}, ValueError, "padding_idx=10"),
+    ("padding_idx < -V", {"padding_idx": -V - 1}, ValueError, "padding_idx=-11"),
+    ("padding_idx beyond int64", {"padding_idx": 2**70}, ValueError, "1180591620717411303424"),
+    ("padding_idx float", {"padding_idx": 1.5}, TypeError, r"1\.5"),
+    ("padding_idx bool", {"padding_idx": True}, TypeError, "True"),
+]
+GRAD_OPTION_CALLS = [
+    ("scatter_add", lambda a, kw: fastembed.scatter_add(a.grad, a.ids, V, out=a.table_out, **kw)),
+    ("sparse_grad", lambda a, kw: fastembed.sparse_grad(a.grad, a.ids, V, **kw)),
+    ("Embedding", lambda a, kw: fastembed.Embedding(weight=a.weight, **kw)),
+]
+HOSTILE += [
+    Hostile(f"{call_name}: {name}", lambda a, call=call, kw=kw: call(a, kw), exception, match)
+    for name, kw, exception, match in BAD_OPTIONS
+    for call_name, call in GRAD_OPTION_CALLS
+]
+BAD_NORMS = [
+    ("max_norm 0", {"max_norm": 0.0}, ValueError, r"max_norm must be > 0, got 0\.0"),
+    ("max_norm nan", {"max_norm": float("nan")}, ValueError, "nan"),
+    ("max_norm string", {"max_norm": "1"}, TypeError, "'1'"),
+    ("norm_type negative", {"max_norm": 1.0, "norm_type": -1}, ValueError, r"-1"),
+    ("norm_type nan", {"max_norm": 1.0, "norm_type": float("nan")}, ValueError, "nan"),
+]
+HOSTILE += [
+    Hostile(
+        f"gather: {name}",
+        lambda a, kw=kw: fastembed.gather(a.weight, a.ids, out=a.rows_out, **kw),
+        exception,
+        match,
+    )
+    for name, kw, exception, match in BAD_NORMS
+]
+HOSTILE += [
+    Hostile(
+        f"Embedding: {name}",
+        lambda a, kw=kw: fastembed.Embedding(weight=a.weight, **kw),
+        exception,
+        match,
+    )
+    for name, kw, exception, match in BAD_NORMS
+]
+
 # --- sizes --------------------------------------------------------------------------------------
 
 BAD_COUNTS = [
@@ -499,6 +582,27 @@ def test_bad_thread_count(n, exception, match):
     with pytest.raises(exception, match=match):
         fastembed.set_num_threads(n)
     assert fastembed.get_num_threads() == before
+
+
+@pytest.mark.parametrize(
+    ("nbytes", "exception", "match"),
+    [
+        (-1, ValueError, "-1"),
+        (2**70, ValueError, str(2**70)),
+        (1.5, TypeError, r"1\.5"),
+        (True, TypeError, "True"),
+        ("1", TypeError, "'1'"),
+    ],
+    ids=str,
+)
+def test_bad_buffer_cache_limit(nbytes, exception, match):
+    before = fastembed.set_buffer_cache_limit(1 << 20)
+    try:
+        with pytest.raises(exception, match=match):
+            fastembed.set_buffer_cache_limit(nbytes)
+        assert fastembed.set_buffer_cache_limit(before) == 1 << 20
+    finally:
+        fastembed.set_buffer_cache_limit(before)
 
 
 # --- unusual but valid input: accepted, correct, and nothing else written -----------------------

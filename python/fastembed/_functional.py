@@ -8,21 +8,25 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core
-from ._checks import as_int, require_array, require_table_fits
+from ._checks import INT64_MAX, as_int, require_array, require_table_fits
 from ._ids import as_ids
 from .sparse import RowSparseGrad
 
 
 def _optional_index(value: object, name: str) -> int | None:
-    """``None`` or an int (not a bool or float): TypeError otherwise."""
+    """``None`` or an int (not a bool or float): TypeError otherwise; ValueError for an int
+    beyond int64, which no table has (the binding checks the table's range)."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int or None, got {value!r}")
     try:
-        return operator.index(value)
+        index = operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an int or None, got {value!r}") from None
+    if not -INT64_MAX - 1 <= index <= INT64_MAX:
+        raise ValueError(f"{name}={index} is out of range for any table")
+    return index
 
 
 def _optional_float(value: object, name: str, *, required: bool = False) -> float | None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import operator
-
 from . import _core
+from ._checks import as_int
 
 
 def set_buffer_cache_limit(nbytes: int) -> int:
@@ -27,6 +26,4 @@ def set_buffer_cache_limit(nbytes: int) -> int:
     int
         The previous limit.
     """
-    if isinstance(nbytes, bool):
-        raise TypeError(f"nbytes must be an int, got {nbytes!r}")
-    return _core.set_buffer_cache_limit(operator.index(nbytes))
+    return _core.set_buffer_cache_limit(as_int(nbytes, "nbytes", 0))
