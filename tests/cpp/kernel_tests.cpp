@@ -310,6 +310,51 @@ void test_scatter(std::size_t V, std::size_t dim, std::size_t n, Ids kind, Path 
     }
 }
 
+// GradOptions (PyTorch's padding_idx and scale_grad_by_freq, and accumulation into `out`):
+// the plain sums of naive_scatter, then per row: the padding row is zero (accumulating: left as
+// it was), a sum over `count` rows is divided by count in T, and accumulating adds the result to
+// the row's previous value. Bit for bit, on both paths and for 1..8 threads.
+template <class T, class I>
+void test_scatter_options(std::size_t V, std::size_t dim, std::size_t n, Ids kind, std::mt19937_64& rng) {
+    const auto ids = make_ids<I>(kind, n, V, rng);
+    const auto grad = make_values<T>(n * dim, false, rng);
+    const auto previous = make_values<T>(V * dim, false, rng);
+    const std::size_t blocks = blocks_for<T>(n, V, dim);
+    const auto sums = naive_scatter(grad, ids, V, dim, blocks);
+    std::vector<std::size_t> count(V, 0);
+    for (const I id : ids) ++count[static_cast<std::size_t>(id)];
+    for (const bool accumulate : {false, true}) {
+        for (const bool scale : {false, true}) {
+            for (const std::uint64_t padding : {fastembed::GradOptions::kNoPadding, std::uint64_t(ids[0])}) {
+                current_case = std::string("scatter options ") + type_name<T>() + "/" + type_name<I>() +
+                               " V=" + std::to_string(V) + " D=" + std::to_string(dim) + " n=" +
+                               std::to_string(n) + " " + ids_name(kind) + (blocks ? " blocked" : " sorted-runs") +
+                               (accumulate ? " accumulate" : "") + (scale ? " scale" : "") +
+                               (padding != fastembed::GradOptions::kNoPadding ? " padding" : "");
+                fastembed::GradOptions options;
+                options.padding_idx = padding;
+                options.scale_grad_by_freq = scale;
+                options.accumulate = accumulate;
+                std::vector<T> expected = accumulate ? previous : std::vector<T>(V * dim, T(0));
+                for (std::size_t v = 0; v < V; ++v) {
+                    if (count[v] == 0 || v == padding) continue;
+                    for (std::size_t d = 0; d < dim; ++d) {
+                        T value = sums[v * dim + d];
+                        if (scale && count[v] > 1) value = value / static_cast<T>(count[v]);
+                        expected[v * dim + d] = accumulate ? expected[v * dim + d] + value : value;
+                    }
+                }
+                for (std::size_t threads = 1; threads <= kMaxThreads; threads += 3) {
+                    fastembed::set_num_threads(threads);
+                    std::vector<T> out = accumulate ? previous : std::vector<T>(V * dim, static_cast<T>(kSentinel));
+                    fastembed::sorted_scatter_add(grad.data(), ids.data(), n, dim, V, out.data(), options);
+                    CHECK(same_bytes(out, expected));
+                }
+            }
+        }
+    }
+}
+
 // A bad id: IdOutOfRange names the first one by position, and no output byte is written.
 template <class T, class I>
 void test_bad_ids(std::size_t n, std::vector<std::pair<std::size_t, std::int64_t>> bad) {
@@ -423,6 +468,10 @@ void test_kernels_for(std::mt19937_64& rng) {
     test_bad_ids<T, I>(50'000, {{49'999, std::numeric_limits<I>::max()}});
     test_bad_ids<T, I>(50'000, {{40'000, std::numeric_limits<I>::min()}, {45'000, 101}});
     test_bad_ids<T, I>(200'000, {{123'457, -5}, {199'999, 100}});
+
+    test_scatter_options<T, I>(2000, 7, 20'000, Ids::zipf, rng);       // blocked
+    test_scatter_options<T, I>(5000, 17, 20'000, Ids::heavy, rng);     // sorted runs, heavy
+    test_scatter_options<T, I>(300'000, 4, 30'000, Ids::uniform, rng); // sorted runs, streamed
 
     test_degenerate_sizes<T, I>();
 }
