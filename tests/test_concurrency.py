@@ -65,9 +65,29 @@ def functional_step(w: Workload) -> tuple[np.ndarray, ...]:
     )
 
 
+def embedding_with_options_step(w: Workload) -> tuple[np.ndarray, ...]:
+    """Options that touch the table (max_norm renormalises it in place) and the gradient, with
+    a second backward accumulating into the first."""
+    layer = fastembed.Embedding(
+        weight=w.weight.copy(), max_norm=1.5, padding_idx=3, scale_grad_by_freq=True
+    )
+    rows = layer(w.ids)
+    layer.backward(w.grad)
+    return rows, layer.backward(w.grad).copy(), layer.weight
+
+
+def sparse_embedding_step(w: Workload) -> tuple[np.ndarray, ...]:
+    layer = fastembed.Embedding(weight=w.weight.copy(), sparse=True)
+    rows = layer(w.ids)
+    grad = layer.backward(w.grad)
+    return rows, grad.indices, grad.values
+
+
 LAYER_STEPS: dict[str, Callable[[Workload], tuple[np.ndarray, ...]]] = {
     "Embedding": embedding_step,
     "functional": functional_step,
+    "Embedding with options": embedding_with_options_step,
+    "sparse Embedding": sparse_embedding_step,
 }
 
 
@@ -216,13 +236,17 @@ def run_in_forked_child(check: Callable[[], bool]) -> None:
     assert exit_code == 0, f"forked child failed (exit code {exit_code}; 3: wrong results)"
 
 
-def child_results_match(workloads: list[Workload], expected: list[tuple]) -> bool:
+def serial_results(workloads: list[Workload]) -> dict[str, list[tuple[np.ndarray, ...]]]:
+    return {name: [step(w) for w in workloads] for name, step in LAYER_STEPS.items()}
+
+
+def child_results_match(workloads: list[Workload], expected: dict[str, list[tuple]]) -> bool:
+    """Every step at several thread counts gives the bytes it gave in the parent."""
     for num_threads in (1, 3, 8):
         fastembed.set_num_threads(num_threads)
-        for step in LAYER_STEPS.values():
-            for w, want in zip(workloads, expected):
-                got = step(w)
-                if any(a.tobytes() != b.tobytes() for a, b in zip(got, want)):
+        for name, step in LAYER_STEPS.items():
+            for w, want in zip(workloads, expected[name]):
+                if any(a.tobytes() != b.tobytes() for a, b in zip(step(w), want)):
                     return False
     return True
 
@@ -235,10 +259,10 @@ needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() on th
 @pytest.mark.parametrize("num_threads", [1, 4])
 def test_fork_after_the_pool_was_used(num_threads, workloads):
     fastembed.set_num_threads(num_threads)
-    expected = [functional_step(w) for w in workloads[:4]]  # the pool's workers now exist
+    expected = serial_results(workloads[:4])  # the pool's workers now exist
     run_in_forked_child(lambda: child_results_match(workloads[:4], expected))
     # The parent's pool is unaffected.
-    for w, want in zip(workloads[:4], expected):
+    for w, want in zip(workloads[:4], expected["functional"]):
         assert_same_results(functional_step(w), want)
 
 
@@ -249,6 +273,7 @@ def test_fork_while_other_threads_compute(workloads):
     for no job of the parent's) and the parent's callers finish with correct results."""
     fastembed.set_num_threads(4)
     expected = [functional_step(w) for w in workloads[:6]]
+    child_expected = serial_results(workloads[:2])
     busy = threading.Event()
     busy.set()
 
@@ -269,7 +294,7 @@ def test_fork_while_other_threads_compute(workloads):
         thread.start()
     try:
         for _ in range(3):
-            run_in_forked_child(lambda: child_results_match(workloads[:2], expected[:2]))
+            run_in_forked_child(lambda: child_results_match(workloads[:2], child_expected))
     finally:
         busy.clear()
     for thread in callers:
@@ -282,7 +307,7 @@ def test_fork_while_other_threads_compute(workloads):
 @pytest.mark.usefixtures("restore_num_threads")
 def test_fork_in_a_forked_child(workloads):
     fastembed.set_num_threads(3)
-    expected = [functional_step(w) for w in workloads[:2]]
+    expected = serial_results(workloads[:2])
 
     def grandchild_too() -> bool:
         if not child_results_match(workloads[:2], expected):
