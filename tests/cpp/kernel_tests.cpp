@@ -22,8 +22,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "kernels/check_ids.hpp"
 #include "kernels/blocked_reduce.hpp"
+#include "kernels/check_ids.hpp"
 #include "kernels/gather.hpp"
 #include "kernels/radix_sort.hpp"
 #include "kernels/row_source.hpp"
@@ -39,14 +39,14 @@ int failures = 0;
 int checks = 0;
 std::string current_case;  // printed with every failure
 
-#define CHECK(condition)                                                                  \
-    do {                                                                                  \
-        ++checks;                                                                         \
-        if (!(condition)) {                                                               \
-            ++failures;                                                                   \
-            std::fprintf(stderr, "%s:%d: CHECK(%s) failed in case [%s]\n", __FILE__, __LINE__, \
-                         #condition, current_case.c_str());                               \
-        }                                                                                 \
+#define CHECK(condition)                                                                 \
+    do {                                                                                 \
+        ++checks;                                                                        \
+        if (!(condition)) {                                                              \
+            ++failures;                                                                  \
+            std::fprintf(stderr, "%s:%d: CHECK(%s) failed in case [%s]\n", __FILE__,     \
+                         __LINE__, #condition, current_case.c_str());                   \
+        }                                                                                \
     } while (0)
 
 constexpr int kMaxThreads = 8;
@@ -60,7 +60,8 @@ const char* type_name() {
 
 template <class T>
 bool same_bytes(const std::vector<T>& a, const std::vector<T>& b) {
-    return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+    return a.size() == b.size() &&
+           (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
 }
 
 template <class T>
@@ -96,7 +97,8 @@ std::vector<I> make_ids(Ids kind, std::size_t n, std::size_t V, std::mt19937_64&
             case Ids::heavy: ids[i] = static_cast<I>(uniform(rng)); break;
             // Roughly Zipf: id = floor(V^u) - 1 makes small ids exponentially more frequent.
             case Ids::zipf:
-                ids[i] = static_cast<I>(std::min<double>(V - 1, std::floor(std::pow(double(V), unit(rng))) - 1));
+                ids[i] = static_cast<I>(
+                    std::min<double>(V - 1, std::floor(std::pow(double(V), unit(rng))) - 1));
                 break;
             case Ids::all_equal: ids[i] = static_cast<I>(V / 2); break;
             case Ids::all_distinct: ids[i] = static_cast<I>(i % V); break;
@@ -128,7 +130,8 @@ template <class T, class I>
 std::vector<T> naive_gather(const std::vector<T>& weight, std::size_t dim, const std::vector<I>& ids) {
     std::vector<T> out(ids.size() * dim);
     for (std::size_t i = 0; i < ids.size(); ++i) {
-        for (std::size_t d = 0; d < dim; ++d) out[i * dim + d] = weight[static_cast<std::size_t>(ids[i]) * dim + d];
+        const T* row = weight.data() + static_cast<std::size_t>(ids[i]) * dim;
+        std::copy(row, row + dim, out.begin() + i * dim);
     }
     return out;
 }
@@ -186,7 +189,8 @@ std::vector<T> naive_scatter(const std::vector<T>& grad, const std::vector<I>& i
             const bool heavy = sample + block_rows < run_end;
             const std::size_t piece = heavy ? block_rows : rows.size();
             for (std::size_t k = 0; k < rows.size(); k += piece) {
-                parts.push_back(sum_in_order(grad, dim, rows.data() + k, std::min(piece, rows.size() - k)));
+                const std::size_t length = std::min(piece, rows.size() - k);
+                parts.push_back(sum_in_order(grad, dim, rows.data() + k, length));
             }
         }
         const std::vector<T> sum = add_in_order(parts);
@@ -258,10 +262,16 @@ std::vector<T> sorted_runs_scatter(const std::vector<T>& grad, const std::vector
 
 enum class Path { blocked, sorted_runs };
 
+// "what float/int V=.. D=.. n=.. ids": the case printed with a failed CHECK.
+template <class T, class I>
+std::string describe(const char* what, std::size_t V, std::size_t dim, std::size_t n, Ids kind) {
+    return std::string(what) + " " + type_name<T>() + "/" + type_name<I>() + " V=" + std::to_string(V) +
+           " D=" + std::to_string(dim) + " n=" + std::to_string(n) + " " + ids_name(kind);
+}
+
 template <class T, class I>
 void test_gather(std::size_t V, std::size_t dim, std::size_t n, Ids kind, std::mt19937_64& rng) {
-    current_case = std::string("gather ") + type_name<T>() + "/" + type_name<I>() + " V=" + std::to_string(V) +
-                   " D=" + std::to_string(dim) + " n=" + std::to_string(n) + " " + ids_name(kind);
+    current_case = describe<T, I>("gather", V, dim, n, kind);
     const auto weight = make_values<T>(V * dim, false, rng);
     const auto ids = make_ids<I>(kind, n, V, rng);
     const auto expected = naive_gather(weight, dim, ids);
@@ -291,9 +301,9 @@ void test_gather_unaligned_streaming_output() {
 }
 
 template <class T, class I>
-void test_scatter(std::size_t V, std::size_t dim, std::size_t n, Ids kind, Path path, std::mt19937_64& rng) {
-    current_case = std::string("scatter ") + type_name<T>() + "/" + type_name<I>() + " V=" + std::to_string(V) +
-                   " D=" + std::to_string(dim) + " n=" + std::to_string(n) + " " + ids_name(kind) +
+void test_scatter(std::size_t V, std::size_t dim, std::size_t n, Ids kind, Path path,
+                  std::mt19937_64& rng) {
+    current_case = describe<T, I>("scatter", V, dim, n, kind) +
                    (path == Path::blocked ? " blocked" : " sorted-runs");
     const auto ids = make_ids<I>(kind, n, V, rng);
     const std::size_t blocks = blocks_for<T>(n, V, dim);
@@ -303,7 +313,9 @@ void test_scatter(std::size_t V, std::size_t dim, std::size_t n, Ids kind, Path 
         const auto first = run_scatter(grad, ids, V, dim, 1);
         CHECK(same_bytes(first, naive_scatter(grad, ids, V, dim, blocks)));
         CHECK(close_to_exact_sum(first, grad, ids, V, dim));
-        if (n > 0) CHECK(same_bytes(sorted_runs_scatter(grad, ids, V, dim), naive_scatter(grad, ids, V, dim, 0)));
+        if (n > 0) {
+            CHECK(same_bytes(sorted_runs_scatter(grad, ids, V, dim), naive_scatter(grad, ids, V, dim, 0)));
+        }
         for (std::size_t threads = 2; threads <= kMaxThreads; ++threads) {
             CHECK(same_bytes(run_scatter(grad, ids, V, dim, threads), first));
         }
@@ -325,11 +337,11 @@ void test_scatter_options(std::size_t V, std::size_t dim, std::size_t n, Ids kin
     for (const I id : ids) ++count[static_cast<std::size_t>(id)];
     for (const bool accumulate : {false, true}) {
         for (const bool scale : {false, true}) {
-            for (const std::uint64_t padding : {fastembed::GradOptions::kNoPadding, std::uint64_t(ids[0])}) {
-                current_case = std::string("scatter options ") + type_name<T>() + "/" + type_name<I>() +
-                               " V=" + std::to_string(V) + " D=" + std::to_string(dim) + " n=" +
-                               std::to_string(n) + " " + ids_name(kind) + (blocks ? " blocked" : " sorted-runs") +
-                               (accumulate ? " accumulate" : "") + (scale ? " scale" : "") +
+            const std::uint64_t no_padding = fastembed::GradOptions::kNoPadding;
+            for (const std::uint64_t padding : {no_padding, std::uint64_t(ids[0])}) {
+                current_case = describe<T, I>("scatter options", V, dim, n, kind) +
+                               (blocks ? " blocked" : " sorted-runs") + (accumulate ? " accumulate" : "") +
+                               (scale ? " scale" : "") +
                                (padding != fastembed::GradOptions::kNoPadding ? " padding" : "");
                 fastembed::GradOptions options;
                 options.padding_idx = padding;
@@ -346,7 +358,8 @@ void test_scatter_options(std::size_t V, std::size_t dim, std::size_t n, Ids kin
                 }
                 for (std::size_t threads = 1; threads <= kMaxThreads; threads += 3) {
                     fastembed::set_num_threads(threads);
-                    std::vector<T> out = accumulate ? previous : std::vector<T>(V * dim, static_cast<T>(kSentinel));
+                    std::vector<T> out =
+                        accumulate ? previous : std::vector<T>(V * dim, static_cast<T>(kSentinel));
                     fastembed::sorted_scatter_add(grad.data(), ids.data(), n, dim, V, out.data(), options);
                     CHECK(same_bytes(out, expected));
                 }
@@ -358,8 +371,8 @@ void test_scatter_options(std::size_t V, std::size_t dim, std::size_t n, Ids kin
 // A bad id: IdOutOfRange names the first one by position, and no output byte is written.
 template <class T, class I>
 void test_bad_ids(std::size_t n, std::vector<std::pair<std::size_t, std::int64_t>> bad) {
-    current_case = std::string("bad ids ") + type_name<T>() + "/" + type_name<I>() + " n=" + std::to_string(n) +
-                   " first bad at " + std::to_string(bad.front().first);
+    current_case = std::string("bad ids ") + type_name<T>() + "/" + type_name<I>() +
+                   " n=" + std::to_string(n) + " first bad at " + std::to_string(bad.front().first);
     const std::size_t V = 100, dim = 5;
     std::mt19937_64 rng(n);
     auto ids = make_ids<I>(Ids::uniform, n, V, rng);
@@ -422,7 +435,8 @@ void test_degenerate_sizes() {
         const auto weight = make_values<T>(7, false, rng);
         CHECK(same_bytes(run_gather(weight, 1, 7, zeros, 8), naive_gather(weight, 7, zeros)));
         const auto grad = make_values<T>(5000 * 7, true, rng);
-        CHECK(same_bytes(run_scatter(grad, zeros, 1, 7, 8), naive_scatter(grad, zeros, 1, 7, blocks_for<T>(5000, 1, 7))));
+        const auto expected = naive_scatter(grad, zeros, 1, 7, blocks_for<T>(5000, 1, 7));
+        CHECK(same_bytes(run_scatter(grad, zeros, 1, 7, 8), expected));
         bool thrown = false;
         try {
             run_gather(std::vector<T>{}, 0, 7, std::vector<I>{0}, 2);
@@ -437,14 +451,18 @@ template <class T, class I>
 void test_kernels_for(std::mt19937_64& rng) {
     // gather: D = 1, D not a multiple of any SIMD width, rows longer than the 1 KiB prefetch.
     for (std::size_t dim : {1, 7, 17, 64, 300}) {
-        for (Ids kind : {Ids::uniform, Ids::zipf, Ids::all_equal}) test_gather<T, I>(1000, dim, 3000, kind, rng);
+        for (Ids kind : {Ids::uniform, Ids::zipf, Ids::all_equal}) {
+            test_gather<T, I>(1000, dim, 3000, kind, rng);
+        }
     }
     test_gather<T, I>(1, 7, 100, Ids::all_equal, rng);
     test_gather<T, I>(50'000, 8, 50'000, Ids::all_distinct, rng);
 
     // scatter_add, blocked path: V * D * sizeof(T) <= 8 MiB and at least 8 rows per id.
     for (std::size_t dim : {1, 7, 17, 64}) {
-        for (Ids kind : {Ids::uniform, Ids::zipf}) test_scatter<T, I>(2000, dim, 20'000, kind, Path::blocked, rng);
+        for (Ids kind : {Ids::uniform, Ids::zipf}) {
+            test_scatter<T, I>(2000, dim, 20'000, kind, Path::blocked, rng);
+        }
     }
     test_scatter<T, I>(500, 3, 40'000, Ids::zipf, Path::blocked, rng);  // 16 blocks
     test_scatter<T, I>(1, 7, 3000, Ids::all_equal, Path::blocked, rng);
@@ -452,7 +470,9 @@ void test_kernels_for(std::mt19937_64& rng) {
     test_scatter<T, I>(4, 17, 30'000, Ids::heavy, Path::blocked, rng);
     // Sorted-runs path: the gradient is larger than 8 MiB, or too few rows per id; heavy runs.
     for (std::size_t dim : {1, 7, 17}) {
-        for (Ids kind : {Ids::uniform, Ids::zipf}) test_scatter<T, I>(5000, dim, 20'000, kind, Path::sorted_runs, rng);
+        for (Ids kind : {Ids::uniform, Ids::zipf}) {
+            test_scatter<T, I>(5000, dim, 20'000, kind, Path::sorted_runs, rng);
+        }
     }
     test_scatter<T, I>(5000, 3, 5000, Ids::all_distinct, Path::sorted_runs, rng);
     test_scatter<T, I>(300'000, 8, 60'000, Ids::uniform, Path::sorted_runs, rng);  // two-pass sort
