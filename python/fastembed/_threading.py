@@ -14,7 +14,7 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n >= 1`` threads in later calls; calls already running finish first.
+    """Use ``n`` threads (1 to 1024) in later calls; calls already running finish first.
 
     The default is ``FASTEMBED_NUM_THREADS`` if set, else the number of CPUs this process may
     run on (its affinity mask). Results never depend on the thread count.

@@ -1,6 +1,6 @@
 // The same reduction as reduce_runs, for gradients small enough to stay in the cache.
 //
-// reduce_runs reads the rows of grad in (id, position) order: a random access per row, bound
+// reduce_runs reads the gradient rows in (id, position) order: a random access per row, bound
 // by memory latency. When all V * D sums fit in the cache, it is faster to stream grad in
 // position order and add each row into its id's accumulator: a counting sort by id gives each
 // thread the positions of its id range in increasing order. Every id's sum is still its rows
@@ -32,11 +32,13 @@ inline bool is_heavy_run(std::size_t begin, std::size_t end, std::size_t n, std:
     return first_sample + block_rows < end && first_sample + block_rows < n;
 }
 
-// Reduces like reduce_runs(sorted, plan_runs(...), grad, dim, sink) and returns true, or
+// Reduces like reduce_runs(sorted, plan_runs(...), source, sink) and returns true, or
 // returns false without touching anything if the gradient is too large or has a heavy run.
-template <class I, class T, class Sink>
-bool counting_reduce(const I* ids, std::size_t n, std::uint64_t num_embeddings, const T* grad,
-                     std::size_t dim, bool visit_absent_ids, Sink& sink) {
+template <class I, class Source, class Sink>
+bool counting_reduce(const I* ids, std::size_t n, std::uint64_t num_embeddings,
+                     const Source& source, bool visit_absent_ids, Sink& sink) {
+    using T = typename Source::value_type;
+    const std::size_t dim = source.dim();
     const std::size_t row_bytes = dim * sizeof(T);
     if (num_embeddings * row_bytes > kCacheResidentBytes || n == 0) return false;
     const auto V = static_cast<std::size_t>(num_embeddings);
@@ -97,6 +99,16 @@ bool counting_reduce(const I* ids, std::size_t n, std::uint64_t num_embeddings, 
         }
     });
 
+    if constexpr (counts_distinct_ids<Sink>::value) {
+        std::vector<std::size_t> distinct_in_part(parts, 0);
+        for (std::size_t p = 0; p < parts; ++p) {
+            for (std::size_t v = id_bounds[p]; v < id_bounds[p + 1]; ++v) {
+                distinct_in_part[p] += run_begin[v + 1] != run_begin[v];
+            }
+        }
+        sink.start(distinct_in_part);
+    }
+
     // Each part streams its positions, accumulating into its slice of the sums.
     ScratchArray<T> sums(V * dim);
     std::vector<std::size_t> seen(V, 0);
@@ -105,14 +117,15 @@ bool counting_reduce(const I* ids, std::size_t n, std::uint64_t num_embeddings, 
         const std::size_t key_end = run_begin[id_bounds[p + 1]];
         constexpr std::size_t kAhead = 12;
         for (std::size_t k = key_begin; k < key_end; ++k) {
-            if (k + kAhead < key_end) prefetch_row(grad + codec.position(keys[k + kAhead]) * dim, row_bytes);
+            if (k + kAhead < key_end) {
+                prefetch_row(source.address(codec.position(keys[k + kAhead])), row_bytes);
+            }
             const std::uint64_t id = codec.id(keys[k]);
-            const T* row = grad + codec.position(keys[k]) * dim;
             T* sum = sums.get() + id * dim;
             if (seen[id]++ == 0) {
-                std::copy(row, row + dim, sum);
+                source.load(sum, codec.position(keys[k]));
             } else {
-                add_row(sum, row, dim);
+                source.accumulate(sum, codec.position(keys[k]));
             }
         }
         for (std::size_t v = id_bounds[p]; v < id_bounds[p + 1]; ++v) {

@@ -20,7 +20,7 @@ void gather_rows(const T* weight, std::size_t num_embeddings, std::size_t dim, c
     const std::size_t row_bytes = dim * sizeof(T);
     const std::size_t out_bytes = n * row_bytes;
     if (out_bytes == 0) return;
-    const RowWriter writer(out_bytes >= kStreamingBytes);
+    const RowWriter writer(out_bytes, row_bytes);
     parallel_ranges(n, threads_for_bytes(2 * out_bytes + n * sizeof(I)),
                     [&](std::size_t, std::size_t begin, std::size_t end) {
         for (std::size_t i = begin; i < end; ++i) {

@@ -14,12 +14,23 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/row_ops.hpp"
 #include "kernels/thread_pool.hpp"
 
 namespace fastembed {
+
+// A sink that must know where each part's ids land among all occurring ids (a sparse gradient
+// writes them to consecutive slots) declares `static constexpr bool counts_distinct_ids = true`
+// and gets sink.start(distinct_in_part) before any row(): the number of distinct ids that
+// occur in each part, parts in id order.
+template <class Sink, class = void>
+struct counts_distinct_ids : std::false_type {};
+template <class Sink>
+struct counts_distinct_ids<Sink, std::void_t<decltype(Sink::counts_distinct_ids)>>
+    : std::bool_constant<Sink::counts_distinct_ids> {};
 
 struct HeavyRun {
     std::uint64_t id;
@@ -109,19 +120,33 @@ RunPlan plan_runs(const Sorted& sorted, std::uint64_t num_embeddings, std::size_
     return plan;
 }
 
-// Hands sink.row(part, id, sum, count) the sum of grad's rows at the positions of every run, in
-// id order within each part (`sum` is null and count 0 for an absent id, when the plan visits
-// them), then sink.finish_part(part). `sum` may point into `grad`: sinks only read it.
-template <class Sorted, class T, class Sink>
-void reduce_runs(const Sorted& sorted, const RunPlan& plan, const T* grad, std::size_t dim,
-                 Sink& sink) {
-    const bool visit_absent_ids = plan.visit_absent_ids;
+// Hands sink.row(part, id, sum, count) the sum of the source's rows at the positions of every
+// run, in id order within each part (`sum` is null and count 0 for an absent id, when the plan
+// visits them), then sink.finish_part(part). `sum` may point into the source's memory: sinks
+// only read it.
+template <class Sorted, class Source, class Sink>
+void reduce_runs(const Sorted& sorted, const RunPlan& plan, const Source& source, Sink& sink) {
+    using T = typename Source::value_type;
+    const std::size_t dim = source.dim();
     const std::size_t row_bytes = dim * sizeof(T);
-    auto grad_row = [&](std::size_t k) { return grad + sorted.position(k) * dim; };
+    const bool visit_absent_ids = plan.visit_absent_ids;
     auto prefetch_key = [&](std::size_t k, std::size_t end) {
         constexpr std::size_t kAhead = 12;
-        if (k + kAhead < end) prefetch_row(grad_row(k + kAhead), row_bytes);
+        if (k + kAhead < end) prefetch_row(source.address(sorted.position(k + kAhead)), row_bytes);
     };
+
+    if constexpr (counts_distinct_ids<Sink>::value) {
+        std::vector<std::size_t> distinct_in_part(plan.num_parts(), 0);
+        run_tasks(plan.num_parts(), [&](std::size_t part) {
+            const std::size_t begin = plan.key_bounds[part];
+            std::size_t distinct = 0;
+            for (std::size_t k = begin; k < plan.key_bounds[part + 1]; ++k) {
+                distinct += k == begin || sorted.id(k) != sorted.id(k - 1);
+            }
+            distinct_in_part[part] = distinct;
+        }, plan.num_parts());
+        sink.start(distinct_in_part);
+    }
 
     std::vector<T> block_sums(plan.num_blocks * dim);
     if (plan.num_blocks != 0) {
@@ -138,10 +163,10 @@ void reduce_runs(const Sorted& sorted, const RunPlan& plan, const T* grad, std::
             const std::size_t begin = block_begin[block];
             const std::size_t end = std::min(run.end, begin + plan.block_rows);
             T* sum = block_sums.data() + block * dim;
-            std::copy(grad_row(begin), grad_row(begin) + dim, sum);
+            source.load(sum, sorted.position(begin));
             for (std::size_t k = begin + 1; k < end; ++k) {
                 prefetch_key(k, end);
-                add_row(sum, grad_row(k), dim);
+                source.accumulate(sum, sorted.position(k));
             }
         });
     }
@@ -159,7 +184,7 @@ void reduce_runs(const Sorted& sorted, const RunPlan& plan, const T* grad, std::
             if (visit_absent_ids) {
                 for (; next_id < id; ++next_id) sink.row(part, next_id, static_cast<const T*>(nullptr), 0);
             }
-            const T* sum;
+            const T* sum = acc.data();
             std::size_t run_end;
             if (heavy != plan.heavy.end() && heavy->begin == k) {
                 run_end = heavy->end;
@@ -167,18 +192,19 @@ void reduce_runs(const Sorted& sorted, const RunPlan& plan, const T* grad, std::
                 const T* first = block_sums.data() + heavy->first_block * dim;
                 std::copy(first, first + dim, acc.data());
                 for (std::size_t b = 1; b < blocks; ++b) add_row(acc.data(), first + b * dim, dim);
-                sum = acc.data();
                 ++heavy;
             } else {
                 prefetch_key(k, key_end);
                 run_end = k + 1;
-                sum = grad_row(k);
-                if (run_end < key_end && sorted.id(run_end) == id) {
-                    std::copy(sum, sum + dim, acc.data());
-                    sum = acc.data();
+                const bool single = run_end == key_end || sorted.id(run_end) != id;
+                const T* direct = single ? source.direct(sorted.position(k)) : nullptr;
+                if (direct != nullptr) {
+                    sum = direct;
+                } else {
+                    source.load(acc.data(), sorted.position(k));
                     for (; run_end < key_end && sorted.id(run_end) == id; ++run_end) {
                         prefetch_key(run_end, key_end);
-                        add_row(acc.data(), grad_row(run_end), dim);
+                        source.accumulate(acc.data(), sorted.position(run_end));
                     }
                 }
             }

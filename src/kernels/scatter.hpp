@@ -14,8 +14,8 @@ namespace fastembed {
 template <class T>
 class DenseRowSink {
   public:
-    DenseRowSink(T* out, std::size_t dim, bool streaming)
-        : out_(out), dim_(dim), writer_(streaming) {}
+    DenseRowSink(T* out, std::size_t num_embeddings, std::size_t dim)
+        : out_(out), dim_(dim), writer_(num_embeddings * dim * sizeof(T), dim * sizeof(T)) {}
 
     void row(std::size_t, std::uint64_t id, const T* sum, std::size_t) const {
         T* dst = out_ + id * dim_;
@@ -38,7 +38,7 @@ void sorted_scatter_add(const T* grad_output, const I* ids, std::size_t n, std::
                         std::size_t num_embeddings, T* out) {
     check_ids(ids, n, num_embeddings);
     if (dim == 0 || num_embeddings == 0) return;
-    DenseRowSink<T> sink(out, dim, num_embeddings * dim * sizeof(T) >= kStreamingBytes);
+    DenseRowSink<T> sink(out, num_embeddings, dim);
     reduce_by_id(ids, n, num_embeddings, grad_output, dim, true, sink);
 }
 

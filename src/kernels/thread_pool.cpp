@@ -1,5 +1,6 @@
 #include "kernels/thread_pool.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -28,7 +29,7 @@ std::size_t threads_from_environment() {
         std::size_t value = 0;
         const char* c = text;
         for (; *c >= '0' && *c <= '9' && value < 100000; ++c) value = value * 10 + (*c - '0');
-        if (*c == '\0' && value >= 1) return value;
+        if (*c == '\0' && value >= 1) return std::min(value, kMaxThreads);
     }
     return available_cores();
 }
@@ -50,7 +51,7 @@ class ThreadPool {
     void set_num_threads(std::size_t n) {
         std::lock_guard<std::mutex> turn(turn_);
         stop_workers();
-        num_threads_.store(n < 1 ? 1 : n, std::memory_order_relaxed);
+        num_threads_.store(std::clamp<std::size_t>(n, 1, kMaxThreads), std::memory_order_relaxed);
     }
 
     void run(std::size_t num_tasks, const std::function<void(std::size_t)>& task,

@@ -19,10 +19,14 @@ namespace fastembed {
 // Number of CPUs this process may run on (its affinity mask), at least 1.
 std::size_t available_cores();
 
-// Threads a parallel job uses (the caller included); initially FASTEMBED_NUM_THREADS or the cores.
+// More threads than this only waste memory on stacks: no machine has that many cores to give.
+inline constexpr std::size_t kMaxThreads = 1024;
+
+// Threads a parallel job uses (the caller included); initially FASTEMBED_NUM_THREADS (at most
+// kMaxThreads) or the cores.
 std::size_t get_num_threads();
 
-// Sets the thread count for later jobs (n >= 1); waits for jobs already running to finish.
+// Sets the thread count for later jobs (1 <= n <= kMaxThreads); waits for running jobs to finish.
 void set_num_threads(std::size_t n);
 
 // Runs task(i) for every i in [0, num_tasks) on up to `max_threads` threads (0: all of them),
