@@ -1,5 +1,7 @@
 #include "bindings/arrays.hpp"
 
+#include "kernels/grad_options.hpp"
+
 #include <pybind11/numpy.h>
 
 #include <cstdint>
@@ -54,6 +56,35 @@ std::string id_error_message(const py::array& ids, std::size_t flat_position, st
     return "id " + std::to_string(id) + " at ids[" + index + "] is out of range for num_embeddings=" +
            std::to_string(num_embeddings) + " (valid ids are 0.." +
            std::to_string(static_cast<std::int64_t>(num_embeddings) - 1) + ")";
+}
+
+void require_grad_shape(const py::array& grad_output, const py::array& ids) {
+    bool matches = grad_output.ndim() == ids.ndim() + 1;
+    for (py::ssize_t axis = 0; matches && axis < ids.ndim(); ++axis) {
+        matches = grad_output.shape(axis) == ids.shape(axis);
+    }
+    if (!matches) {
+        throw py::value_error("grad_output must have shape ids.shape + (embedding_dim,) = " +
+                              shape_string(ids) + " + (D,), got " + shape_string(grad_output));
+    }
+}
+
+void require_num_embeddings(long long num_embeddings) {
+    if (num_embeddings < 0) {
+        throw py::value_error("num_embeddings must be >= 0, got " + std::to_string(num_embeddings));
+    }
+}
+
+std::uint64_t padding_row(std::optional<long long> padding_idx, long long num_embeddings) {
+    if (!padding_idx) return GradOptions::kNoPadding;
+    const long long given = *padding_idx;
+    if (given < -num_embeddings || given >= num_embeddings) {
+        throw py::value_error("padding_idx=" + std::to_string(given) +
+                              " is out of range for num_embeddings=" + std::to_string(num_embeddings) +
+                              " (valid: " + std::to_string(-num_embeddings) + ".." +
+                              std::to_string(num_embeddings - 1) + ")");
+    }
+    return static_cast<std::uint64_t>(given < 0 ? given + num_embeddings : given);
 }
 
 }  // namespace fastembed::bindings

@@ -36,6 +36,16 @@ void require_ids(const py::array& ids);
 std::string id_error_message(const py::array& ids, std::size_t flat_position, std::int64_t id,
                              std::size_t num_embeddings);
 
+// ValueError unless grad_output has shape ids.shape + (embedding_dim,).
+void require_grad_shape(const py::array& grad_output, const py::array& ids);
+
+// ValueError unless num_embeddings >= 0.
+void require_num_embeddings(long long num_embeddings);
+
+// The row a padding_idx names, counting negative values from the end as PyTorch does
+// (GradOptions::kNoPadding for none); ValueError unless -num_embeddings <= padding_idx < num_embeddings.
+std::uint64_t padding_row(std::optional<long long> padding_idx, long long num_embeddings);
+
 // Calls f(Tag<T>{}) for the floating dtype of `array` (float32 or float64), else TypeError.
 template <class F>
 decltype(auto) dispatch_float(const py::array& array, const char* name, F&& f) {

@@ -7,5 +7,6 @@ PYBIND11_MODULE(_core, m) {
     fastembed::bindings::register_threads(m);
     fastembed::bindings::register_gather(m);
     fastembed::bindings::register_scatter(m);
+    fastembed::bindings::register_sparse(m);
     fastembed::bindings::register_bag(m);
 }

@@ -3,17 +3,33 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "bindings/arrays.hpp"
 #include "bindings/register.hpp"
+#include "kernels/check_ids.hpp"
 #include "kernels/gather.hpp"
+#include "kernels/renorm.hpp"
 
 namespace fastembed::bindings {
 
 namespace {
 
-py::array gather(const py::array& weight, const py::array& ids, const std::optional<py::array>& out) {
+// max_norm > 0 (infinity allowed: nothing is ever renormalised); norm_type > 0 or infinity.
+void require_norm_options(double max_norm, double norm_type) {
+    if (!(max_norm > 0.0)) {
+        throw py::value_error("max_norm must be > 0, got " + std::string(py::str(py::float_(max_norm))));
+    }
+    if (!(norm_type > 0.0)) {
+        throw py::value_error("norm_type must be > 0 (or inf), got " +
+                              std::string(py::str(py::float_(norm_type))));
+    }
+}
+
+py::array gather(const py::array& weight, const py::array& ids, const std::optional<py::array>& out,
+                 std::optional<double> max_norm, double norm_type) {
+    if (max_norm) require_norm_options(*max_norm, norm_type);
     if (weight.ndim() != 2) {
         throw py::value_error("weight must be 2-d (num_embeddings, embedding_dim), got shape " +
                               shape_string(weight));
@@ -29,15 +45,28 @@ py::array gather(const py::array& weight, const py::array& ids, const std::optio
         const auto dim = static_cast<std::size_t>(weight.shape(1));
         const auto n = static_cast<std::size_t>(ids.size());
         const T* table = static_cast<const T*>(weight.data());
+        const bool writeable = weight.writeable();
         T* destination = static_cast<T*>(result.mutable_data());
         dispatch_ids(ids, [&](auto id_tag) {
             using I = typename decltype(id_tag)::type;
             const I* id_data = static_cast<const I*>(ids.data());
             try {
                 py::gil_scoped_release release;
-                gather_rows(table, num_embeddings, dim, id_data, n, destination);
+                check_ids(id_data, n, num_embeddings);
+                if (max_norm) {
+                    // Written only when writeable; otherwise the kernel reads it and may refuse.
+                    renorm_rows(const_cast<T*>(table), num_embeddings, dim, id_data, n, *max_norm,
+                                norm_type, writeable);
+                }
+                copy_rows(table, dim, id_data, n, destination);
             } catch (const IdOutOfRange& e) {
                 throw py::index_error(id_error_message(ids, e.position, e.id, num_embeddings));
+            } catch (const RenormOfReadOnlyTable& e) {
+                throw py::value_error(
+                    "weight is read-only, but row " + std::to_string(e.id) + " has norm " +
+                    std::string(py::str(py::float_(e.norm))) + " > max_norm=" +
+                    std::string(py::str(py::float_(*max_norm))) +
+                    " and would be renormalised in place; nothing was written");
             }
         });
         return result;
@@ -47,7 +76,8 @@ py::array gather(const py::array& weight, const py::array& ids, const std::optio
 }  // namespace
 
 void register_gather(py::module_& m) {
-    m.def("gather", &gather, py::arg("weight"), py::arg("ids"), py::arg("out") = py::none());
+    m.def("gather", &gather, py::arg("weight"), py::arg("ids"), py::arg("out") = py::none(),
+          py::kw_only(), py::arg("max_norm") = py::none(), py::arg("norm_type") = 2.0);
 }
 
 }  // namespace fastembed::bindings

@@ -13,23 +13,15 @@ namespace fastembed::bindings {
 
 namespace {
 
-// grad_output must have shape ids.shape + (embedding_dim,).
-void require_grad_shape(const py::array& grad_output, const py::array& ids) {
-    bool matches = grad_output.ndim() == ids.ndim() + 1;
-    for (py::ssize_t axis = 0; matches && axis < ids.ndim(); ++axis) {
-        matches = grad_output.shape(axis) == ids.shape(axis);
-    }
-    if (!matches) {
-        throw py::value_error("grad_output must have shape ids.shape + (embedding_dim,) = " +
-                              shape_string(ids) + " + (D,), got " + shape_string(grad_output));
-    }
-}
-
 py::array scatter_add(const py::array& grad_output, const py::array& ids, long long num_embeddings,
-                      const std::optional<py::array>& out) {
-    if (num_embeddings < 0) {
-        throw py::value_error("num_embeddings must be >= 0, got " + std::to_string(num_embeddings));
-    }
+                      const std::optional<py::array>& out, std::optional<long long> padding_idx,
+                      bool scale_grad_by_freq, bool accumulate) {
+    require_num_embeddings(num_embeddings);
+    GradOptions options;
+    options.padding_idx = padding_row(padding_idx, num_embeddings);
+    options.scale_grad_by_freq = scale_grad_by_freq;
+    options.accumulate = accumulate;
+    if (accumulate && !out) throw py::value_error("accumulate=True needs out= (the gradient to add into)");
     require_ids(ids);
     require_grad_shape(grad_output, ids);
     return dispatch_float(grad_output, "grad_output", [&](auto float_tag) {
@@ -49,7 +41,7 @@ py::array scatter_add(const py::array& grad_output, const py::array& ids, long l
             const I* id_data = static_cast<const I*>(ids.data());
             try {
                 py::gil_scoped_release release;
-                sorted_scatter_add(grad, id_data, n, dim, rows, destination);
+                sorted_scatter_add(grad, id_data, n, dim, rows, destination, options);
             } catch (const IdOutOfRange& e) {
                 throw py::index_error(id_error_message(ids, e.position, e.id, rows));
             }
@@ -62,7 +54,9 @@ py::array scatter_add(const py::array& grad_output, const py::array& ids, long l
 
 void register_scatter(py::module_& m) {
     m.def("scatter_add", &scatter_add, py::arg("grad_output"), py::arg("ids"),
-          py::arg("num_embeddings"), py::arg("out") = py::none());
+          py::arg("num_embeddings"), py::arg("out") = py::none(), py::kw_only(),
+          py::arg("padding_idx") = py::none(), py::arg("scale_grad_by_freq") = false,
+          py::arg("accumulate") = false);
 }
 
 }  // namespace fastembed::bindings

@@ -13,10 +13,9 @@ namespace fastembed {
 // thread copies rows of a few hundred bytes.
 inline constexpr std::size_t kPrefetchDistance = 16;
 
+// The copy alone, for ids that have already passed check_ids.
 template <class T, class I>
-void gather_rows(const T* weight, std::size_t num_embeddings, std::size_t dim, const I* ids,
-                 std::size_t n, T* out) {
-    check_ids(ids, n, num_embeddings);
+void copy_rows(const T* weight, std::size_t dim, const I* ids, std::size_t n, T* out) {
     const std::size_t row_bytes = dim * sizeof(T);
     const std::size_t out_bytes = n * row_bytes;
     if (out_bytes == 0) return;
@@ -32,6 +31,13 @@ void gather_rows(const T* weight, std::size_t num_embeddings, std::size_t dim, c
         }
         writer.finish();
     });
+}
+
+template <class T, class I>
+void gather_rows(const T* weight, std::size_t num_embeddings, std::size_t dim, const I* ids,
+                 std::size_t n, T* out) {
+    check_ids(ids, n, num_embeddings);
+    copy_rows(weight, dim, ids, n, out);
 }
 
 }  // namespace fastembed

@@ -1,0 +1,93 @@
+// max_norm of PyTorch's embedding: before a lookup, every distinct looked-up row whose norm
+// exceeds max_norm is scaled in place by max_norm / (norm + 1e-7), once per call however often
+// its id occurs.
+//
+// Distinct ids come from the same radix sort the backward uses: a row is handled by the thread
+// owning the start of its run, so no two threads touch a row and the result does not depend on
+// the thread count. Norms are summed in double in element order. All norms are computed before
+// any row is written, so a read-only table is refused before anything changes.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/radix_sort.hpp"
+#include "kernels/thread_pool.hpp"
+
+namespace fastembed {
+
+// A row needs renormalising but the table must not be written.
+class RenormOfReadOnlyTable : public std::runtime_error {
+  public:
+    RenormOfReadOnlyTable(std::uint64_t id, double norm)
+        : std::runtime_error("row " + std::to_string(id) + " needs renormalising"), id(id), norm(norm) {}
+
+    std::uint64_t id;
+    double norm;
+};
+
+// The p-norm of a row (p > 0, or infinity for the largest magnitude).
+template <class T>
+double row_norm(const T* row, std::size_t dim, double p) {
+    double acc = 0.0;
+    if (p == 2.0) {
+        for (std::size_t d = 0; d < dim; ++d) acc += static_cast<double>(row[d]) * row[d];
+        return std::sqrt(acc);
+    }
+    if (p == 1.0) {
+        for (std::size_t d = 0; d < dim; ++d) acc += std::fabs(static_cast<double>(row[d]));
+        return acc;
+    }
+    if (std::isinf(p)) {
+        for (std::size_t d = 0; d < dim; ++d) acc = std::fmax(acc, std::fabs(static_cast<double>(row[d])));
+        return acc;
+    }
+    for (std::size_t d = 0; d < dim; ++d) acc += std::pow(std::fabs(static_cast<double>(row[d])), p);
+    return std::pow(acc, 1.0 / p);
+}
+
+// Renormalises the rows of `weight` that `ids` (already checked) look up. `writeable` false:
+// throws RenormOfReadOnlyTable for the lowest such id instead, having written nothing.
+template <class T, class I>
+void renorm_rows(T* weight, std::uint64_t num_embeddings, std::size_t dim, const I* ids,
+                 std::size_t n, double max_norm, double norm_type, bool writeable) {
+    if (n == 0 || dim == 0) return;
+    struct Rescale {
+        std::uint64_t id;
+        double norm;
+    };
+    struct alignas(64) PartRescales {  // one cache line apart: no false sharing on push_back
+        std::vector<Rescale> rows;
+    };
+    with_sorted_ids(ids, n, num_embeddings, [&](const auto& sorted) {
+        const std::size_t parts = threads_for_bytes(n * (sizeof(I) + 16) + n * dim * sizeof(T));
+        std::vector<PartRescales> found(parts);
+        parallel_ranges(n, parts, [&](std::size_t part, std::size_t begin, std::size_t end) {
+            for (std::size_t k = begin; k < end; ++k) {
+                const std::uint64_t id = sorted.id(k);
+                if (k > 0 && sorted.id(k - 1) == id) continue;  // not the start of its run
+                const double norm = row_norm(weight + id * dim, dim, norm_type);
+                if (norm > max_norm) found[part].rows.push_back({id, norm});
+            }
+        });
+        if (!writeable) {
+            for (const PartRescales& part : found) {  // parts in id order: the lowest id first
+                if (!part.rows.empty()) throw RenormOfReadOnlyTable(part.rows[0].id, part.rows[0].norm);
+            }
+            return;
+        }
+        run_tasks(parts, [&](std::size_t part) {
+            for (const Rescale& rescale : found[part].rows) {
+                const T scale = static_cast<T>(max_norm / (rescale.norm + 1e-7));
+                T* row = weight + rescale.id * dim;
+                for (std::size_t d = 0; d < dim; ++d) row[d] *= scale;
+            }
+        }, parts);
+    });
+}
+
+}  // namespace fastembed
