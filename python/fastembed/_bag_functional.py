@@ -232,3 +232,57 @@ def _contiguous(array: np.ndarray) -> np.ndarray:
     if type(array) is not np.ndarray or not array.flags.c_contiguous:
         return np.ascontiguousarray(array)
     return array
+
+
+def embedding_bag_backward(
+    grad_output: np.ndarray,
+    ids: ArrayLike,
+    offsets: ArrayLike | None = None,
+    *,
+    num_embeddings: int,
+    mode: str,
+    per_sample_weights: ArrayLike | None = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+    argmax: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Dense gradient of :func:`embedding_bag` w.r.t. the table.
+
+    ``grad_weight[v] = sum over entries i with ids[i] == v of c_i * grad_output[bag of i]``,
+    where ``c_i`` is 1 (sum), the entry's per-sample weight, or ``1 / (non-padding entries of
+    its bag)`` (mean); for max, element ``d`` of ``grad_output[b]`` goes to the id at
+    ``argmax[b, d]`` only. Each id's terms are added in position order from the sorted ids, with
+    no ``(len(ids), embedding_dim)`` intermediate; bitwise identical for any thread count.
+
+    Parameters
+    ----------
+    grad_output : ndarray of shape (num_bags, embedding_dim)
+        Gradient of the loss w.r.t. the output of the forward.
+    ids, offsets, mode, per_sample_weights, include_last_offset, padding_idx
+        As given to the forward.
+    num_embeddings : int
+        Rows of the table.
+    argmax : ndarray of int64, optional
+        ``mode="max"`` only (and then required): the forward's ``return_argmax`` result.
+    out : ndarray of shape (num_embeddings, embedding_dim), optional
+        Overwritten and returned.
+
+    Returns
+    -------
+    ndarray of shape (num_embeddings, embedding_dim)
+        The ``padding_idx`` row is zero.
+    """
+    bags = bag_arguments(ids, offsets, include_last_offset, per_sample_weights, mode)
+    padding = padding_argument(padding_idx, num_embeddings)
+    return _core.embedding_bag_backward(
+        _contiguous(grad_output),
+        bags.ids,
+        bags.bounds,
+        num_embeddings,
+        mode,
+        bags.per_sample_weights,
+        padding,
+        argmax,
+        out,
+    )

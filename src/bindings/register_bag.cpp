@@ -10,6 +10,7 @@
 #include "bindings/bag_args.hpp"
 #include "bindings/register.hpp"
 #include "kernels/bag.hpp"
+#include "kernels/bag_backward.hpp"
 
 namespace fastembed::bindings {
 
@@ -119,6 +120,73 @@ py::array per_sample_weights_backward(const py::array& grad_output, const py::ar
     });
 }
 
+// Checks shared by the backward bindings: grad_output (num_bags, dim) of dtype T, C-contiguous;
+// for max, the forward's argmax of the same shape.
+template <class T>
+void require_bag_grad(const py::array& grad_output, const BagLayout& bags, std::size_t dim, BagMode mode,
+                      const std::optional<py::array>& argmax) {
+    if (grad_output.ndim() != 2 || static_cast<std::size_t>(grad_output.shape(0)) != bags.num_bags ||
+        static_cast<std::size_t>(grad_output.shape(1)) != dim) {
+        throw py::value_error("grad_output must have shape (num_bags, embedding_dim) = (" +
+                              std::to_string(bags.num_bags) + ", " + std::to_string(dim) + "), got " +
+                              shape_string(grad_output));
+    }
+    if (!py::isinstance<py::array_t<T>>(grad_output)) {
+        throw py::type_error("grad_output must be float32 or float64, got " + dtype_name(grad_output));
+    }
+    require_layout(grad_output, "grad_output", false);
+    if (mode == BagMode::max) {
+        if (!argmax || !py::isinstance<py::array_t<std::int64_t>>(*argmax) || argmax->ndim() != 2 ||
+            argmax->shape(0) != grad_output.shape(0) || argmax->shape(1) != grad_output.shape(1)) {
+            throw py::value_error(
+                "mode='max' needs the forward's argmax: int64 of shape (num_bags, embedding_dim)");
+        }
+        require_layout(*argmax, "argmax", false);
+    }
+}
+
+py::array embedding_bag_backward(const py::array& grad_output, const py::array& ids, const py::array& bounds,
+                                 long long num_embeddings, const std::string& mode_name,
+                                 const std::optional<py::array>& per_sample_weights, long long padding_idx,
+                                 const std::optional<py::array>& argmax, const std::optional<py::array>& out) {
+    require_num_embeddings(num_embeddings);
+    require_ids(ids);
+    const BagMode mode = parse_bag_mode(mode_name);
+    const auto n = static_cast<std::size_t>(ids.size());
+    const BagLayout bags = bag_layout(bounds, n);
+    const auto rows = static_cast<std::size_t>(num_embeddings);
+    const std::int64_t padding = checked_padding_idx(padding_idx, rows);
+    if (grad_output.ndim() != 2) {
+        throw py::value_error("grad_output must be 2-d (num_bags, embedding_dim), got shape " +
+                              shape_string(grad_output));
+    }
+    const auto dim = static_cast<std::size_t>(grad_output.shape(1));
+    return dispatch_float(grad_output, "grad_output", [&](auto float_tag) {
+        using T = typename decltype(float_tag)::type;
+        require_bag_grad<T>(grad_output, bags, dim, mode, argmax);
+        const T* weights = per_sample_weights_data<T>(per_sample_weights, mode, n);
+        const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(dim)};
+        std::vector<std::pair<const py::array*, const char*>> inputs{{&grad_output, "grad_output"}, {&ids, "ids"}};
+        if (per_sample_weights) inputs.emplace_back(&*per_sample_weights, "per_sample_weights");
+        py::array result = output_array<T>(out, shape, inputs);
+        const T* grad = static_cast<const T*>(grad_output.data());
+        const std::int64_t* arg = argmax ? static_cast<const std::int64_t*>(argmax->data()) : nullptr;
+        T* destination = static_cast<T*>(result.mutable_data());
+        dispatch_ids(ids, [&](auto id_tag) {
+            using I = typename decltype(id_tag)::type;
+            const I* id_data = static_cast<const I*>(ids.data());
+            try {
+                py::gil_scoped_release release;
+                embedding_bag_backward_dense(grad, dim, id_data, n, rows, bags, mode, weights, padding, arg,
+                                             destination);
+            } catch (const IdOutOfRange& e) {
+                throw py::index_error(id_error_message(ids, e.position, e.id, rows));
+            }
+        });
+        return result;
+    });
+}
+
 }  // namespace
 
 void register_bag(py::module_& m) {
@@ -128,6 +196,10 @@ void register_bag(py::module_& m) {
     m.def("embedding_bag_per_sample_weights_backward", &per_sample_weights_backward,
           py::arg("grad_output"), py::arg("weight"), py::arg("ids"), py::arg("bounds"),
           py::arg("padding_idx") = -1);
+    m.def("embedding_bag_backward", &embedding_bag_backward, py::arg("grad_output"), py::arg("ids"),
+          py::arg("bounds"), py::arg("num_embeddings"), py::arg("mode"),
+          py::arg("per_sample_weights") = py::none(), py::arg("padding_idx") = -1,
+          py::arg("argmax") = py::none(), py::arg("out") = py::none());
 }
 
 }  // namespace fastembed::bindings
