@@ -1,10 +1,28 @@
 """fastembed: embedding layers for NumPy at memory speed."""
 
+from . import optim
+from ._bag_functional import (
+    embedding_bag,
+    embedding_bag_backward,
+    embedding_bag_per_sample_weights_backward,
+)
 from ._functional import gather, scatter_add
 from ._threading import _check_environment, get_num_threads, set_num_threads
+from .bag import EmbeddingBag
 from .layers import Embedding
 
-__all__ = ["Embedding", "gather", "get_num_threads", "scatter_add", "set_num_threads"]
+__all__ = [
+    "Embedding",
+    "EmbeddingBag",
+    "embedding_bag",
+    "embedding_bag_backward",
+    "embedding_bag_per_sample_weights_backward",
+    "gather",
+    "get_num_threads",
+    "optim",
+    "scatter_add",
+    "set_num_threads",
+]
 __version__ = "0.1.0"
 
 _check_environment()

@@ -71,8 +71,7 @@ def bag_arguments(
     if offsets is None:
         if ids.ndim != 2:
             raise ValueError(
-                "ids must be 2-d (num_bags, bag_size) when offsets is None, "
-                f"got shape {ids.shape}"
+                f"ids must be 2-d (num_bags, bag_size) when offsets is None, got shape {ids.shape}"
             )
         num_bags, bag_size = ids.shape
         bounds = np.arange(num_bags + 1, dtype=np.int64) * bag_size

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from ._bag_functional import padding_argument
 from ._functional import gather, scatter_add
 from ._ids import as_ids
+
+if TYPE_CHECKING:
+    from .optim import SparseOptimizer
 
 _TABLE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -125,13 +131,20 @@ class Embedding:
 
     __call__ = forward
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+    def backward(self, grad_output: np.ndarray, optimizer: SparseOptimizer | None = None):
         """Dense gradient w.r.t. ``weight`` of the last :meth:`forward`; also kept as ``grad``.
 
         ``grad_output`` must have shape ``ids.shape + (embedding_dim,)``.
+
+        With ``optimizer`` (a :mod:`fastembed.optim` optimizer), the table is updated instead,
+        straight from the sorted ids, without forming any gradient array (the same as
+        ``optimizer.step(self, grad_output)``); returns None and leaves ``grad`` as it was.
         """
         if self._ids is None:
             raise RuntimeError("backward() needs a forward() first")
+        if optimizer is not None:
+            optimizer.step(self, grad_output)
+            return None
         width = np.shape(grad_output)[-1:]
         if width != (self.embedding_dim,):
             raise ValueError(
@@ -140,6 +153,16 @@ class Embedding:
             )
         self.grad = scatter_add(grad_output, self._ids, self.num_embeddings)
         return self.grad
+
+    def _gradient_description(self, grad_output: np.ndarray) -> tuple:
+        """The last lookup's gradient as the fused optimizer kernels take it."""
+        if self._ids is None:
+            raise RuntimeError("an optimizer step needs a forward() first")
+        if type(grad_output) is not np.ndarray or not grad_output.flags.c_contiguous:
+            grad_output = np.ascontiguousarray(grad_output)
+        padding = padding_argument(getattr(self, "padding_idx", None), self.num_embeddings)
+        scale = bool(getattr(self, "scale_grad_by_freq", False))
+        return (grad_output, self._ids, None, "sum", None, None, padding, scale)
 
     def __repr__(self) -> str:
         return (
