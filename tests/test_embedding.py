@@ -214,13 +214,19 @@ def test_backward_uses_the_last_forward(rng):
     assert_close_to_reference(emb.backward(grad), grad, ids, 12)
 
 
-def test_backward_twice_gives_the_same_gradient_not_a_sum(rng):
+def test_backward_twice_accumulates_into_the_same_grad(rng):
     emb = fastembed.Embedding(12, 5, seed=3)
     ids = rng.integers(0, 12, 30)
     emb(ids)
     grad = make_grad((30,), 5, np.float32, rng)
-    first = emb.backward(grad).copy()
-    assert_bitwise_equal(emb.backward(grad), first)
+    first = emb.backward(grad)
+    single = first.copy()
+    second = emb.backward(grad)
+    assert second is first  # added in place, as PyTorch's .grad
+    assert_bitwise_equal(second, single + single)
+    emb.zero_grad()
+    assert emb.grad is None
+    assert_bitwise_equal(emb.backward(grad), single)
 
 
 def test_backward_before_forward_is_runtime_error(rng):
@@ -309,6 +315,7 @@ def test_failed_forward_writes_nothing_and_keeps_the_state(bad_ids, exception, r
     with raises_leaving_untouched(exception, None, emb.weight, previous, out):
         emb.forward(bad_ids, out=out)
     assert emb.grad is previous
+    emb.zero_grad()
     grad = make_grad((2, 2), 5, np.float32, rng)  # backward still refers to the last good forward
     assert_close_to_reference(emb.backward(grad), grad, ids, 12)
 

@@ -6,14 +6,16 @@ from ._bag_functional import (
     embedding_bag_backward,
     embedding_bag_per_sample_weights_backward,
 )
-from ._functional import gather, scatter_add
+from ._functional import gather, scatter_add, sparse_grad
 from ._threading import _check_environment, get_num_threads, set_num_threads
 from .bag import EmbeddingBag
 from .layers import Embedding
+from .sparse import RowSparseGrad
 
 __all__ = [
     "Embedding",
     "EmbeddingBag",
+    "RowSparseGrad",
     "embedding_bag",
     "embedding_bag_backward",
     "embedding_bag_per_sample_weights_backward",
@@ -22,6 +24,7 @@ __all__ = [
     "optim",
     "scatter_add",
     "set_num_threads",
+    "sparse_grad",
 ]
 __version__ = "0.1.0"
 

@@ -2,14 +2,51 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core
 from ._ids import as_ids
+from .sparse import RowSparseGrad
 
 
-def gather(weight: np.ndarray, ids: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
+def _optional_index(value: object, name: str) -> int | None:
+    """``None`` or an int (not a bool or float): TypeError otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or None, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or None, got {value!r}") from None
+
+
+def _optional_float(value: object, name: str, *, required: bool = False) -> float | None:
+    """``None`` (unless ``required``) or a real number as a float: TypeError otherwise."""
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _contiguous_grad(grad_output: np.ndarray) -> np.ndarray:
+    if type(grad_output) is not np.ndarray or not grad_output.flags.c_contiguous:
+        return np.ascontiguousarray(grad_output)
+    return grad_output
+
+
+def gather(
+    weight: np.ndarray,
+    ids: ArrayLike,
+    out: np.ndarray | None = None,
+    *,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+) -> np.ndarray:
     """Look up rows of a table: ``out[..., :] = weight[ids[...], :]``.
 
     Parameters
@@ -23,6 +60,13 @@ def gather(weight: np.ndarray, ids: ArrayLike, out: np.ndarray | None = None) ->
     out : ndarray, optional
         Destination of shape ``ids.shape + (embedding_dim,)`` and the dtype of ``weight``,
         C-contiguous and writeable; written in place and returned.
+    max_norm : float, optional
+        PyTorch's ``max_norm``: first, every distinct looked-up row whose ``norm_type``-norm
+        exceeds ``max_norm`` is scaled **in place in weight** by ``max_norm / (norm + 1e-7)``
+        (once per call, however often its id occurs). Must be > 0. On a read-only ``weight``
+        this is a ``ValueError`` if some row needs it, and nothing is written.
+    norm_type : float, default 2.0
+        The p of the p-norm for ``max_norm``: any p > 0, or ``inf`` (largest magnitude).
 
     Returns
     -------
@@ -37,9 +81,10 @@ def gather(weight: np.ndarray, ids: ArrayLike, out: np.ndarray | None = None) ->
         ids are not integers, or the dtype of ``weight``/``out`` is not supported or differs.
     ValueError
         ``weight`` is not 2-d or not C-contiguous; ``out`` has the wrong shape, is read-only,
-        not C-contiguous or overlaps an input.
+        not C-contiguous or overlaps an input; ``max_norm <= 0``; ``norm_type <= 0``; a row
+        needs renormalising but ``weight`` is read-only.
 
-    Nothing is written to ``out`` when an exception is raised.
+    Nothing is written to ``out`` or ``weight`` when an exception is raised.
 
     Examples
     --------
@@ -47,7 +92,13 @@ def gather(weight: np.ndarray, ids: ArrayLike, out: np.ndarray | None = None) ->
     >>> gather(W, [[0, 2], [1, 2]])[1, 0]
     array([5., 6., 7., 8., 9.], dtype=float32)
     """
-    return _core.gather(weight, as_ids(ids), out)
+    return _core.gather(
+        weight,
+        as_ids(ids),
+        out,
+        max_norm=_optional_float(max_norm, "max_norm"),
+        norm_type=_optional_float(norm_type, "norm_type", required=True),
+    )
 
 
 def scatter_add(
@@ -55,6 +106,10 @@ def scatter_add(
     ids: ArrayLike,
     num_embeddings: int,
     out: np.ndarray | None = None,
+    *,
+    padding_idx: int | None = None,
+    scale_grad_by_freq: bool = False,
+    accumulate: bool = False,
 ) -> np.ndarray:
     """Dense gradient of :func:`gather` w.r.t. the table.
 
@@ -72,7 +127,18 @@ def scatter_add(
     num_embeddings : int
         Number of rows of the table.
     out : ndarray of shape (num_embeddings, embedding_dim), optional
-        Overwritten (not accumulated into) and returned; dtype of ``grad_output``.
+        Overwritten (or added into, with ``accumulate=True``) and returned; dtype of
+        ``grad_output``.
+    padding_idx : int, optional
+        PyTorch's ``padding_idx``: this row's gradient is zero (with ``accumulate``, the row is
+        left as it was). Negative values count from the end; must lie in
+        ``[-num_embeddings, num_embeddings)``.
+    scale_grad_by_freq : bool, default False
+        PyTorch's ``scale_grad_by_freq``: each id's summed gradient is divided by the number of
+        times it occurs in ``ids``.
+    accumulate : bool, default False
+        Add the gradient into ``out`` (required) instead of overwriting it: only the rows of ids
+        that occur are read and written, as a framework accumulating ``.grad`` does.
 
     Returns
     -------
@@ -84,6 +150,65 @@ def scatter_add(
         As for :func:`gather`; ``ValueError`` also when ``grad_output`` has the wrong shape.
         Nothing is written to ``out`` when an exception is raised.
     """
-    if type(grad_output) is not np.ndarray or not grad_output.flags.c_contiguous:
-        grad_output = np.ascontiguousarray(grad_output)
-    return _core.scatter_add(grad_output, as_ids(ids), num_embeddings, out)
+    return _core.scatter_add(
+        _contiguous_grad(grad_output),
+        as_ids(ids),
+        num_embeddings,
+        out,
+        padding_idx=_optional_index(padding_idx, "padding_idx"),
+        scale_grad_by_freq=bool(scale_grad_by_freq),
+        accumulate=bool(accumulate),
+    )
+
+
+def sparse_grad(
+    grad_output: np.ndarray,
+    ids: ArrayLike,
+    num_embeddings: int,
+    *,
+    padding_idx: int | None = None,
+    scale_grad_by_freq: bool = False,
+) -> RowSparseGrad:
+    """Row-sparse gradient of :func:`gather` w.r.t. the table.
+
+    The same sums as :func:`scatter_add` (bitwise), but only for the ids that occur: the
+    result holds the sorted distinct ids and their gradient rows, like PyTorch's
+    ``sparse=True`` gradient after ``coalesce()``. It is written straight from the sorted runs
+    of the ids, so time and memory are O(N * D) whatever ``num_embeddings`` is.
+
+    Parameters
+    ----------
+    grad_output, ids, num_embeddings
+        As for :func:`scatter_add`.
+    padding_idx : int, optional
+        This id is left out of the result (its gradient is zero), as PyTorch does; negative
+        values count from the end.
+    scale_grad_by_freq : bool, default False
+        Each id's sum is divided by its number of occurrences.
+
+    Returns
+    -------
+    RowSparseGrad
+        ``indices`` (int64, strictly increasing), ``values`` of shape
+        ``(len(indices), embedding_dim)`` in the dtype of ``grad_output``.
+
+    Raises
+    ------
+    IndexError, TypeError, ValueError
+        As for :func:`scatter_add`.
+
+    Examples
+    --------
+    >>> g = sparse_grad(np.ones((3, 2), np.float32), [4, 1, 4], 1_000_000)
+    >>> g.indices, g.values
+    (array([1, 4]), array([[1., 1.],
+           [2., 2.]], dtype=float32))
+    """
+    indices, values = _core.sparse_grad(
+        _contiguous_grad(grad_output),
+        as_ids(ids),
+        num_embeddings,
+        padding_idx=_optional_index(padding_idx, "padding_idx"),
+        scale_grad_by_freq=bool(scale_grad_by_freq),
+    )
+    return RowSparseGrad._from_kernel(indices, values, int(num_embeddings))

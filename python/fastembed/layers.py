@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from ._bag_functional import padding_argument
-from ._functional import gather, scatter_add
+from ._functional import _optional_float, _optional_index, gather, scatter_add, sparse_grad
 from ._ids import as_ids
+from ._initializers import Initializer, initial_table
+from ._persistence import load_table, save_table
+from .sparse import RowSparseGrad
 
 if TYPE_CHECKING:
     from .optim import SparseOptimizer
 
 _TABLE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Options saved with the table and shown by repr, with their defaults.
+_OPTION_DEFAULTS: dict[str, Any] = {
+    "padding_idx": None,
+    "max_norm": None,
+    "norm_type": 2.0,
+    "scale_grad_by_freq": False,
+    "sparse": False,
+    "mask_zero": False,
+    "trainable": True,
+}
 
 
 def _check_table(weight: np.ndarray) -> np.ndarray:
@@ -29,43 +45,106 @@ def _check_table(weight: np.ndarray) -> np.ndarray:
     return weight
 
 
+def _keras_weights(weights: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """Keras' ``weights=[table]`` (a list of one array) or the array itself."""
+    if isinstance(weights, np.ndarray):
+        return weights
+    if isinstance(weights, (list, tuple)) and len(weights) == 1:
+        return weights[0]
+    raise ValueError("weights must be an array or a list of exactly one array (Keras style)")
+
+
+def _padding_row(padding_idx: object, num_embeddings: int) -> int | None:
+    """PyTorch's rule: ``-num_embeddings <= padding_idx < num_embeddings``, negatives wrap."""
+    index = _optional_index(padding_idx, "padding_idx")
+    if index is None:
+        return None
+    if not -num_embeddings <= index < num_embeddings:
+        raise ValueError(
+            f"padding_idx={index} is out of range for num_embeddings={num_embeddings} "
+            f"(valid: {-num_embeddings}..{num_embeddings - 1})"
+        )
+    return index + num_embeddings if index < 0 else index
+
+
+def _norm_options(max_norm: object, norm_type: object) -> tuple[float | None, float]:
+    limit = _optional_float(max_norm, "max_norm")
+    if limit is not None and not limit > 0:
+        raise ValueError(f"max_norm must be > 0, got {limit!r}")
+    p = _optional_float(norm_type, "norm_type", required=True)
+    if not p > 0:
+        raise ValueError(f"norm_type must be > 0 (or inf), got {p!r}")
+    return limit, p
+
+
 class Embedding:
-    """A lookup table mapping integer ids to dense vectors (Keras ``Embedding``, Lasagne
-    ``EmbeddingLayer``, PyTorch ``nn.Embedding``).
+    """A lookup table mapping integer ids to dense vectors (PyTorch ``nn.Embedding``, Keras
+    ``Embedding``, Lasagne ``EmbeddingLayer``), with their options.
 
     ``emb(ids)`` returns ``weight[ids]``: the one-hot encoding of ``ids`` times ``weight``,
-    done as a table lookup. ``emb.backward(grad_output)`` returns the gradient w.r.t.
-    ``weight``: the rows of ``grad_output`` summed into the rows that were looked up.
+    done as a table lookup. ``emb.backward(grad_output)`` adds the gradient w.r.t. ``weight``
+    into ``emb.grad`` (dense array, or :class:`RowSparseGrad` with ``sparse=True``).
 
     Parameters
     ----------
     num_embeddings : int, optional
-        Number of rows (the vocabulary size; Keras ``input_dim``). Taken from ``weight`` if
+        Number of rows (the vocabulary size; Keras ``input_dim``). Taken from the table if
         omitted.
     embedding_dim : int, optional
-        Length of each vector (Keras ``output_dim``). Taken from ``weight`` if omitted.
+        Length of each vector (Keras ``output_dim``). Taken from the table if omitted.
     weight : ndarray of shape (num_embeddings, embedding_dim), optional
-        A float32 or float64 C-contiguous table to use as it is: the layer keeps this very
-        array (no copy), so an ``np.memmap`` works, and a read-only table works for lookups.
+        A float32 or float64 C-contiguous table to use as it is (Lasagne's ``W``): the layer
+        keeps this very array (no copy), so an ``np.memmap`` works, and a read-only table works
+        for lookups. It is not modified on construction (not even the ``padding_idx`` row).
+    weights : ndarray or list of one ndarray, optional
+        Keras' spelling of ``weight`` (``weights=[matrix]``); give one of the two.
     dtype : dtype, default float32
-        dtype of the table the layer allocates when ``weight`` is not given.
+        dtype of the table the layer allocates when no table is given.
     seed : int, optional
-        Seed of the initialiser. A new table is drawn from U(-0.05, 0.05), Keras' default
-        (``embeddings_initializer="uniform"``).
+        Seed of the initialiser, for a reproducible table.
+    init : {"uniform", "normal", "xavier_uniform"} or callable, default "uniform"
+        How a new table is drawn: U(-0.05, 0.05) (Keras' default), N(0, 1) (PyTorch's
+        default), Glorot/Xavier uniform, or ``init(shape, rng) -> array`` of exactly ``shape``.
+    padding_idx : int, optional
+        PyTorch: this row of a new table is zeros and its gradient is always zero (the row is
+        left out of a sparse gradient). Negative values count from the end.
+    max_norm : float, optional
+        PyTorch: before each lookup, the looked-up rows whose ``norm_type``-norm exceeds it
+        are scaled in place in ``weight`` to norm ``max_norm`` (once per distinct row per
+        call). A read-only table gives a ``ValueError`` only when some row needs it.
+    norm_type : float, default 2.0
+        The p of the p-norm for ``max_norm`` (p > 0, or ``inf``).
+    scale_grad_by_freq : bool, default False
+        PyTorch: each id's gradient is divided by its number of occurrences in the batch.
+    sparse : bool, default False
+        PyTorch: ``backward`` produces a :class:`RowSparseGrad` (the occurring rows only; cost
+        independent of ``num_embeddings``) instead of a dense array.
+    mask_zero : bool, default False
+        Keras: id 0 is reserved as padding of variable-length sequences and
+        :meth:`compute_mask` returns ``ids != 0``. As Keras documents, ``num_embeddings`` must
+        then be the vocabulary size + 1. (It does not change the lookup or the gradient; combine
+        with ``padding_idx=0`` for PyTorch's zero padding row.)
+    trainable : bool, default True
+        Keras: a non-trainable (frozen) layer's ``backward`` returns ``None`` and never touches
+        ``weight`` or ``grad``. ``freeze`` is its PyTorch-style negation.
 
     Attributes
     ----------
     weight : ndarray
         The table.
-    grad : ndarray or None
-        Gradient of the last :meth:`backward`.
+    grad : ndarray, RowSparseGrad or None
+        The accumulated gradient: each :meth:`backward` adds into it, as PyTorch's ``.grad``
+        does, until :meth:`zero_grad`.
+    padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse, mask_zero, trainable
+        The options (``padding_idx`` normalised to a non-negative row, as PyTorch stores it).
 
     Examples
     --------
-    >>> W = np.arange(15, dtype=np.float32).reshape(3, 5)
-    >>> emb = Embedding(weight=W)
-    >>> emb([[0, 2], [1, 2]]).shape
-    (2, 2, 5)
+    >>> emb = Embedding(10, 3, padding_idx=0, seed=0)
+    >>> emb([[0, 2], [1, 0]]).shape
+    (2, 2, 3)
+    >>> emb.weight[0]
+    array([0., 0., 0.], dtype=float32)
     """
 
     def __init__(
@@ -74,9 +153,22 @@ class Embedding:
         embedding_dim: int | None = None,
         *,
         weight: np.ndarray | None = None,
+        weights: np.ndarray | Sequence[np.ndarray] | None = None,
         dtype: DTypeLike = np.float32,
         seed: int | None = None,
+        init: Initializer = "uniform",
+        padding_idx: int | None = None,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+        mask_zero: bool = False,
+        trainable: bool = True,
     ) -> None:
+        if weights is not None:
+            if weight is not None:
+                raise ValueError("give weight or weights (its Keras spelling), not both")
+            weight = _keras_weights(weights)
         if weight is not None:
             _check_table(weight)
             for name, given, actual in (
@@ -85,6 +177,7 @@ class Embedding:
             ):
                 if given is not None and given != actual:
                     raise ValueError(f"{name}={given} does not match weight.shape={weight.shape}")
+            shape = weight.shape
         else:
             if num_embeddings is None or embedding_dim is None:
                 raise ValueError("give num_embeddings and embedding_dim, or weight")
@@ -94,15 +187,54 @@ class Embedding:
                 ("num_embeddings", num_embeddings),
                 ("embedding_dim", embedding_dim),
             ):
-                if int(value) != value or value < 0:
+                if isinstance(value, bool) or int(value) != value or value < 0:
                     raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-            rng = np.random.default_rng(seed)
-            weight = rng.random((int(num_embeddings), int(embedding_dim)), dtype=np.dtype(dtype))
-            weight *= 0.1
-            weight -= 0.05
+            shape = (int(num_embeddings), int(embedding_dim))
+        # Every option is checked before a table is drawn, so a bad one costs nothing.
+        padding_row = _padding_row(padding_idx, shape[0])
+        max_norm, norm_type = _norm_options(max_norm, norm_type)
+        if mask_zero and shape[0] < 1:
+            raise ValueError("mask_zero=True reserves id 0: num_embeddings must be >= 1")
+        if weight is None:
+            weight = initial_table(init, shape, np.dtype(dtype), seed)
+            if padding_row is not None:
+                weight[padding_row] = 0
         self.weight: np.ndarray = weight
-        self.grad: np.ndarray | None = None
+        self.grad: np.ndarray | RowSparseGrad | None = None
+        self.padding_idx: int | None = padding_row
+        self.max_norm: float | None = max_norm
+        self.norm_type: float = norm_type
+        self.scale_grad_by_freq: bool = bool(scale_grad_by_freq)
+        self.sparse: bool = bool(sparse)
+        self.mask_zero: bool = bool(mask_zero)
+        self.trainable: bool = bool(trainable)
         self._ids: np.ndarray | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        embeddings: np.ndarray,
+        freeze: bool = True,
+        padding_idx: int | None = None,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+    ) -> Embedding:
+        """A layer around an existing table, as PyTorch's ``Embedding.from_pretrained``.
+
+        The table is kept as it is (no copy, ``padding_idx`` row not zeroed); ``freeze=True``
+        (the default) makes the layer non-trainable.
+        """
+        return cls(
+            weight=embeddings,
+            trainable=not freeze,
+            padding_idx=padding_idx,
+            max_norm=max_norm,
+            norm_type=norm_type,
+            scale_grad_by_freq=scale_grad_by_freq,
+            sparse=sparse,
+        )
 
     @property
     def num_embeddings(self) -> int:
@@ -116,42 +248,85 @@ class Embedding:
     def dtype(self) -> np.dtype:
         return self.weight.dtype
 
+    @property
+    def freeze(self) -> bool:
+        """PyTorch-style ``not trainable``; settable."""
+        return not self.trainable
+
+    @freeze.setter
+    def freeze(self, value: bool) -> None:
+        self.trainable = not value
+
     def forward(self, ids: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
         """Look up ``ids`` (any shape) and remember them for :meth:`backward`.
 
         Returns an array of shape ``ids.shape + (embedding_dim,)``, written into ``out`` if
-        given. The ids are copied only if they are the caller's own array, so that changing it
+        given. With ``max_norm``, the looked-up rows of ``weight`` are renormalised in place
+        first. The ids are copied only if they are the caller's own array, so that changing it
         afterwards cannot change the gradient.
         """
         converted = as_ids(ids)
-        result = gather(self.weight, converted, out)
+        result = gather(
+            self.weight, converted, out, max_norm=self.max_norm, norm_type=self.norm_type
+        )
         caller_owns = converted is ids or not converted.flags.owndata
         self._ids = converted.copy() if caller_owns else converted
         return result
 
     __call__ = forward
 
-    def backward(self, grad_output: np.ndarray, optimizer: SparseOptimizer | None = None):
-        """Dense gradient w.r.t. ``weight`` of the last :meth:`forward`; also kept as ``grad``.
+    def compute_mask(self, ids: ArrayLike) -> np.ndarray | None:
+        """Keras: ``ids != 0`` (a bool array of the ids' shape) with ``mask_zero``, else None."""
+        if not self.mask_zero:
+            return None
+        return np.asarray(as_ids(ids)) != 0
 
-        ``grad_output`` must have shape ``ids.shape + (embedding_dim,)``.
+    def backward(
+        self, grad_output: np.ndarray, optimizer: SparseOptimizer | None = None
+    ) -> np.ndarray | RowSparseGrad | None:
+        """Add the gradient w.r.t. ``weight`` of the last :meth:`forward` into ``grad``.
+
+        ``grad_output`` must have shape ``ids.shape + (embedding_dim,)``. As in PyTorch, the
+        gradient accumulates over calls until :meth:`zero_grad`: dense gradients are added in
+        place into ``grad`` (allocated on the first call), sparse ones are merged. Returns the
+        accumulated ``grad`` (not this call's share alone), or ``None`` for a frozen layer,
+        which leaves ``grad`` as it is. On error nothing changes.
 
         With ``optimizer`` (a :mod:`fastembed.optim` optimizer), the table is updated instead,
         straight from the sorted ids, without forming any gradient array (the same as
-        ``optimizer.step(self, grad_output)``); returns None and leaves ``grad`` as it was.
+        ``optimizer.step(self, grad_output)``); returns None and leaves ``grad`` as it was. A
+        frozen layer or a read-only table then raises ``ValueError``.
         """
         if self._ids is None:
             raise RuntimeError("backward() needs a forward() first")
-        if optimizer is not None:
-            optimizer.step(self, grad_output)
-            return None
         width = np.shape(grad_output)[-1:]
         if width != (self.embedding_dim,):
             raise ValueError(
                 f"grad_output must end in embedding_dim={self.embedding_dim}, "
                 f"got shape {np.shape(grad_output)}"
             )
-        self.grad = scatter_add(grad_output, self._ids, self.num_embeddings)
+        if optimizer is not None:
+            optimizer.step(self, grad_output)
+            return None
+        if not self.trainable:
+            return None
+        options = {"padding_idx": self.padding_idx, "scale_grad_by_freq": self.scale_grad_by_freq}
+        if self.sparse:
+            step = sparse_grad(grad_output, self._ids, self.num_embeddings, **options)
+            self.grad = step if self.grad is None else self.grad + step
+        elif self.grad is None:
+            self.grad = scatter_add(grad_output, self._ids, self.num_embeddings, **options)
+        else:
+            if isinstance(self.grad, RowSparseGrad):  # the layer was switched to dense
+                self.grad = self.grad.to_dense()
+            scatter_add(
+                grad_output,
+                self._ids,
+                self.num_embeddings,
+                out=self.grad,
+                accumulate=True,
+                **options,
+            )
         return self.grad
 
     def _gradient_description(self, grad_output: np.ndarray) -> tuple:
@@ -160,12 +335,70 @@ class Embedding:
             raise RuntimeError("an optimizer step needs a forward() first")
         if type(grad_output) is not np.ndarray or not grad_output.flags.c_contiguous:
             grad_output = np.ascontiguousarray(grad_output)
-        padding = padding_argument(getattr(self, "padding_idx", None), self.num_embeddings)
-        scale = bool(getattr(self, "scale_grad_by_freq", False))
+        padding = padding_argument(self.padding_idx, self.num_embeddings)
+        scale = self.scale_grad_by_freq
         return (grad_output, self._ids, None, "sum", None, None, padding, scale)
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Start a new accumulation: ``grad = None`` (PyTorch's default), or zeros in place."""
+        if set_to_none or self.grad is None:
+            self.grad = None
+        elif isinstance(self.grad, RowSparseGrad):
+            empty = np.empty((0, self.embedding_dim), dtype=self.grad.dtype)
+            self.grad = RowSparseGrad(np.empty(0, dtype=np.int64), empty, self.num_embeddings)
+        else:
+            self.grad.fill(0)
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def _options(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _OPTION_DEFAULTS}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the table and the options to ``path``.
+
+        ``*.npy``: the table as a ``.npy`` file plus the options in ``<path>.json``. Any other
+        name (``*.npz`` by convention): one uncompressed ``.npz`` archive (members
+        ``weight.npy`` and ``config.npy``) written at exactly ``path``. Both can be loaded
+        memory-mapped with :meth:`load`. Gradients and the last ids are not saved.
+        """
+        save_table(path, self.weight, self._options())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, mmap_mode: str | None = None) -> Embedding:
+        """A layer from a file written by :meth:`save` (or any ``.npy`` table).
+
+        ``mmap_mode`` as for ``np.load``: ``None`` reads the table into memory; ``"r"``
+        (read-only) and ``"c"`` (copy-on-write) map it without reading it, for ``.npy`` and
+        ``.npz`` alike; ``"r+"`` (writes go to the file) is for ``.npy`` only.
+        """
+        weight, options = load_table(path, mmap_mode)
+        unknown = set(options) - set(_OPTION_DEFAULTS)
+        if unknown:
+            raise ValueError(f"{os.fspath(path)}: unknown options {sorted(unknown)}")
+        return cls(weight=weight, **options)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "weight": np.asarray(self.weight),
+            "grad": self.grad,
+            "ids": self._ids,
+            **self._options(),
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(weight=state["weight"], **{name: state[name] for name in _OPTION_DEFAULTS})
+        self.grad = state["grad"]
+        self._ids = state["ids"]
+
     def __repr__(self) -> str:
+        options = "".join(
+            f", {name}={value!r}"
+            for name, value in self._options().items()
+            if name != "norm_type" and value != _OPTION_DEFAULTS[name]
+        )
+        if self.max_norm is not None and self.norm_type != _OPTION_DEFAULTS["norm_type"]:
+            options += f", norm_type={self.norm_type!r}"
         return (
-            f"Embedding(num_embeddings={self.num_embeddings}, "
-            f"embedding_dim={self.embedding_dim}, dtype={self.dtype})"
+            f"Embedding({self.num_embeddings}, {self.embedding_dim}, dtype={self.dtype}{options})"
         )
