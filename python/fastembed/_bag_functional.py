@@ -96,6 +96,8 @@ def bag_arguments(
 
 def _bounds_from_offsets(offsets: ArrayLike, include_last_offset: bool, n: int) -> np.ndarray:
     given = np.asarray(offsets)
+    if given.size == 0 and not isinstance(offsets, np.ndarray):
+        given = given.astype(np.int64)  # np.asarray([]) is float64
     if given.dtype.kind not in "iu":
         raise TypeError(f"offsets must be integers, got dtype {given.dtype}")
     if given.ndim != 1:
@@ -152,7 +154,8 @@ def embedding_bag(
         One weight per id, the dtype of ``weight``: each row is scaled by its weight before
         summing (``mode="sum"`` only).
     include_last_offset : bool, default False
-        ``offsets`` has one more entry, the end of the last bag (CSR style).
+        ``offsets`` has one more entry, the end of the last bag (CSR style); normally
+        ``len(ids)``, and ids past it belong to no bag.
     padding_idx : int, optional
         Entries with this id are skipped: they add nothing and do not count toward the mean.
         Negative values count from the end.
