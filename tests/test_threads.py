@@ -24,9 +24,10 @@ from conftest import (
 
 THREAD_COUNTS = [1, 2, 3, 7]
 
-# (num_embeddings, dim): a one-pass radix sort with small rows, and a two-pass sort (ids need
-# more than 16 bits) whose dense result alone is enough work for every thread.
-TABLE_SIZES = [(3_000, 16), (200_000, 8)]
+# (num_embeddings, dim) for 40_000 ids: cache-sized gradients streamed in 2 and in 8 position
+# blocks (blocked_reduce.hpp), and a two-pass radix sort (ids need more than 16 bits) whose dense
+# result alone is enough work for every thread.
+TABLE_SIZES = [(3_000, 16), (1_000, 32), (200_000, 8)]
 
 
 @pytest.mark.usefixtures("restore_num_threads")

@@ -7,6 +7,7 @@ from ._bag_functional import (
     embedding_bag_per_sample_weights_backward,
 )
 from ._functional import gather, scatter_add, sparse_grad
+from ._memory import set_buffer_cache_limit
 from ._threading import _check_environment, get_num_threads, set_num_threads
 from .bag import EmbeddingBag
 from .layers import Embedding
@@ -23,6 +24,7 @@ __all__ = [
     "get_num_threads",
     "optim",
     "scatter_add",
+    "set_buffer_cache_limit",
     "set_num_threads",
     "sparse_grad",
 ]

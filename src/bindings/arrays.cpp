@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/recycled_buffers.hpp"
+
 namespace fastembed::bindings {
 
 std::string shape_string(const py::array& array) {
@@ -40,6 +42,20 @@ void require_ids(const py::array& ids) {
         throw py::type_error("ids must be int32 or int64, got " + dtype_name(ids));
     }
     require_layout(ids, "ids", false);
+}
+
+py::array new_result(const py::dtype& dtype, const std::vector<py::ssize_t>& shape) {
+    std::size_t bytes = static_cast<std::size_t>(dtype.itemsize());
+    for (py::ssize_t extent : shape) bytes *= static_cast<std::size_t>(extent);
+    if (bytes < kMinRecycledBytes) return py::array(dtype, shape);
+    // Taken and given back with the GIL held, so a fork() never finds the recycler locked.
+    auto* buffer = new Buffer(take_buffer(bytes));
+    py::capsule owner(buffer, [](void* p) {
+        auto* owned = static_cast<Buffer*>(p);
+        give_back_buffer(*owned);
+        delete owned;
+    });
+    return py::array(dtype, shape, std::vector<py::ssize_t>{}, buffer->data, owner);
 }
 
 std::string id_error_message(const py::array& ids, std::size_t flat_position, std::int64_t id,

@@ -61,12 +61,16 @@ decltype(auto) dispatch_ids(const py::array& ids, F&& f) {
     return f(Tag<std::int64_t>{});
 }
 
+// A new uninitialised C-contiguous array. Large ones live in recycled buffers (see
+// kernels/recycled_buffers.hpp), which go back to the recycler when the array is dropped.
+py::array new_result(const py::dtype& dtype, const std::vector<py::ssize_t>& shape);
+
 // `out` if given (after checking shape, dtype, layout and overlap with `inputs`), else a new
-// uninitialised array; NumPy's allocator gives large results transparent huge pages.
+// uninitialised array.
 template <class T>
 py::array output_array(const std::optional<py::array>& out, const std::vector<py::ssize_t>& shape,
                        const std::vector<std::pair<const py::array*, const char*>>& inputs) {
-    if (!out) return py::array_t<T>(shape);
+    if (!out) return new_result(py::dtype::of<T>(), shape);
     const py::array& given = *out;
     if (!py::isinstance<py::array_t<T>>(given)) {
         throw py::type_error("out must have dtype " + std::string(py::str(py::dtype::of<T>())) +

@@ -1,11 +1,12 @@
-// The entry point of every backward: sums each id's gradient rows and hands them to a sink,
-// choosing between two strategies that give bitwise-identical sums.
+// The entry point of every backward: sums each id's gradient rows and hands them to a sink.
+// The strategy (blocked streaming for cache-sized gradients, sorted runs otherwise) is chosen
+// from the shape alone, so the thread count never changes which sums are computed.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
-#include "kernels/counting_reduce.hpp"
+#include "kernels/blocked_reduce.hpp"
 #include "kernels/radix_sort.hpp"
 #include "kernels/row_source.hpp"
 #include "kernels/runs.hpp"
@@ -13,12 +14,12 @@
 namespace fastembed {
 
 // For every id in [0, num_embeddings): sink.row(part, id, sum, count) with the sum of the
-// source's rows at the positions i where ids[i] == id, added in position order (see runs.hpp for
-// the sink contract, row_source.hpp for sources). The ids must already have passed check_ids.
+// source's rows at the positions i where ids[i] == id, in a fixed order (see runs.hpp for the
+// sink contract, row_source.hpp for sources). The ids must already have passed check_ids.
 template <class I, class Source, class Sink>
 void reduce_by_id(const I* ids, std::size_t n, std::uint64_t num_embeddings, const Source& source,
                   bool visit_absent_ids, Sink& sink) {
-    if (counting_reduce(ids, n, num_embeddings, source, visit_absent_ids, sink)) return;
+    if (blocked_reduce(ids, n, num_embeddings, source, visit_absent_ids, sink)) return;
     using T = typename Source::value_type;
     with_sorted_ids(ids, n, num_embeddings, [&](const auto& sorted) {
         const RunPlan plan =
