@@ -143,20 +143,30 @@ class Context:
         name = case.lower()
         return not self._case_filters or any(f in name for f in self._case_filters)
 
-    def time(self, fn: Callable[[], object], repeats: int | None = None) -> float:
+    def time(
+        self,
+        fn: Callable[[], object],
+        repeats: int | None = None,
+        setup: Callable[[], object] | None = None,
+    ) -> float:
         """Median seconds of ``fn()`` over ``repeats`` calls (default ``self.repeats``).
 
         One untimed warm-up call comes first (page faults, caches, lazy initialisation). The
         garbage collector is paused while timing. The minimum is kept and attached to the
-        next ``record`` of this median.
+        next ``record`` of this median. ``setup()``, if given, runs untimed before every call
+        (e.g. restoring an array that ``fn`` modifies in place).
         """
         count = self.repeats if repeats is None else repeats
+        if setup is not None:
+            setup()
         fn()
         samples = []
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
             for _ in range(count):
+                if setup is not None:
+                    setup()
                 start = time.perf_counter()
                 fn()
                 samples.append(time.perf_counter() - start)

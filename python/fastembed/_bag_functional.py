@@ -9,6 +9,7 @@ from numpy.typing import ArrayLike
 
 from . import _core
 from ._ids import as_ids
+from .sparse import RowSparseGrad
 
 BAG_MODES = ("sum", "mean", "max")
 
@@ -248,8 +249,10 @@ def embedding_bag_backward(
     padding_idx: int | None = None,
     argmax: np.ndarray | None = None,
     out: np.ndarray | None = None,
-) -> np.ndarray:
-    """Dense gradient of :func:`embedding_bag` w.r.t. the table.
+    accumulate: bool = False,
+    sparse: bool = False,
+) -> np.ndarray | RowSparseGrad:
+    """Gradient of :func:`embedding_bag` w.r.t. the table, dense or row-sparse.
 
     ``grad_weight[v] = sum over entries i with ids[i] == v of c_i * grad_output[bag of i]``,
     where ``c_i`` is 1 (sum), the entry's per-sample weight, or ``1 / (non-padding entries of
@@ -268,16 +271,23 @@ def embedding_bag_backward(
     argmax : ndarray of int64, optional
         ``mode="max"`` only (and then required): the forward's ``return_argmax`` result.
     out : ndarray of shape (num_embeddings, embedding_dim), optional
-        Overwritten and returned.
+        Overwritten and returned (dense only).
+    accumulate : bool, default False
+        Add the gradient into ``out`` (required then) instead of overwriting it: only the
+        touched rows are read and written.
+    sparse : bool, default False
+        Return a :class:`fastembed.RowSparseGrad`: the ids that get a gradient (sorted, the
+        padding id left out; for max, the ids that gave at least one maximum) and their rows,
+        straight from the sorted ids, in O(len(ids) * embedding_dim) whatever num_embeddings.
 
     Returns
     -------
-    ndarray of shape (num_embeddings, embedding_dim)
+    ndarray of shape (num_embeddings, embedding_dim), or RowSparseGrad
         The ``padding_idx`` row is zero.
     """
     bags = bag_arguments(ids, offsets, include_last_offset, per_sample_weights, mode)
     padding = padding_argument(padding_idx, num_embeddings)
-    return _core.embedding_bag_backward(
+    result = _core.embedding_bag_backward(
         _contiguous(grad_output),
         bags.ids,
         bags.bounds,
@@ -287,4 +297,10 @@ def embedding_bag_backward(
         padding,
         argmax,
         out,
+        sparse,
+        accumulate,
     )
+    if sparse:
+        indices, values = result
+        return RowSparseGrad._from_kernel(indices, values, num_embeddings)
+    return result

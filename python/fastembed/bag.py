@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from . import _core
 from ._bag_functional import Bags, bag_arguments, check_mode, padding_argument
 from .layers import Embedding
+from .sparse import RowSparseGrad
 
 if TYPE_CHECKING:
     from .optim import SparseOptimizer
@@ -50,7 +51,8 @@ class EmbeddingBag:
     weight : ndarray
         The table.
     grad : ndarray or RowSparseGrad or None
-        Gradient w.r.t. the table of the last :meth:`backward` (overwritten by each call).
+        Gradient w.r.t. the table, accumulated over :meth:`backward` calls until
+        :meth:`zero_grad`.
     grad_per_sample_weights : ndarray or None
         Gradient w.r.t. the ``per_sample_weights`` of the last forward, shape of ``ids``, set
         by :meth:`backward` when the forward had per-sample weights (else None):
@@ -142,12 +144,16 @@ class EmbeddingBag:
 
     __call__ = forward
 
-    def backward(self, grad_output: np.ndarray, optimizer: SparseOptimizer | None = None):
-        """Gradient w.r.t. the table of the last :meth:`forward`, kept as ``grad``.
+    def backward(
+        self, grad_output: np.ndarray, optimizer: SparseOptimizer | None = None
+    ) -> np.ndarray | RowSparseGrad | None:
+        """Add the gradient w.r.t. the table of the last :meth:`forward` into ``grad``.
 
         Dense ``(num_embeddings, embedding_dim)``, or a :class:`fastembed.RowSparseGrad` when
-        ``sparse=True``. For max, each element's gradient goes to the id that gave the maximum.
-        With per-sample weights, also sets ``grad_per_sample_weights``.
+        ``sparse=True``. As in PyTorch (and :class:`Embedding`), ``grad`` accumulates over calls
+        until :meth:`zero_grad`; returns it. For max, each element's gradient goes to the id that
+        gave the maximum. With per-sample weights, also sets ``grad_per_sample_weights`` (this
+        forward's, not accumulated).
 
         With ``optimizer`` (a :mod:`fastembed.optim` optimizer) the table is updated instead,
         straight from the sorted ids with no gradient array (as ``optimizer.step(self,
@@ -162,20 +168,38 @@ class EmbeddingBag:
         if optimizer is not None:
             optimizer.step(self, grad_output)
             return None
-        if self.sparse:
-            raise NotImplementedError("sparse=True is not available yet")
-        self.grad = _core.embedding_bag_backward(
+        padding = padding_argument(self.padding_idx, self.num_embeddings)
+        arguments = (
             grad_output,
             bags.ids,
             bags.bounds,
             self.num_embeddings,
             self.mode,
             bags.per_sample_weights,
-            padding_argument(self.padding_idx, self.num_embeddings),
+            padding,
             self._argmax,
-            None,
         )
+        if self.sparse:
+            indices, values = _core.embedding_bag_backward(*arguments, None, True, False)
+            step = RowSparseGrad._from_kernel(indices, values, self.num_embeddings)
+            self.grad = step if self.grad is None else self.grad + step
+        elif self.grad is None:
+            self.grad = _core.embedding_bag_backward(*arguments, None, False, False)
+        else:
+            if isinstance(self.grad, RowSparseGrad):  # the layer was switched to dense
+                self.grad = self.grad.to_dense()
+            _core.embedding_bag_backward(*arguments, self.grad, False, True)
         return self.grad
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Start a new accumulation: ``grad = None`` (PyTorch's default), or zeros in place."""
+        if set_to_none or self.grad is None:
+            self.grad = None
+        elif isinstance(self.grad, RowSparseGrad):
+            empty = np.empty((0, self.embedding_dim), dtype=self.grad.dtype)
+            self.grad = RowSparseGrad(np.empty(0, dtype=np.int64), empty, self.num_embeddings)
+        else:
+            self.grad.fill(0)
 
     def _per_sample_weights_grad(self, grad_output: np.ndarray) -> np.ndarray:
         bags = self._require_forward()

@@ -7,8 +7,8 @@ PYBIND11_MODULE(_core, m) {
     fastembed::bindings::register_threads(m);
     fastembed::bindings::register_gather(m);
     fastembed::bindings::register_scatter(m);
-    fastembed::bindings::register_memory(m);
     fastembed::bindings::register_sparse(m);
+    fastembed::bindings::register_memory(m);
     fastembed::bindings::register_bag(m);
     fastembed::bindings::register_optim(m);
 }

@@ -9,6 +9,7 @@
 #include "bindings/arrays.hpp"
 #include "bindings/bag_args.hpp"
 #include "bindings/register.hpp"
+#include "bindings/sparse_output.hpp"
 #include "kernels/bag.hpp"
 #include "kernels/bag_backward.hpp"
 
@@ -145,10 +146,13 @@ void require_bag_grad(const py::array& grad_output, const BagLayout& bags, std::
     }
 }
 
-py::array embedding_bag_backward(const py::array& grad_output, const py::array& ids, const py::array& bounds,
-                                 long long num_embeddings, const std::string& mode_name,
-                                 const std::optional<py::array>& per_sample_weights, long long padding_idx,
-                                 const std::optional<py::array>& argmax, const std::optional<py::array>& out) {
+// Dense gradient (an array, into `out` if given; added into it with `accumulate`), or with
+// `sparse` the row-sparse one as a tuple (indices, values) that python/fastembed/sparse.py wraps.
+py::object embedding_bag_backward(const py::array& grad_output, const py::array& ids, const py::array& bounds,
+                                  long long num_embeddings, const std::string& mode_name,
+                                  const std::optional<py::array>& per_sample_weights, long long padding_idx,
+                                  const std::optional<py::array>& argmax, const std::optional<py::array>& out,
+                                  bool sparse, bool accumulate) {
     require_num_embeddings(num_embeddings);
     require_ids(ids);
     const BagMode mode = parse_bag_mode(mode_name);
@@ -160,30 +164,42 @@ py::array embedding_bag_backward(const py::array& grad_output, const py::array& 
         throw py::value_error("grad_output must be 2-d (num_bags, embedding_dim), got shape " +
                               shape_string(grad_output));
     }
+    if (sparse && out) throw py::value_error("out is for the dense gradient only");
+    if (accumulate && !out) throw py::value_error("accumulate needs out");
     const auto dim = static_cast<std::size_t>(grad_output.shape(1));
-    return dispatch_float(grad_output, "grad_output", [&](auto float_tag) {
+    return dispatch_float(grad_output, "grad_output", [&](auto float_tag) -> py::object {
         using T = typename decltype(float_tag)::type;
         require_bag_grad<T>(grad_output, bags, dim, mode, argmax);
         const T* weights = per_sample_weights_data<T>(per_sample_weights, mode, n);
-        const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(dim)};
-        std::vector<std::pair<const py::array*, const char*>> inputs{{&grad_output, "grad_output"}, {&ids, "ids"}};
-        if (per_sample_weights) inputs.emplace_back(&*per_sample_weights, "per_sample_weights");
-        py::array result = output_array<T>(out, shape, inputs);
         const T* grad = static_cast<const T*>(grad_output.data());
         const std::int64_t* arg = argmax ? static_cast<const std::int64_t*>(argmax->data()) : nullptr;
-        T* destination = static_cast<T*>(result.mutable_data());
+        std::optional<py::array> result;
+        NumpySparseOutput<T> sparse_output;
+        if (!sparse) {
+            const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(dim)};
+            std::vector<std::pair<const py::array*, const char*>> inputs{{&grad_output, "grad_output"},
+                                                                         {&ids, "ids"}};
+            if (per_sample_weights) inputs.emplace_back(&*per_sample_weights, "per_sample_weights");
+            result = output_array<T>(out, shape, inputs);
+        }
         dispatch_ids(ids, [&](auto id_tag) {
             using I = typename decltype(id_tag)::type;
             const I* id_data = static_cast<const I*>(ids.data());
             try {
                 py::gil_scoped_release release;
-                embedding_bag_backward_dense(grad, dim, id_data, n, rows, bags, mode, weights, padding, arg,
-                                             destination);
+                if (sparse) {
+                    embedding_bag_backward_sparse(grad, dim, id_data, n, rows, bags, mode, weights, padding,
+                                                  arg, sparse_output);
+                } else {
+                    embedding_bag_backward_dense(grad, dim, id_data, n, rows, bags, mode, weights, padding,
+                                                 arg, accumulate, static_cast<T*>(result->mutable_data()));
+                }
             } catch (const IdOutOfRange& e) {
                 throw py::index_error(id_error_message(ids, e.position, e.id, rows));
             }
         });
-        return result;
+        if (sparse) return sparse_output.result();
+        return *result;
     });
 }
 
@@ -199,7 +215,8 @@ void register_bag(py::module_& m) {
     m.def("embedding_bag_backward", &embedding_bag_backward, py::arg("grad_output"), py::arg("ids"),
           py::arg("bounds"), py::arg("num_embeddings"), py::arg("mode"),
           py::arg("per_sample_weights") = py::none(), py::arg("padding_idx") = -1,
-          py::arg("argmax") = py::none(), py::arg("out") = py::none());
+          py::arg("argmax") = py::none(), py::arg("out") = py::none(), py::arg("sparse") = false,
+          py::arg("accumulate") = false);
 }
 
 }  // namespace fastembed::bindings

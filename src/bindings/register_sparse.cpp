@@ -3,27 +3,17 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <optional>
-#include <utility>
 #include <vector>
 
 #include "bindings/arrays.hpp"
 #include "bindings/register.hpp"
+#include "bindings/sparse_output.hpp"
 #include "kernels/sparse_grad.hpp"
 
 namespace fastembed::bindings {
 
 namespace {
-
-// A NumPy array that owns `buffer` (from malloc): no copy, freed with the array.
-template <class T>
-py::array adopt(ScratchArray<T>& buffer, std::vector<py::ssize_t> shape) {
-    T* data = buffer.release();
-    if (data == nullptr) return py::array_t<T>(std::move(shape));  // an empty result
-    py::capsule owner(data, [](void* p) { std::free(p); });
-    return py::array_t<T>(std::move(shape), data, owner);
-}
 
 // (indices, values) of the row-sparse gradient; python/fastembed/sparse.py wraps them.
 py::tuple sparse_grad(const py::array& grad_output, const py::array& ids, long long num_embeddings,
@@ -41,19 +31,18 @@ py::tuple sparse_grad(const py::array& grad_output, const py::array& ids, long l
         const T* grad = static_cast<const T*>(grad_output.data());
         const auto n = static_cast<std::size_t>(ids.size());
         const auto rows = static_cast<std::size_t>(num_embeddings);
-        SparseRows<T> result = dispatch_ids(ids, [&](auto id_tag) {
+        NumpySparseOutput<T> output;
+        dispatch_ids(ids, [&](auto id_tag) {
             using I = typename decltype(id_tag)::type;
             const I* id_data = static_cast<const I*>(ids.data());
             try {
                 py::gil_scoped_release release;
-                return fastembed::sparse_grad(grad, id_data, n, dim, rows, options);
+                fastembed::sparse_grad(grad, id_data, n, dim, rows, options, output);
             } catch (const IdOutOfRange& e) {
                 throw py::index_error(id_error_message(ids, e.position, e.id, rows));
             }
         });
-        const auto count = static_cast<py::ssize_t>(result.rows);
-        return py::make_tuple(adopt(result.indices, {count}),
-                              adopt(result.values, {count, static_cast<py::ssize_t>(dim)}));
+        return output.result();
     });
 }
 

@@ -152,7 +152,10 @@ void reduce_bag_grad(const T* grad_output, std::size_t dim, const I* ids, std::s
                      std::int64_t padding_idx, const std::int64_t* argmax, bool visit_absent_ids,
                      Sink& sink) {
     const BagEntries<T, I> entries = bag_entries<T>(ids, dim, bags, mode, padding_idx, argmax);
-    if (entries.count == 0 && !visit_absent_ids) return;
+    if (entries.count == 0 && !visit_absent_ids) {
+        if constexpr (counts_distinct_ids<Sink>::value) sink.start({});  // an empty result
+        return;
+    }
     const BagGradRows<T> source(grad_output, dim, entries.bag_of.get(),
                                 entries.bag_scale.empty() ? nullptr : entries.bag_scale.data(),
                                 mode == BagMode::sum ? per_sample_weights : nullptr,
@@ -167,36 +170,39 @@ inline GradOptions bag_grad_options(std::int64_t padding_idx) {
     return options;
 }
 
-// Dense gradient w.r.t. the table, (num_embeddings, dim), every row written once.
+// Dense gradient w.r.t. the table, (num_embeddings, dim): every row written once, or, with
+// `accumulate`, each touched row's gradient added into `out` (other rows left as they are).
 template <class T, class I>
 void embedding_bag_backward_dense(const T* grad_output, std::size_t dim, const I* ids, std::size_t n,
                                   std::size_t num_embeddings, const BagLayout& bags, BagMode mode,
                                   const T* per_sample_weights, std::int64_t padding_idx,
-                                  const std::int64_t* argmax, T* out) {
+                                  const std::int64_t* argmax, bool accumulate, T* out) {
     check_ids(ids, n, num_embeddings);
     if (dim == 0 || num_embeddings == 0) return;
-    DenseRowSink<T> sink(out, num_embeddings, dim, bag_grad_options(padding_idx));
+    GradOptions options = bag_grad_options(padding_idx);
+    options.accumulate = accumulate;
+    DenseRowSink<T> sink(out, num_embeddings, dim, options);
     reduce_bag_grad(grad_output, dim, ids, num_embeddings, bags, mode, per_sample_weights, padding_idx,
-                    argmax, true, sink);
+                    argmax, !accumulate, sink);
 }
 
-// Row-sparse gradient: the ids with a gradient (sorted, padding left out) and their rows.
-template <class T, class I>
-SparseRows<T> embedding_bag_backward_sparse(const T* grad_output, std::size_t dim, const I* ids,
-                                            std::size_t n, std::size_t num_embeddings,
-                                            const BagLayout& bags, BagMode mode,
-                                            const T* per_sample_weights, std::int64_t padding_idx,
-                                            const std::int64_t* argmax) {
+// Row-sparse gradient: the ids with a gradient (sorted, padding left out) and their rows, in
+// memory from `output` (see SparseRowSink); returns the number of rows.
+template <class T, class I, class Output>
+std::size_t embedding_bag_backward_sparse(const T* grad_output, std::size_t dim, const I* ids,
+                                          std::size_t n, std::size_t num_embeddings,
+                                          const BagLayout& bags, BagMode mode,
+                                          const T* per_sample_weights, std::int64_t padding_idx,
+                                          const std::int64_t* argmax, Output& output) {
     check_ids(ids, n, num_embeddings);
-    if (bags.num_bags == 0 || bags.end(bags.num_bags - 1) == 0) return {};
+    const std::size_t used = bags.num_bags == 0 ? 0 : bags.end(bags.num_bags - 1);
     // Padding never wins a maximum, so in max mode it has no entry.
     const bool padding_occurs = padding_idx >= 0 && mode != BagMode::max &&
-                                contains_id(ids, bags.end(bags.num_bags - 1),
-                                            static_cast<std::uint64_t>(padding_idx));
-    SparseRowSink<T> sink(dim, bag_grad_options(padding_idx), padding_occurs);
+                                contains_id(ids, used, static_cast<std::uint64_t>(padding_idx));
+    SparseRowSink<T, Output> sink(dim, bag_grad_options(padding_idx), padding_occurs, output);
     reduce_bag_grad(grad_output, dim, ids, num_embeddings, bags, mode, per_sample_weights, padding_idx,
                     argmax, false, sink);
-    return sink.take();
+    return sink.rows();
 }
 
 }  // namespace fastembed

@@ -33,8 +33,6 @@ class ScratchArray {
     T* get() const { return data_.get(); }
     T& operator[](std::size_t i) const { return data_.get()[i]; }
     void swap(ScratchArray& other) noexcept { data_.swap(other.data_); }
-    // Hands the memory to the caller, who must std::free it.
-    T* release() noexcept { return data_.release(); }
 
   private:
     static T* allocate(std::size_t size) {
