@@ -457,3 +457,78 @@ def test_layer_2d_ids_and_max(case):
 
 def ids_max(weight, ids):
     return weight[ids].max(axis=1)
+
+
+# --- row-sparse gradient and accumulation --------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("padding_idx", [None, 7])
+@pytest.mark.parametrize("dtype", WEIGHT_DTYPES)
+def test_sparse_gradient_is_the_dense_one_bitwise(case, mode, padding_idx, dtype):
+    weight, ids, psw, grad = cast(case, dtype)
+    ids[::5] = 7
+    psw = psw if mode == "sum" else None
+    _, argmax = fastembed.embedding_bag(
+        weight, ids, case["offsets"], mode="max", padding_idx=padding_idx, return_argmax=True
+    )
+    argmax = argmax if mode == "max" else None
+    kwargs = dict(
+        num_embeddings=60, mode=mode, per_sample_weights=psw, padding_idx=padding_idx, argmax=argmax
+    )
+    sparse = fastembed.embedding_bag_backward(grad, ids, case["offsets"], sparse=True, **kwargs)
+    dense = fastembed.embedding_bag_backward(grad, ids, case["offsets"], **kwargs)
+    assert isinstance(sparse, fastembed.RowSparseGrad) and sparse.values.dtype == dtype
+    if mode == "max":
+        expected_rows = np.unique(ids[argmax[argmax >= 0]])
+    else:
+        expected_rows = np.setdiff1d(np.unique(ids), [] if padding_idx is None else [padding_idx])
+    np.testing.assert_array_equal(sparse.indices, expected_rows)
+    assert_bitwise_equal(sparse.to_dense(), dense)
+
+
+def test_sparse_gradient_of_no_entries(case):
+    weight = case["weight"]
+    grad = np.ones((2, weight.shape[1]))
+    empty = fastembed.embedding_bag_backward(
+        grad, [7, 7], [0, 1], num_embeddings=60, mode="mean", padding_idx=7, sparse=True
+    )
+    assert empty.indices.shape == (0,) and empty.values.shape == (0, weight.shape[1])
+
+
+def test_sparse_gradient_matches_torch(case):
+    torch = pytest.importorskip("torch")
+    weight, ids, psw, grad = cast(case, np.float32)
+    module = torch.nn.EmbeddingBag(60, weight.shape[1], mode="sum", sparse=True, padding_idx=7)
+    module.weight.data.copy_(torch.from_numpy(weight))
+    out = module(
+        torch.from_numpy(ids),
+        torch.from_numpy(case["offsets"]),
+        per_sample_weights=torch.from_numpy(psw),
+    )
+    out.backward(torch.from_numpy(grad))
+    theirs = module.weight.grad.coalesce()
+    bag = fastembed.EmbeddingBag(weight=weight.copy(), mode="sum", sparse=True, padding_idx=7)
+    bag(ids, case["offsets"], per_sample_weights=psw)
+    ours = bag.backward(grad)
+    present = theirs.indices()[0].numpy()
+    np.testing.assert_array_equal(ours.indices, present[present != 7])
+    np.testing.assert_allclose(ours.to_dense(), theirs.to_dense().numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_layer_gradient_accumulates_until_zero_grad(case, sparse):
+    bag = fastembed.EmbeddingBag(weight=case["weight"], mode="mean", sparse=sparse)
+    grad = case["grad"]
+    bag(case["ids"], case["offsets"])
+    first = np.asarray(bag.backward(grad)).copy()
+    bag(case["ids"][:50], [0, 10])
+    bag.backward(grad[:2])
+    second = fastembed.embedding_bag_backward(
+        grad[:2], case["ids"][:50], [0, 10], num_embeddings=60, mode="mean"
+    )
+    np.testing.assert_allclose(np.asarray(bag.grad), first + second, rtol=1e-12)
+    bag.zero_grad(set_to_none=False)
+    assert not np.asarray(bag.grad).any()
+    bag.zero_grad()
+    assert bag.grad is None
