@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/grad_options.hpp"
+#include "kernels/row_ops.hpp"
 
 namespace fastembed {
 
@@ -26,6 +27,11 @@ struct SgdUpdate {
     std::size_t dim;
     T lr;
     T momentum;
+
+    void prefetch(std::uint64_t id) const {
+        prefetch_row(weight + id * dim, dim * sizeof(T));
+        if (momentum_buffer != nullptr) prefetch_row(momentum_buffer + id * dim, dim * sizeof(T));
+    }
 
     void operator()(std::uint64_t id, const T* __restrict g) const {
         T* __restrict w = weight + id * dim;
@@ -51,6 +57,15 @@ struct AdagradUpdate {
     T lr;
     T eps;
     bool rowwise;
+
+    void prefetch(std::uint64_t id) const {
+        prefetch_row(weight + id * dim, dim * sizeof(T));
+        if (rowwise) {
+            prefetch_read(state_sum + id);
+        } else {
+            prefetch_row(state_sum + id * dim, dim * sizeof(T));
+        }
+    }
 
     void operator()(std::uint64_t id, const T* __restrict g) const {
         T* __restrict w = weight + id * dim;
@@ -84,6 +99,12 @@ struct AdamUpdate {
     T eps;
     T step_size;
 
+    void prefetch(std::uint64_t id) const {
+        prefetch_row(weight + id * dim, dim * sizeof(T));
+        prefetch_row(exp_avg + id * dim, dim * sizeof(T));
+        prefetch_row(exp_avg_sq + id * dim, dim * sizeof(T));
+    }
+
     void operator()(std::uint64_t id, const T* __restrict g) const {
         T* __restrict w = weight + id * dim;
         T* __restrict m = exp_avg + id * dim;
@@ -98,28 +119,65 @@ struct AdamUpdate {
 
 // Row sink that applies an update to every occurring id except the padding row, with the
 // gradient divided by the id's count when options.scale_grad_by_freq.
+//
+// The rows an update touches (table and state) are cold: the reduction prefetches the gradient
+// rows it sums, but nothing prefetches these. So each part runs a short software pipeline: a row
+// sum is copied into the part's ring, its rows are prefetched, and it is applied kDepth rows
+// later (finish_part drains the rest). Every row still gets exactly its own update, so results
+// do not depend on the pipeline. The sink declares counts_distinct_ids only to be told, by
+// start(), how many parts there are before any row arrives.
 template <class T, class Update>
 class UpdateSink {
   public:
+    static constexpr bool counts_distinct_ids = true;
+
     UpdateSink(const Update& update, std::size_t dim, const GradOptions& options)
         : update_(update), dim_(dim), options_(options) {}
 
-    void row(std::size_t, std::uint64_t id, const T* sum, std::size_t count) const {
-        if (count == 0 || options_.is_padding(id)) return;
-        if (!options_.scale_grad_by_freq || count == 1) {
-            update_(id, sum);
-            return;
-        }
-        std::vector<T> scaled(sum, sum + dim_);
-        for (T& value : scaled) value /= static_cast<T>(count);
-        update_(id, scaled.data());
+    void start(const std::vector<std::size_t>& distinct_in_part) {
+        pipes_.clear();
+        pipes_.resize(distinct_in_part.size());
+        for (Pipe& pipe : pipes_) pipe.sums.resize(kDepth * dim_);
     }
-    void finish_part(std::size_t) const {}
+
+    void row(std::size_t part, std::uint64_t id, const T* sum, std::size_t count) {
+        if (count == 0 || options_.is_padding(id)) return;
+        Pipe& pipe = pipes_[part];
+        const std::size_t slot = pipe.queued % kDepth;
+        if (pipe.queued >= kDepth) apply(pipe, slot);  // the oldest row holds this slot
+        T* held = pipe.sums.data() + slot * dim_;
+        const bool scale = options_.scale_grad_by_freq && count > 1;
+        for (std::size_t d = 0; d < dim_; ++d) held[d] = scale ? sum[d] / static_cast<T>(count) : sum[d];
+        pipe.ids[slot] = id;
+        update_.prefetch(id);
+        ++pipe.queued;
+    }
+
+    void finish_part(std::size_t part) {
+        if (part >= pipes_.size()) return;  // no row was handed to this part
+        Pipe& pipe = pipes_[part];
+        const std::size_t first = pipe.queued > kDepth ? pipe.queued - kDepth : 0;
+        for (std::size_t k = first; k < pipe.queued; ++k) apply(pipe, k % kDepth);
+        pipe.queued = 0;
+    }
 
   private:
+    static constexpr std::size_t kDepth = 8;
+
+    struct alignas(64) Pipe {  // one per part; aligned so parts never share a cache line
+        std::vector<T> sums;
+        std::uint64_t ids[kDepth] = {};
+        std::size_t queued = 0;
+    };
+
+    void apply(const Pipe& pipe, std::size_t slot) const {
+        update_(pipe.ids[slot], pipe.sums.data() + slot * dim_);
+    }
+
     Update update_;
     std::size_t dim_;
     GradOptions options_;
+    std::vector<Pipe> pipes_;
 };
 
 }  // namespace fastembed
