@@ -31,7 +31,11 @@ class SparseRowSink {
 
     // `padding_occurs`: whether options.padding_idx is among the ids (see contains_id).
     SparseRowSink(std::size_t dim, const GradOptions& options, bool padding_occurs, Output& output)
-        : dim_(dim), options_(options), padding_occurs_(padding_occurs), output_(output), writer_(0, 0) {}
+        : dim_(dim),
+          options_(options),
+          padding_occurs_(padding_occurs),
+          output_(output),
+          writer_(0, 0) {}
 
     void start(const std::vector<std::size_t>& distinct_in_part) {
         next_slot_.resize(distinct_in_part.size());
