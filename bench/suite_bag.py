@@ -20,12 +20,14 @@ TORCH_BAG_BACKWARD = "torch F.embedding_bag + backward (dense grad)"
 NUMPY_BAG = "np.add.reduceat(W[ids], offsets)"
 NUMPY_BAG_BACKWARD = "NumPy reduceat forward + argsort/reduceat backward"
 
-STEP_SGD = "fastembed Embedding + backward(optimizer=SGD)"
-STEP_ADAM = "fastembed Embedding + backward(optimizer=Adam)"
-TORCH_STEP_SGD = "torch Embedding(sparse=True) + SGD"
-TORCH_STEP_ADAM = "torch Embedding(sparse=True) + SparseAdam"
+STEP_SGD = "fastembed + backward(optimizer=SGD)"
+STEP_ADAM = "fastembed + backward(optimizer=Adam)"
+TORCH_STEP_SGD = "torch sparse=True + SGD"
+TORCH_STEP_ADAM = "torch sparse=True + SparseAdam"
 
-FORWARD, FORWARD_BACKWARD, STEP = "forward", "forward+backward", "training step"
+FORWARD, FORWARD_BACKWARD = "forward", "forward+backward"
+# Issue 4's target is on the plain lookup's step; the pooled one is reported beside it.
+STEP, BAG_STEP = "training step", "training step (bags)"
 
 
 def _short(count: int) -> str:
@@ -52,7 +54,7 @@ def run(ctx: Context) -> None:
         f"bag suite, {ctx.threads} thread(s): V={_short(num_embeddings)}, D={dim}, float32 "
         f"table, N={_short(n)} int64 ids = (rng.zipf({ZIPF_EXPONENT}, N) - 1) % V, bags of "
         f"uniform length 1..{2 * MEAN_BAG_SIZE - 1}. Training step: lookup, backward and "
-        f"optimizer update of a whole Embedding batch.\n",
+        f"optimizer update of the whole batch, as an Embedding and as mean-pooled bags.\n",
         flush=True,
     )
     rng = np.random.default_rng(ctx.rng.integers(2**32))
@@ -67,9 +69,10 @@ def run(ctx: Context) -> None:
             bench_bag(ctx, case, weight, ids, offsets, grad, mode)
     del grad
     gc.collect()
-    case = f"{name}, Embedding"
-    if ctx.wants(case):
-        bench_step(ctx, case, weight, ids)
+    for layer in ("Embedding", "EmbeddingBag(mean)"):
+        case = f"{name}, {layer}"
+        if ctx.wants(case):
+            bench_step(ctx, case, weight, ids, offsets if layer != "Embedding" else None)
 
 
 def bench_bag(
@@ -155,8 +158,13 @@ def numpy_bag_backward(
     return result
 
 
-def bench_step(ctx: Context, case: str, weight: np.ndarray, ids: np.ndarray) -> None:
-    grad = np.random.default_rng(7).standard_normal((len(ids), weight.shape[1]), dtype=np.float32)
+def bench_step(
+    ctx: Context, case: str, weight: np.ndarray, ids: np.ndarray, offsets: np.ndarray | None
+) -> None:
+    """Lookup, backward and optimizer update of one batch: a plain lookup (offsets None) or
+    mean-pooled bags."""
+    rows = len(ids) if offsets is None else len(offsets)
+    grad = np.random.default_rng(7).standard_normal((rows, weight.shape[1]), dtype=np.float32)
     row_bytes = weight.shape[1] * weight.itemsize
     distinct = np.count_nonzero(np.bincount(ids, minlength=weight.shape[0]))
     # lookup (ids, rows read, output written) + backward (ids, gradient read) + rows updated
@@ -166,36 +174,62 @@ def bench_step(ctx: Context, case: str, weight: np.ndarray, ids: np.ndarray) -> 
         (STEP_SGD, fastembed.optim.SGD(1e-3)),
         (STEP_ADAM, fastembed.optim.Adam(1e-3)),
     ):
-        layer = fastembed.Embedding(weight=weight.copy())
-        methods[method] = _fastembed_step(layer, optimizer, ids, grad)
+        methods[method] = _fastembed_step(weight, offsets, optimizer, ids, grad)
     torch = ctx.torch
     if torch is not None:
         for method, make in (
             (TORCH_STEP_SGD, lambda p: torch.optim.SGD(p, lr=1e-3)),
             (TORCH_STEP_ADAM, lambda p: torch.optim.SparseAdam(p, lr=1e-3)),
         ):
-            methods[method] = _torch_step(torch, weight, make, ids, grad)
+            methods[method] = _torch_step(torch, weight, offsets, make, ids, grad)
+    group = STEP if offsets is None else BAG_STEP
     for method, fn in methods.items():
-        ctx.record(case, STEP, method, ctx.time(fn), nbytes)
+        ctx.record(case, group, method, ctx.time(fn), nbytes)
     del methods
     gc.collect()
 
 
-def _fastembed_step(layer: Any, optimizer: Any, ids: np.ndarray, grad: np.ndarray):
+def _fastembed_step(
+    weight: np.ndarray,
+    offsets: np.ndarray | None,
+    optimizer: Any,
+    ids: np.ndarray,
+    grad: np.ndarray,
+):
+    if offsets is None:
+        layer = fastembed.Embedding(weight=weight.copy())
+        inputs: tuple = (ids,)
+    else:
+        layer = fastembed.EmbeddingBag(weight=weight.copy(), mode="mean")
+        inputs = (ids, offsets)
+
     def step() -> None:
-        layer(ids)
+        layer(*inputs)
         layer.backward(grad, optimizer=optimizer)
 
     return step
 
 
-def _torch_step(torch: Any, weight: np.ndarray, make: Any, ids: np.ndarray, grad: np.ndarray):
-    module = torch.nn.Embedding(*weight.shape, sparse=True, _weight=torch.from_numpy(weight.copy()))
+def _torch_step(
+    torch: Any,
+    weight: np.ndarray,
+    offsets: np.ndarray | None,
+    make: Any,
+    ids: np.ndarray,
+    grad: np.ndarray,
+):
+    table = torch.from_numpy(weight.copy())
+    if offsets is None:
+        module = torch.nn.Embedding(*weight.shape, sparse=True, _weight=table)
+        inputs: tuple = (torch.from_numpy(ids),)
+    else:
+        module = torch.nn.EmbeddingBag(*weight.shape, mode="mean", sparse=True, _weight=table)
+        inputs = (torch.from_numpy(ids), torch.from_numpy(offsets))
     optimizer = make(list(module.parameters()))
-    ids_t, grad_t = torch.from_numpy(ids), torch.from_numpy(grad)
+    grad_t = torch.from_numpy(grad)
 
     def step() -> None:
-        module(ids_t).backward(grad_t)
+        module(*inputs).backward(grad_t)
         optimizer.step()
         optimizer.zero_grad()
 
