@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "kernels/bag.hpp"
@@ -23,12 +24,15 @@ namespace fastembed {
 // Row source (see row_source.hpp) over the entries of a bag backward. Entry k belongs to bag
 // bag_of[k]; its row is grad_output[bag] scaled by bag_scale[bag] (mean) or entry_weight[k]
 // (per-sample weights), or, for max, masked to the elements whose arg-max is position_of[k].
-template <class T>
+//
+// Reading bag_of[k] is a dependent load before every row (the entries come in id order, so k
+// jumps about): Bag is uint32_t whenever the bags allow, halving that array's cache footprint.
+template <class T, class Bag>
 class BagGradRows {
   public:
     using value_type = T;
 
-    BagGradRows(const T* grad_output, std::size_t dim, const std::size_t* bag_of, const T* bag_scale,
+    BagGradRows(const T* grad_output, std::size_t dim, const Bag* bag_of, const T* bag_scale,
                 const T* entry_weight, const std::int64_t* argmax, const std::int64_t* position_of)
         : grad_(grad_output),
           dim_(dim),
@@ -52,14 +56,14 @@ class BagGradRows {
     }
 
   private:
-    const T* grad_row(std::size_t k) const { return grad_ + bag_of_[k] * dim_; }
+    const T* grad_row(std::size_t k) const { return grad_ + static_cast<std::size_t>(bag_of_[k]) * dim_; }
 
     // Calls put(d, value of element d) for the row of entry k.
     template <class Put>
     void apply(std::size_t k, Put put) const {
         const T* __restrict g = grad_row(k);
         if (argmax_ != nullptr) {
-            const std::int64_t* arg = argmax_ + bag_of_[k] * dim_;
+            const std::int64_t* arg = argmax_ + static_cast<std::size_t>(bag_of_[k]) * dim_;
             const std::int64_t position = position_of_[k];
             for (std::size_t d = 0; d < dim_; ++d) put(d, arg[d] == position ? g[d] : T(0));
             return;
@@ -72,7 +76,7 @@ class BagGradRows {
 
     const T* grad_;
     std::size_t dim_;
-    const std::size_t* bag_of_;
+    const Bag* bag_of_;
     const T* bag_scale_;
     const T* entry_weight_;
     const std::int64_t* argmax_;
@@ -82,11 +86,11 @@ class BagGradRows {
 // Everything the reduction of a bag backward reads: the ids of its entries and their rows.
 // For sum and mean an entry is a position of the ids in a bag; for max only positions that gave
 // at least one maximum are entries (the others have no gradient and must not count as touched).
-template <class T, class I>
+template <class T, class I, class Bag>
 struct BagEntries {
     const I* ids = nullptr;
     std::size_t count = 0;
-    ScratchArray<std::size_t> bag_of{0};
+    ScratchArray<Bag> bag_of{0};
     std::vector<T> bag_scale;
     std::vector<I> winner_ids;
     std::vector<std::int64_t> winner_positions;
@@ -94,10 +98,10 @@ struct BagEntries {
 
 // Builds the entries of a bag backward; `argmax` (num_bags x dim positions, from the forward) is
 // required for max. The ids must have passed check_ids.
-template <class T, class I>
-BagEntries<T, I> bag_entries(const I* ids, std::size_t dim, const BagLayout& bags, BagMode mode,
-                             std::int64_t padding_idx, const std::int64_t* argmax) {
-    BagEntries<T, I> entries;
+template <class T, class Bag, class I>
+BagEntries<T, I, Bag> bag_entries(const I* ids, std::size_t dim, const BagLayout& bags, BagMode mode,
+                                  std::int64_t padding_idx, const std::int64_t* argmax) {
+    BagEntries<T, I, Bag> entries;
     if (bags.num_bags == 0) return entries;
     const std::size_t used = bags.end(bags.num_bags - 1);  // ids past the last bag have no gradient
     if (mode == BagMode::max) {
@@ -112,30 +116,30 @@ BagEntries<T, I> bag_entries(const I* ids, std::size_t dim, const BagLayout& bag
                 }
             }
         });
-        std::vector<std::size_t> winner_bag;
+        std::vector<Bag> winner_bag;
         for (std::size_t b = 0; b < bags.num_bags; ++b) {
             for (std::size_t i = bags.begin(b); i < bags.end(b); ++i) {
                 if (!won[i]) continue;
                 entries.winner_ids.push_back(ids[i]);
                 entries.winner_positions.push_back(static_cast<std::int64_t>(i));
-                winner_bag.push_back(b);
+                winner_bag.push_back(static_cast<Bag>(b));
             }
         }
         entries.count = entries.winner_ids.size();
         entries.ids = entries.winner_ids.data();
-        entries.bag_of = ScratchArray<std::size_t>(entries.count);
+        entries.bag_of = ScratchArray<Bag>(entries.count);
         std::copy(winner_bag.begin(), winner_bag.end(), entries.bag_of.get());
         return entries;
     }
     entries.ids = ids;
     entries.count = used;
-    entries.bag_of = ScratchArray<std::size_t>(used);
+    entries.bag_of = ScratchArray<Bag>(used);
     if (mode == BagMode::mean) entries.bag_scale.assign(bags.num_bags, T(0));
     parallel_bags(bags, sizeof(I) + sizeof(std::size_t), [&](std::size_t first, std::size_t last) {
         for (std::size_t b = first; b < last; ++b) {
             std::size_t size = 0;
             for (std::size_t i = bags.begin(b); i < bags.end(b); ++i) {
-                entries.bag_of[i] = b;
+                entries.bag_of[i] = static_cast<Bag>(b);
                 size += static_cast<std::int64_t>(ids[i]) != padding_idx;
             }
             if (mode == BagMode::mean && size != 0) entries.bag_scale[b] = T(1) / static_cast<T>(size);
@@ -151,17 +155,26 @@ void reduce_bag_grad(const T* grad_output, std::size_t dim, const I* ids, std::s
                      const BagLayout& bags, BagMode mode, const T* per_sample_weights,
                      std::int64_t padding_idx, const std::int64_t* argmax, bool visit_absent_ids,
                      Sink& sink) {
-    const BagEntries<T, I> entries = bag_entries<T>(ids, dim, bags, mode, padding_idx, argmax);
-    if (entries.count == 0 && !visit_absent_ids) {
-        if constexpr (counts_distinct_ids<Sink>::value) sink.start({});  // an empty result
-        return;
+    auto reduce = [&](auto bag_tag) {
+        using Bag = decltype(bag_tag);
+        const BagEntries<T, I, Bag> entries =
+            bag_entries<T, Bag>(ids, dim, bags, mode, padding_idx, argmax);
+        if (entries.count == 0 && !visit_absent_ids) {
+            if constexpr (counts_distinct_ids<Sink>::value) sink.start({});  // an empty result
+            return;
+        }
+        const BagGradRows<T, Bag> source(grad_output, dim, entries.bag_of.get(),
+                                         entries.bag_scale.empty() ? nullptr : entries.bag_scale.data(),
+                                         mode == BagMode::sum ? per_sample_weights : nullptr,
+                                         mode == BagMode::max ? argmax : nullptr,
+                                         entries.winner_positions.data());
+        reduce_by_id(entries.ids, entries.count, num_embeddings, source, visit_absent_ids, sink);
+    };
+    if (bags.num_bags <= std::numeric_limits<std::uint32_t>::max()) {
+        reduce(std::uint32_t{});
+    } else {
+        reduce(std::uint64_t{});
     }
-    const BagGradRows<T> source(grad_output, dim, entries.bag_of.get(),
-                                entries.bag_scale.empty() ? nullptr : entries.bag_scale.data(),
-                                mode == BagMode::sum ? per_sample_weights : nullptr,
-                                mode == BagMode::max ? argmax : nullptr,
-                                entries.winner_positions.data());
-    reduce_by_id(entries.ids, entries.count, num_embeddings, source, visit_absent_ids, sink);
 }
 
 inline GradOptions bag_grad_options(std::int64_t padding_idx) {
