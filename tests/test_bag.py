@@ -531,3 +531,19 @@ def test_layer_gradient_accumulates_until_zero_grad(case, sparse):
     assert not np.asarray(bag.grad).any()
     bag.zero_grad()
     assert bag.grad is None
+
+
+def test_layer_keeps_its_own_copy_of_the_per_sample_weights(case):
+    bag = fastembed.EmbeddingBag(weight=case["weight"], mode="sum")
+    psw = case["psw"].copy()
+    bag(case["ids"], case["offsets"], per_sample_weights=psw)
+    psw[:] = 0
+    expected = fastembed.embedding_bag_backward(
+        case["grad"],
+        case["ids"],
+        case["offsets"],
+        num_embeddings=60,
+        mode="sum",
+        per_sample_weights=case["psw"],
+    )
+    assert_bitwise_equal(bag.backward(case["grad"]), expected)

@@ -91,8 +91,10 @@ def bag_arguments(
             raise ValueError(
                 f"per_sample_weights must have the shape of ids {ids.shape}, got {weights.shape}"
             )
-        weights = np.ascontiguousarray(weights).reshape(-1)
-    return Bags(ids.reshape(-1), ids.shape, bounds, weights)
+        weights = np.ascontiguousarray(weights)
+        weights = weights if weights.ndim == 1 else weights.reshape(-1)
+    flat = ids if ids.ndim == 1 else ids.reshape(-1)  # 1-d ids stay the very same array
+    return Bags(flat, ids.shape, bounds, weights)
 
 
 def _bounds_from_offsets(offsets: ArrayLike, include_last_offset: bool, n: int) -> np.ndarray:

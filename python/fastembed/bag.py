@@ -240,8 +240,8 @@ class EmbeddingBag:
 
 
 def _own(converted: np.ndarray, given: Any) -> np.ndarray:
-    """``converted`` if it is a private copy, else a copy: the caller may change its array."""
-    if converted is given or not converted.flags.owndata or converted.base is not None:
+    """``converted`` if the conversion made it, else a copy: the caller may change its array."""
+    if converted is given or not converted.flags.owndata:
         return converted.copy()
     return converted
 
