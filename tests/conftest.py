@@ -39,6 +39,7 @@ def pytest_collection_modifyitems(config, items):
         if "slow" in item.keywords:
             item.add_marker(skip)
 
+
 WEIGHT_DTYPES = [np.float32, np.float64]
 KERNEL_ID_DTYPES = [np.int32, np.int64]
 

@@ -1,16 +1,28 @@
 """fastembed: embedding layers for NumPy at memory speed."""
 
+from . import optim
+from ._bag_functional import (
+    embedding_bag,
+    embedding_bag_backward,
+    embedding_bag_per_sample_weights_backward,
+)
 from ._functional import gather, scatter_add, sparse_grad
 from ._memory import set_buffer_cache_limit
 from ._threading import _check_environment, get_num_threads, set_num_threads
+from .bag import EmbeddingBag
 from .layers import Embedding
 from .sparse import RowSparseGrad
 
 __all__ = [
     "Embedding",
+    "EmbeddingBag",
     "RowSparseGrad",
+    "embedding_bag",
+    "embedding_bag_backward",
+    "embedding_bag_per_sample_weights_backward",
     "gather",
     "get_num_threads",
+    "optim",
     "scatter_add",
     "set_buffer_cache_limit",
     "set_num_threads",

@@ -32,3 +32,65 @@ def sparse_grad(
     padding_idx: int | None = None,
     scale_grad_by_freq: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]: ...
+def embedding_bag(
+    weight: np.ndarray,
+    ids: np.ndarray,
+    bounds: np.ndarray,
+    mode: str,
+    per_sample_weights: np.ndarray | None = None,
+    padding_idx: int = -1,
+    out: np.ndarray | None = None,
+    argmax_out: np.ndarray | None = None,
+) -> np.ndarray: ...
+def embedding_bag_per_sample_weights_backward(
+    grad_output: np.ndarray,
+    weight: np.ndarray,
+    ids: np.ndarray,
+    bounds: np.ndarray,
+    padding_idx: int = -1,
+) -> np.ndarray: ...
+def embedding_bag_backward(
+    grad_output: np.ndarray,
+    ids: np.ndarray,
+    bounds: np.ndarray,
+    num_embeddings: int,
+    mode: str,
+    per_sample_weights: np.ndarray | None = None,
+    padding_idx: int = -1,
+    argmax: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+    sparse: bool = False,
+    accumulate: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
+
+# (grad_output, ids, bounds or None, mode, per_sample_weights, argmax, padding_idx,
+#  scale_grad_by_freq): the last lookup's gradient, plain (bounds None) or pooled.
+_Gradient = tuple[
+    np.ndarray, np.ndarray, np.ndarray | None, str, np.ndarray | None, np.ndarray | None, int, bool
+]
+
+def sgd_update(
+    weight: np.ndarray,
+    gradient: _Gradient,
+    lr: float,
+    momentum: float,
+    momentum_buffer: np.ndarray | None = None,
+) -> None: ...
+def adagrad_update(
+    weight: np.ndarray,
+    gradient: _Gradient,
+    lr: float,
+    eps: float,
+    rowwise: bool,
+    state_sum: np.ndarray,
+) -> None: ...
+def adam_update(
+    weight: np.ndarray,
+    gradient: _Gradient,
+    step_size: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    exp_avg: np.ndarray,
+    exp_avg_sq: np.ndarray,
+) -> None: ...

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from ._bag_functional import padding_argument
 from ._checks import as_int, require_table_fits
 from ._functional import _optional_float, _optional_index, gather, scatter_add, sparse_grad
 from ._ids import as_ids
 from ._initializers import Initializer, initial_table
 from ._persistence import load_table, save_table
 from .sparse import RowSparseGrad
+
+if TYPE_CHECKING:
+    from .optim import SparseOptimizer
 
 _TABLE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -275,7 +279,9 @@ class Embedding:
             return None
         return np.asarray(as_ids(ids)) != 0
 
-    def backward(self, grad_output: np.ndarray) -> np.ndarray | RowSparseGrad | None:
+    def backward(
+        self, grad_output: np.ndarray, optimizer: SparseOptimizer | None = None
+    ) -> np.ndarray | RowSparseGrad | None:
         """Add the gradient w.r.t. ``weight`` of the last :meth:`forward` into ``grad``.
 
         ``grad_output`` must have shape ``ids.shape + (embedding_dim,)`` and the dtype of
@@ -284,6 +290,11 @@ class Embedding:
         ones are merged. Returns the
         accumulated ``grad`` (not this call's share alone), or ``None`` for a frozen layer,
         which leaves ``grad`` as it is. On error nothing changes.
+
+        With ``optimizer`` (a :mod:`fastembed.optim` optimizer), the table is updated instead,
+        straight from the sorted ids, without forming any gradient array (the same as
+        ``optimizer.step(self, grad_output)``); returns None and leaves ``grad`` as it was. A
+        frozen layer or a read-only table then raises ``ValueError``.
         """
         if self._ids is None:
             raise RuntimeError("backward() needs a forward() first")
@@ -297,6 +308,9 @@ class Embedding:
             raise TypeError(
                 f"grad_output must have the dtype of weight ({self.dtype}), got {grad_output.dtype}"
             )
+        if optimizer is not None:
+            optimizer.step(self, grad_output)
+            return None
         if not self.trainable:
             return None
         options = {"padding_idx": self.padding_idx, "scale_grad_by_freq": self.scale_grad_by_freq}
@@ -317,6 +331,16 @@ class Embedding:
                 **options,
             )
         return self.grad
+
+    def _gradient_description(self, grad_output: np.ndarray) -> tuple:
+        """The last lookup's gradient as the fused optimizer kernels take it."""
+        if self._ids is None:
+            raise RuntimeError("an optimizer step needs a forward() first")
+        if type(grad_output) is not np.ndarray or not grad_output.flags.c_contiguous:
+            grad_output = np.ascontiguousarray(grad_output)
+        padding = padding_argument(self.padding_idx, self.num_embeddings)
+        scale = self.scale_grad_by_freq
+        return (grad_output, self._ids, None, "sum", None, None, padding, scale)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Start a new accumulation: ``grad = None`` (PyTorch's default), or zeros in place."""

@@ -9,4 +9,6 @@ PYBIND11_MODULE(_core, m) {
     fastembed::bindings::register_scatter(m);
     fastembed::bindings::register_sparse(m);
     fastembed::bindings::register_memory(m);
+    fastembed::bindings::register_bag(m);
+    fastembed::bindings::register_optim(m);
 }

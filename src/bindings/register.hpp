@@ -10,5 +10,7 @@ void register_gather(pybind11::module_& m);
 void register_scatter(pybind11::module_& m);
 void register_sparse(pybind11::module_& m);
 void register_memory(pybind11::module_& m);
+void register_bag(pybind11::module_& m);
+void register_optim(pybind11::module_& m);
 
 }  // namespace fastembed::bindings

@@ -8,35 +8,12 @@
 
 #include "bindings/arrays.hpp"
 #include "bindings/register.hpp"
+#include "bindings/sparse_output.hpp"
 #include "kernels/sparse_grad.hpp"
 
 namespace fastembed::bindings {
 
 namespace {
-
-// The sparse kernel's result memory: NumPy arrays from new_result (large ones in recycled
-// buffers), made once the kernel knows the row count. The kernel runs with the GIL released,
-// so each request takes it back for the moment of the allocation.
-template <class T>
-class NumpySparseOutput {
-  public:
-    std::int64_t* indices(std::size_t rows) {
-        py::gil_scoped_acquire gil;
-        indices_ = new_result(py::dtype::of<std::int64_t>(), {static_cast<py::ssize_t>(rows)});
-        return static_cast<std::int64_t*>(indices_->mutable_data());
-    }
-    T* values(std::size_t rows, std::size_t dim) {
-        py::gil_scoped_acquire gil;
-        values_ = new_result(py::dtype::of<T>(),
-                             {static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(dim)});
-        return static_cast<T*>(values_->mutable_data());
-    }
-    py::tuple result() const { return py::make_tuple(*indices_, *values_); }
-
-  private:
-    std::optional<py::array> indices_;
-    std::optional<py::array> values_;
-};
 
 // (indices, values) of the row-sparse gradient; python/fastembed/sparse.py wraps them.
 py::tuple sparse_grad(const py::array& grad_output, const py::array& ids, long long num_embeddings,

@@ -31,10 +31,17 @@ inline void prefetch_read(const void* address) {
 }
 
 // Prefetches a row, up to its first 1 KiB; the hardware prefetcher follows longer rows.
+// Every cache line the span touches is fetched: a large NumPy array's data usually starts 16
+// bytes into a page (malloc's header), so a 256-byte row spans five lines, not four, and
+// stepping 64 bytes from the row's start would leave its last line to a demand miss.
 inline void prefetch_row(const void* row, std::size_t row_bytes) {
-    const char* p = static_cast<const char*>(row);
     const std::size_t span = row_bytes < 1024 ? row_bytes : 1024;
-    for (std::size_t offset = 0; offset < span; offset += 64) prefetch_read(p + offset);
+    if (span == 0) return;
+    const auto first = reinterpret_cast<std::uintptr_t>(row) & ~std::uintptr_t{63};
+    const auto end = reinterpret_cast<std::uintptr_t>(row) + span;
+    for (std::uintptr_t line = first; line < end; line += 64) {
+        prefetch_read(reinterpret_cast<const void*>(line));
+    }
 }
 
 // Writes rows either through the cache (plain stores) or around it (non-temporal stores).

@@ -1,0 +1,308 @@
+"""Functional API of pooled lookups (``embedding_bag``): argument checks, then one kernel call."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _core
+from ._ids import as_ids
+from .sparse import RowSparseGrad
+
+BAG_MODES = ("sum", "mean", "max")
+
+
+class Bags(NamedTuple):
+    """Checked bag arguments in the kernels' terms.
+
+    ``ids`` is the flat C-contiguous int32/int64 id array; bag ``b`` holds positions
+    ``bounds[b]:bounds[b + 1]`` of it. ``per_sample_weights`` is flat or None.
+    """
+
+    ids: np.ndarray
+    ids_shape: tuple
+    bounds: np.ndarray
+    per_sample_weights: np.ndarray | None
+
+    @property
+    def num_bags(self) -> int:
+        return len(self.bounds) - 1
+
+
+def check_mode(mode: str) -> str:
+    if mode not in BAG_MODES:
+        raise ValueError(f"mode must be one of {BAG_MODES}, got {mode!r}")
+    return mode
+
+
+def padding_argument(padding_idx: int | None, num_embeddings: int) -> int:
+    """``padding_idx`` as the kernels take it: in ``[0, num_embeddings)``, or -1 for none.
+
+    Negative values count from the end, as in PyTorch.
+    """
+    if padding_idx is None:
+        return -1
+    if isinstance(padding_idx, bool) or int(padding_idx) != padding_idx:
+        raise TypeError(f"padding_idx must be an int or None, got {padding_idx!r}")
+    if not -num_embeddings <= padding_idx < num_embeddings:
+        raise ValueError(
+            f"padding_idx={padding_idx} is out of range for num_embeddings={num_embeddings}"
+        )
+    return int(padding_idx) % num_embeddings
+
+
+def bag_arguments(
+    ids: ArrayLike,
+    offsets: ArrayLike | None,
+    include_last_offset: bool,
+    per_sample_weights: ArrayLike | None,
+    mode: str,
+) -> Bags:
+    """Check ids/offsets/per_sample_weights as PyTorch's ``embedding_bag`` defines them.
+
+    ``ids`` 2-d ``(num_bags, bag_size)`` with ``offsets=None`` (fixed-length bags), or 1-d with
+    ``offsets``: bag ``b`` starts at ``offsets[b]`` and ends where the next starts (the last
+    at ``len(ids)``, or at ``offsets[-1]`` when ``include_last_offset``). Every error is raised
+    before anything is written.
+    """
+    check_mode(mode)
+    ids = as_ids(ids)
+    if offsets is None:
+        if ids.ndim != 2:
+            raise ValueError(
+                f"ids must be 2-d (num_bags, bag_size) when offsets is None, got shape {ids.shape}"
+            )
+        num_bags, bag_size = ids.shape
+        bounds = np.arange(num_bags + 1, dtype=np.int64) * bag_size
+    else:
+        if ids.ndim != 1:
+            raise ValueError(f"ids must be 1-d when offsets are given, got shape {ids.shape}")
+        bounds = _bounds_from_offsets(offsets, include_last_offset, ids.size)
+    weights = None
+    if per_sample_weights is not None:
+        if mode != "sum":
+            raise ValueError(
+                f"per_sample_weights are only supported with mode='sum', got mode={mode!r}"
+            )
+        weights = np.asarray(per_sample_weights)
+        if weights.shape != ids.shape:
+            raise ValueError(
+                f"per_sample_weights must have the shape of ids {ids.shape}, got {weights.shape}"
+            )
+        weights = np.ascontiguousarray(weights)
+        weights = weights if weights.ndim == 1 else weights.reshape(-1)
+    flat = ids if ids.ndim == 1 else ids.reshape(-1)  # 1-d ids stay the very same array
+    return Bags(flat, ids.shape, bounds, weights)
+
+
+def _bounds_from_offsets(offsets: ArrayLike, include_last_offset: bool, n: int) -> np.ndarray:
+    given = np.asarray(offsets)
+    if given.size == 0 and not isinstance(offsets, np.ndarray):
+        given = given.astype(np.int64)  # np.asarray([]) is float64
+    if given.dtype.kind not in "iu":
+        raise TypeError(f"offsets must be integers, got dtype {given.dtype}")
+    if given.ndim != 1:
+        raise ValueError(f"offsets must be 1-d, got shape {given.shape}")
+    if include_last_offset and given.size == 0:
+        raise ValueError("offsets must hold at least one entry when include_last_offset=True")
+    if given.size and given[0] != 0:
+        raise ValueError(f"offsets[0] must be 0, got {given[0]}")
+    steps = np.diff(given.astype(np.int64))
+    if steps.size and steps.min() < 0:
+        k = int(np.argmax(steps < 0)) + 1
+        raise ValueError(
+            f"offsets must be non-decreasing, but offsets[{k}]={given[k]} < "
+            f"offsets[{k - 1}]={given[k - 1]}"
+        )
+    if given.size and given[-1] > n:
+        raise ValueError(f"offsets[-1]={given[-1]} is larger than the number of ids, {n}")
+    bounds = given.astype(np.int64)
+    if not include_last_offset:
+        bounds = np.append(bounds, np.int64(n))
+    return bounds
+
+
+def embedding_bag(
+    weight: np.ndarray,
+    ids: ArrayLike,
+    offsets: ArrayLike | None = None,
+    *,
+    mode: str,
+    per_sample_weights: ArrayLike | None = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+    out: np.ndarray | None = None,
+    return_argmax: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Pool the rows of bags of ids into one row per bag (PyTorch's ``F.embedding_bag``).
+
+    Lookup and pooling are fused: each bag's rows are read from the table straight into its
+    output row, with no ``(len(ids), embedding_dim)`` intermediate.
+
+    Parameters
+    ----------
+    weight : ndarray of shape (num_embeddings, embedding_dim)
+        The table, float32 or float64, C-contiguous; only read.
+    ids : array_like of int
+        2-d ``(num_bags, bag_size)`` when ``offsets`` is None (bags of one length), else 1-d.
+    offsets : array_like of int, optional
+        Start of each bag in the 1-d ``ids``: bag ``b`` is ``ids[offsets[b]:offsets[b + 1]]``,
+        the last one running to the end of ``ids``. ``offsets[0]`` must be 0, the offsets
+        non-decreasing and at most ``len(ids)``; equal neighbours make an empty bag.
+    mode : {"sum", "mean", "max"}
+        How a bag's rows are pooled: their sum, mean or element-wise maximum.
+    per_sample_weights : array_like, optional
+        One weight per id, the dtype of ``weight``: each row is scaled by its weight before
+        summing (``mode="sum"`` only).
+    include_last_offset : bool, default False
+        ``offsets`` has one more entry, the end of the last bag (CSR style); normally
+        ``len(ids)``, and ids past it belong to no bag.
+    padding_idx : int, optional
+        Entries with this id are skipped: they add nothing and do not count toward the mean.
+        Negative values count from the end.
+    out : ndarray of shape (num_bags, embedding_dim), optional
+        Written in place and returned; dtype of ``weight``, C-contiguous.
+    return_argmax : bool, default False
+        ``mode="max"`` only: also return an int64 ``(num_bags, embedding_dim)`` array holding,
+        for each element, the position in the flat ``ids`` of the entry that gave the maximum
+        (the first one on ties), -1 for an empty bag. :func:`embedding_bag_backward` needs it.
+
+    Returns
+    -------
+    ndarray of shape (num_bags, embedding_dim), or (that, argmax) with ``return_argmax``
+        An empty bag (or one holding only ``padding_idx``) gives zeros.
+
+    Raises
+    ------
+    IndexError
+        An id is out of range.
+    TypeError
+        Non-integer ids or offsets; unsupported or mismatched dtypes.
+    ValueError
+        Bad offsets (first not 0, decreasing, past the end of ids), ids of the wrong rank,
+        per_sample_weights with another mode or of the wrong shape, a bad ``out``.
+        Nothing is written when an exception is raised.
+
+    Examples
+    --------
+    >>> W = np.arange(8, dtype=np.float32).reshape(4, 2)
+    >>> embedding_bag(W, [0, 1, 3], [0, 2], mode="sum")
+    array([[2., 4.],
+           [6., 7.]], dtype=float32)
+    """
+    bags = bag_arguments(ids, offsets, include_last_offset, per_sample_weights, mode)
+    if return_argmax and mode != "max":
+        raise ValueError(f"return_argmax needs mode='max', got mode={mode!r}")
+    num_embeddings = weight.shape[0] if getattr(weight, "ndim", 0) == 2 else 0
+    padding = padding_argument(padding_idx, num_embeddings)
+    argmax = None
+    if return_argmax:
+        argmax = np.empty((bags.num_bags, np.shape(weight)[1]), dtype=np.int64)
+    result = _core.embedding_bag(
+        weight, bags.ids, bags.bounds, mode, bags.per_sample_weights, padding, out, argmax
+    )
+    return (result, argmax) if return_argmax else result
+
+
+def embedding_bag_per_sample_weights_backward(
+    grad_output: np.ndarray,
+    weight: np.ndarray,
+    ids: ArrayLike,
+    offsets: ArrayLike | None = None,
+    *,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+) -> np.ndarray:
+    """Gradient w.r.t. ``per_sample_weights`` of ``embedding_bag(..., mode="sum")``.
+
+    ``result[i] = grad_output[bag of i] . weight[ids[i]]``; 0 for ``padding_idx`` entries and
+    for ids in no bag. Pass the table as it was in the forward (before any update).
+
+    Returns
+    -------
+    ndarray of the shape of ``ids`` and the dtype of ``weight``.
+    """
+    bags = bag_arguments(ids, offsets, include_last_offset, None, "sum")
+    num_embeddings = weight.shape[0] if getattr(weight, "ndim", 0) == 2 else 0
+    padding = padding_argument(padding_idx, num_embeddings)
+    result = _core.embedding_bag_per_sample_weights_backward(
+        _contiguous(grad_output), weight, bags.ids, bags.bounds, padding
+    )
+    return result.reshape(bags.ids_shape)
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    if type(array) is not np.ndarray or not array.flags.c_contiguous:
+        return np.ascontiguousarray(array)
+    return array
+
+
+def embedding_bag_backward(
+    grad_output: np.ndarray,
+    ids: ArrayLike,
+    offsets: ArrayLike | None = None,
+    *,
+    num_embeddings: int,
+    mode: str,
+    per_sample_weights: ArrayLike | None = None,
+    include_last_offset: bool = False,
+    padding_idx: int | None = None,
+    argmax: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+    accumulate: bool = False,
+    sparse: bool = False,
+) -> np.ndarray | RowSparseGrad:
+    """Gradient of :func:`embedding_bag` w.r.t. the table, dense or row-sparse.
+
+    ``grad_weight[v] = sum over entries i with ids[i] == v of c_i * grad_output[bag of i]``,
+    where ``c_i`` is 1 (sum), the entry's per-sample weight, or ``1 / (non-padding entries of
+    its bag)`` (mean); for max, element ``d`` of ``grad_output[b]`` goes to the id at
+    ``argmax[b, d]`` only. Each id's terms are added in position order from the sorted ids, with
+    no ``(len(ids), embedding_dim)`` intermediate; bitwise identical for any thread count.
+
+    Parameters
+    ----------
+    grad_output : ndarray of shape (num_bags, embedding_dim)
+        Gradient of the loss w.r.t. the output of the forward.
+    ids, offsets, mode, per_sample_weights, include_last_offset, padding_idx
+        As given to the forward.
+    num_embeddings : int
+        Rows of the table.
+    argmax : ndarray of int64, optional
+        ``mode="max"`` only (and then required): the forward's ``return_argmax`` result.
+    out : ndarray of shape (num_embeddings, embedding_dim), optional
+        Overwritten and returned (dense only).
+    accumulate : bool, default False
+        Add the gradient into ``out`` (required then) instead of overwriting it: only the
+        touched rows are read and written.
+    sparse : bool, default False
+        Return a :class:`fastembed.RowSparseGrad`: the ids that get a gradient (sorted, the
+        padding id left out; for max, the ids that gave at least one maximum) and their rows,
+        straight from the sorted ids, in O(len(ids) * embedding_dim) whatever num_embeddings.
+
+    Returns
+    -------
+    ndarray of shape (num_embeddings, embedding_dim), or RowSparseGrad
+        The ``padding_idx`` row is zero.
+    """
+    bags = bag_arguments(ids, offsets, include_last_offset, per_sample_weights, mode)
+    padding = padding_argument(padding_idx, num_embeddings)
+    result = _core.embedding_bag_backward(
+        _contiguous(grad_output),
+        bags.ids,
+        bags.bounds,
+        num_embeddings,
+        mode,
+        bags.per_sample_weights,
+        padding,
+        argmax,
+        out,
+        sparse,
+        accumulate,
+    )
+    if sparse:
+        indices, values = result
+        return RowSparseGrad._from_kernel(indices, values, num_embeddings)
+    return result

@@ -1,0 +1,252 @@
+"""The EmbeddingBag layer: pooled lookups (options and state; the math is in the kernels)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+from . import _core
+from ._bag_functional import Bags, bag_arguments, check_mode, padding_argument
+from .layers import Embedding
+from .sparse import RowSparseGrad
+
+if TYPE_CHECKING:
+    from .optim import SparseOptimizer
+
+
+class EmbeddingBag:
+    """Sums, means or maxima of bags of embeddings, without materialising the embeddings
+    (PyTorch's ``nn.EmbeddingBag``).
+
+    ``bag(ids, offsets)`` returns one row per bag: the pooled rows of the table for the ids in
+    that bag. Lookup and pooling are one pass over the ids: no ``(len(ids), embedding_dim)``
+    array is formed, forward or backward.
+
+    Parameters
+    ----------
+    num_embeddings, embedding_dim : int, optional
+        Size of the table; taken from ``weight`` if omitted.
+    mode : {"mean", "sum", "max"}, default "mean"
+        Pooling of each bag's rows.
+    weight : ndarray of shape (num_embeddings, embedding_dim), optional
+        A float32/float64 C-contiguous table, used as it is (no copy).
+    padding_idx : int, optional
+        Entries with this id are skipped: they add nothing, do not count toward the mean, and
+        the row gets no gradient and no optimizer update. A new table has this row zeroed.
+        Negative values count from the end.
+    dtype : dtype, default float32
+        dtype of a new table.
+    seed : int, optional
+        Seed of a new table's initialiser, U(-0.05, 0.05) as :class:`Embedding`.
+    sparse : bool, default False
+        :meth:`backward` returns a :class:`fastembed.RowSparseGrad` (only the rows the batch
+        touched) instead of a dense ``(num_embeddings, embedding_dim)`` array.
+    include_last_offset : bool, default False
+        ``offsets`` carry one more entry, the end of the last bag (CSR style).
+
+    Attributes
+    ----------
+    weight : ndarray
+        The table.
+    grad : ndarray or RowSparseGrad or None
+        Gradient w.r.t. the table, accumulated over :meth:`backward` calls until
+        :meth:`zero_grad`.
+    grad_per_sample_weights : ndarray or None
+        Gradient w.r.t. the ``per_sample_weights`` of the last forward, shape of ``ids``, set
+        by :meth:`backward` when the forward had per-sample weights (else None):
+        ``grad[i] = grad_output[bag of i] . weight[ids[i]]``, 0 for padding entries.
+
+    Examples
+    --------
+    >>> bag = EmbeddingBag(weight=np.arange(8, dtype=np.float32).reshape(4, 2), mode="sum")
+    >>> bag([0, 1, 3], offsets=[0, 2])
+    array([[2., 4.],
+           [6., 7.]], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int | None = None,
+        embedding_dim: int | None = None,
+        *,
+        mode: str = "mean",
+        weight: np.ndarray | None = None,
+        padding_idx: int | None = None,
+        dtype: DTypeLike = np.float32,
+        seed: int | None = None,
+        sparse: bool = False,
+        include_last_offset: bool = False,
+    ) -> None:
+        self.mode = check_mode(mode)
+        # The table's checks and initialisation are the Embedding layer's.
+        table = Embedding(num_embeddings, embedding_dim, weight=weight, dtype=dtype, seed=seed)
+        self.weight: np.ndarray = table.weight
+        self.padding_idx: int | None = None
+        if padding_idx is not None:
+            self.padding_idx = padding_argument(padding_idx, self.num_embeddings)
+            if weight is None:
+                self.weight[self.padding_idx] = 0
+        self.sparse = bool(sparse)
+        self.include_last_offset = bool(include_last_offset)
+        self.grad: Any = None
+        self.grad_per_sample_weights: np.ndarray | None = None
+        self._bags: Bags | None = None
+        self._argmax: np.ndarray | None = None
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.weight.dtype
+
+    def forward(
+        self,
+        ids: ArrayLike,
+        offsets: ArrayLike | None = None,
+        per_sample_weights: ArrayLike | None = None,
+    ) -> np.ndarray:
+        """Pool bags of ids: see :func:`fastembed.embedding_bag` for ``ids``/``offsets``.
+
+        Returns an array of shape ``(num_bags, embedding_dim)``. The ids, offsets and weights
+        are kept (copied where they are the caller's) for :meth:`backward`.
+        """
+        bags = bag_arguments(ids, offsets, self.include_last_offset, per_sample_weights, self.mode)
+        padding = padding_argument(self.padding_idx, self.num_embeddings)
+        argmax = None
+        if self.mode == "max":
+            argmax = np.empty((bags.num_bags, self.embedding_dim), dtype=np.int64)
+        result = _core.embedding_bag(
+            self.weight,
+            bags.ids,
+            bags.bounds,
+            self.mode,
+            bags.per_sample_weights,
+            padding,
+            None,
+            argmax,
+        )
+        self._bags = bags._replace(
+            ids=_own(bags.ids, ids),
+            per_sample_weights=None
+            if bags.per_sample_weights is None
+            else _own(bags.per_sample_weights, per_sample_weights),
+        )
+        self._argmax = argmax
+        return result
+
+    __call__ = forward
+
+    def backward(
+        self, grad_output: np.ndarray, optimizer: SparseOptimizer | None = None
+    ) -> np.ndarray | RowSparseGrad | None:
+        """Add the gradient w.r.t. the table of the last :meth:`forward` into ``grad``.
+
+        Dense ``(num_embeddings, embedding_dim)``, or a :class:`fastembed.RowSparseGrad` when
+        ``sparse=True``. As in PyTorch (and :class:`Embedding`), ``grad`` accumulates over calls
+        until :meth:`zero_grad`; returns it. For max, each element's gradient goes to the id that
+        gave the maximum. With per-sample weights, also sets ``grad_per_sample_weights`` (this
+        forward's, not accumulated).
+
+        With ``optimizer`` (a :mod:`fastembed.optim` optimizer) the table is updated instead,
+        straight from the sorted ids with no gradient array (as ``optimizer.step(self,
+        grad_output)``); returns None and leaves ``grad`` as it was. ``grad_per_sample_weights``
+        is still computed, from the table as it was before the update.
+        """
+        bags = self._require_forward()
+        grad_output = _contiguous(grad_output)
+        self.grad_per_sample_weights = None
+        if bags.per_sample_weights is not None:
+            self.grad_per_sample_weights = self._per_sample_weights_grad(grad_output)
+        if optimizer is not None:
+            optimizer.step(self, grad_output)
+            return None
+        padding = padding_argument(self.padding_idx, self.num_embeddings)
+        arguments = (
+            grad_output,
+            bags.ids,
+            bags.bounds,
+            self.num_embeddings,
+            self.mode,
+            bags.per_sample_weights,
+            padding,
+            self._argmax,
+        )
+        if self.sparse:
+            indices, values = _core.embedding_bag_backward(*arguments, None, True, False)
+            step = RowSparseGrad._from_kernel(indices, values, self.num_embeddings)
+            self.grad = step if self.grad is None else self.grad + step
+        elif self.grad is None:
+            self.grad = _core.embedding_bag_backward(*arguments, None, False, False)
+        else:
+            if isinstance(self.grad, RowSparseGrad):  # the layer was switched to dense
+                self.grad = self.grad.to_dense()
+            _core.embedding_bag_backward(*arguments, self.grad, False, True)
+        return self.grad
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Start a new accumulation: ``grad = None`` (PyTorch's default), or zeros in place."""
+        if set_to_none or self.grad is None:
+            self.grad = None
+        elif isinstance(self.grad, RowSparseGrad):
+            empty = np.empty((0, self.embedding_dim), dtype=self.grad.dtype)
+            self.grad = RowSparseGrad(np.empty(0, dtype=np.int64), empty, self.num_embeddings)
+        else:
+            self.grad.fill(0)
+
+    def _per_sample_weights_grad(self, grad_output: np.ndarray) -> np.ndarray:
+        bags = self._require_forward()
+        result = _core.embedding_bag_per_sample_weights_backward(
+            grad_output,
+            self.weight,
+            bags.ids,
+            bags.bounds,
+            padding_argument(self.padding_idx, self.num_embeddings),
+        )
+        return result.reshape(bags.ids_shape)
+
+    def _require_forward(self) -> Bags:
+        if self._bags is None:
+            raise RuntimeError("backward() needs a forward() first")
+        return self._bags
+
+    def _gradient_description(self, grad_output: np.ndarray) -> tuple:
+        """The last forward's gradient as the fused optimizer kernels take it."""
+        bags = self._require_forward()
+        padding = padding_argument(self.padding_idx, self.num_embeddings)
+        return (
+            _contiguous(grad_output),
+            bags.ids,
+            bags.bounds,
+            self.mode,
+            bags.per_sample_weights,
+            self._argmax,
+            padding,
+            False,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"EmbeddingBag(num_embeddings={self.num_embeddings}, "
+            f"embedding_dim={self.embedding_dim}, mode={self.mode!r}, dtype={self.dtype})"
+        )
+
+
+def _own(converted: np.ndarray, given: Any) -> np.ndarray:
+    """``converted`` if the conversion made it, else a copy: the caller may change its array."""
+    if converted is given or not converted.flags.owndata:
+        return converted.copy()
+    return converted
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    if type(array) is not np.ndarray or not array.flags.c_contiguous:
+        return np.ascontiguousarray(array)
+    return array

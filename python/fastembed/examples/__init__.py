@@ -1,0 +1,1 @@
+"""Runnable examples: ``python -m fastembed.examples.<name>`` (see each module's docstring)."""

@@ -1,0 +1,37 @@
+#include "bindings/bag_args.hpp"
+
+namespace fastembed::bindings {
+
+BagMode parse_bag_mode(const std::string& mode) {
+    if (mode == "sum") return BagMode::sum;
+    if (mode == "mean") return BagMode::mean;
+    if (mode == "max") return BagMode::max;
+    throw py::value_error("mode must be 'sum', 'mean' or 'max', got '" + mode + "'");
+}
+
+BagLayout bag_layout(const py::array& bounds, std::size_t n) {
+    if (!py::isinstance<py::array_t<std::int64_t>>(bounds) || bounds.ndim() != 1 || bounds.size() < 1) {
+        throw py::value_error("bag bounds must be a non-empty 1-d int64 array");
+    }
+    require_layout(bounds, "bag bounds", false);
+    const auto* data = static_cast<const std::int64_t*>(bounds.data());
+    const auto num_bags = static_cast<std::size_t>(bounds.size() - 1);
+    if (num_bags > 0 && data[0] != 0) throw py::value_error("offsets[0] must be 0");
+    for (std::size_t b = 0; b < num_bags; ++b) {
+        if (data[b + 1] < data[b]) throw py::value_error("offsets must be non-decreasing");
+    }
+    if (num_bags > 0 && static_cast<std::uint64_t>(data[num_bags]) > n) {
+        throw py::value_error("offsets must not exceed the number of ids");
+    }
+    return BagLayout{data, num_bags};
+}
+
+std::int64_t checked_padding_idx(long long padding_idx, std::size_t num_embeddings) {
+    if (padding_idx < -1 || (padding_idx >= 0 && static_cast<std::size_t>(padding_idx) >= num_embeddings)) {
+        throw py::value_error("padding_idx must be in [0, num_embeddings) or -1, got " +
+                              std::to_string(padding_idx));
+    }
+    return padding_idx;
+}
+
+}  // namespace fastembed::bindings
