@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core
+from ._checks import as_int, require_array, require_table_fits
 from ._ids import as_ids
 from .sparse import RowSparseGrad
 
@@ -192,6 +193,9 @@ def embedding_bag(
     array([[2., 4.],
            [6., 7.]], dtype=float32)
     """
+    require_array(weight, "weight")
+    if out is not None:
+        require_array(out, "out")
     bags = bag_arguments(ids, offsets, include_last_offset, per_sample_weights, mode)
     if return_argmax and mode != "max":
         raise ValueError(f"return_argmax needs mode='max', got mode={mode!r}")
@@ -224,6 +228,7 @@ def embedding_bag_per_sample_weights_backward(
     -------
     ndarray of the shape of ``ids`` and the dtype of ``weight``.
     """
+    require_array(weight, "weight")
     bags = bag_arguments(ids, offsets, include_last_offset, None, "sum")
     num_embeddings = weight.shape[0] if getattr(weight, "ndim", 0) == 2 else 0
     padding = padding_argument(padding_idx, num_embeddings)
@@ -234,9 +239,8 @@ def embedding_bag_per_sample_weights_backward(
 
 
 def _contiguous(array: np.ndarray) -> np.ndarray:
-    if type(array) is not np.ndarray or not array.flags.c_contiguous:
-        return np.ascontiguousarray(array)
-    return array
+    array = np.asarray(array)  # first: np.ascontiguousarray would make a 0-d array 1-d
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
 
 
 def embedding_bag_backward(
@@ -287,10 +291,16 @@ def embedding_bag_backward(
     ndarray of shape (num_embeddings, embedding_dim), or RowSparseGrad
         The ``padding_idx`` row is zero.
     """
+    num_embeddings = as_int(num_embeddings, "num_embeddings", 0)
+    if out is not None:
+        require_array(out, "out")
+    grad_output = _contiguous(grad_output)
+    if not sparse and grad_output.ndim == 2:
+        require_table_fits(num_embeddings, grad_output.shape[1], grad_output.dtype)
     bags = bag_arguments(ids, offsets, include_last_offset, per_sample_weights, mode)
     padding = padding_argument(padding_idx, num_embeddings)
     result = _core.embedding_bag_backward(
-        _contiguous(grad_output),
+        grad_output,
         bags.ids,
         bags.bounds,
         num_embeddings,

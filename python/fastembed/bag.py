@@ -159,14 +159,24 @@ class EmbeddingBag:
         straight from the sorted ids with no gradient array (as ``optimizer.step(self,
         grad_output)``); returns None and leaves ``grad`` as it was. ``grad_per_sample_weights``
         is still computed, from the table as it was before the update.
+
+        Raises ``TypeError`` if ``grad_output`` does not have the table's dtype and
+        ``ValueError`` if its shape is not ``(num_bags, embedding_dim)``; on error nothing
+        changes (table, ``grad``, ``grad_per_sample_weights``, optimizer state).
         """
         bags = self._require_forward()
         grad_output = _contiguous(grad_output)
-        self.grad_per_sample_weights = None
+        if grad_output.dtype != self.dtype:
+            raise TypeError(
+                f"grad_output must have the dtype of weight ({self.dtype}), got {grad_output.dtype}"
+            )
+        # Set only once the table's gradient (or update) has succeeded: on error nothing changes.
+        grad_per_sample_weights = None
         if bags.per_sample_weights is not None:
-            self.grad_per_sample_weights = self._per_sample_weights_grad(grad_output)
+            grad_per_sample_weights = self._per_sample_weights_grad(grad_output)
         if optimizer is not None:
             optimizer.step(self, grad_output)
+            self.grad_per_sample_weights = grad_per_sample_weights
             return None
         padding = padding_argument(self.padding_idx, self.num_embeddings)
         arguments = (
@@ -189,6 +199,7 @@ class EmbeddingBag:
             if isinstance(self.grad, RowSparseGrad):  # the layer was switched to dense
                 self.grad = self.grad.to_dense()
             _core.embedding_bag_backward(*arguments, self.grad, False, True)
+        self.grad_per_sample_weights = grad_per_sample_weights
         return self.grad
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -247,6 +258,5 @@ def _own(converted: np.ndarray, given: Any) -> np.ndarray:
 
 
 def _contiguous(array: np.ndarray) -> np.ndarray:
-    if type(array) is not np.ndarray or not array.flags.c_contiguous:
-        return np.ascontiguousarray(array)
-    return array
+    array = np.asarray(array)  # first: np.ascontiguousarray would make a 0-d array 1-d
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)

@@ -295,8 +295,16 @@ class Adam(SparseOptimizer):
         }
 
     def _update(self, weight: np.ndarray, gradient: tuple, state: dict[str, np.ndarray]) -> None:
+        counter = state["step"]
+        # Checked before the kernel runs: a counter that cannot be written after the table was
+        # updated would leave the table one step ahead of the state.
+        if counter.shape != () or counter.dtype != np.int64 or not counter.flags.writeable:
+            raise ValueError(
+                f"step must be a writeable 0-d int64 array, got shape {counter.shape}, dtype "
+                f"{counter.dtype}, writeable={counter.flags.writeable}"
+            )
         beta1, beta2 = self.betas
-        step = int(state["step"]) + 1
+        step = int(counter) + 1
         step_size = self.lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
         _core.adam_update(
             weight,
@@ -308,4 +316,4 @@ class Adam(SparseOptimizer):
             state["exp_avg"],
             state["exp_avg_sq"],
         )
-        state["step"][...] = step
+        counter[...] = step

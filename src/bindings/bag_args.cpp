@@ -26,6 +26,33 @@ BagLayout bag_layout(const py::array& bounds, std::size_t n) {
     return BagLayout{data, num_bags};
 }
 
+const std::int64_t* checked_argmax(const std::optional<py::array>& argmax, const BagLayout& bags,
+                                   std::size_t dim) {
+    if (!argmax || !py::isinstance<py::array_t<std::int64_t>>(*argmax) || argmax->ndim() != 2 ||
+        static_cast<std::size_t>(argmax->shape(0)) != bags.num_bags ||
+        static_cast<std::size_t>(argmax->shape(1)) != dim) {
+        throw py::value_error(
+            "mode='max' needs the forward's argmax: int64 of shape (num_bags, embedding_dim) = (" +
+            std::to_string(bags.num_bags) + ", " + std::to_string(dim) + ")");
+    }
+    require_layout(*argmax, "argmax", false);
+    const auto* data = static_cast<const std::int64_t*>(argmax->data());
+    for (std::size_t b = 0; b < bags.num_bags; ++b) {
+        for (std::size_t d = 0; d < dim; ++d) {
+            const std::int64_t position = data[b * dim + d];
+            const bool inside = position >= 0 && static_cast<std::size_t>(position) >= bags.begin(b) &&
+                                static_cast<std::size_t>(position) < bags.end(b);
+            if (!inside && position != -1) {
+                throw py::value_error("argmax[" + std::to_string(b) + ", " + std::to_string(d) + "]=" +
+                                      std::to_string(position) + " is not a position in bag " +
+                                      std::to_string(b) + " (ids[" + std::to_string(bags.begin(b)) + ":" +
+                                      std::to_string(bags.end(b)) + "])");
+            }
+        }
+    }
+    return data;
+}
+
 std::int64_t checked_padding_idx(long long padding_idx, std::size_t num_embeddings) {
     if (padding_idx < -1 || (padding_idx >= 0 && static_cast<std::size_t>(padding_idx) >= num_embeddings)) {
         throw py::value_error("padding_idx must be in [0, num_embeddings) or -1, got " +

@@ -24,6 +24,13 @@ BagLayout bag_layout(const py::array& bounds, std::size_t n);
 // padding_idx in [0, num_embeddings), or -1 for none.
 std::int64_t checked_padding_idx(long long padding_idx, std::size_t num_embeddings);
 
+// The forward's argmax for max: int64 (num_bags, dim), C-contiguous, each entry -1 (a bag with
+// no maximum: empty, or padding only) or a position inside its own bag. The kernels index with
+// it, so a position from elsewhere (another batch, a corrupted array) is an error here, not a
+// stray read or write.
+const std::int64_t* checked_argmax(const std::optional<py::array>& argmax, const BagLayout& bags,
+                                   std::size_t dim);
+
 // per_sample_weights: only with sum; dtype T, n entries, C-contiguous. Returns its data or null.
 template <class T>
 const T* per_sample_weights_data(const std::optional<py::array>& weights, BagMode mode, std::size_t n) {

@@ -122,7 +122,7 @@ py::array per_sample_weights_backward(const py::array& grad_output, const py::ar
 }
 
 // Checks shared by the backward bindings: grad_output (num_bags, dim) of dtype T, C-contiguous;
-// for max, the forward's argmax of the same shape.
+// for max, the forward's argmax of the same shape, every position inside its bag.
 template <class T>
 void require_bag_grad(const py::array& grad_output, const BagLayout& bags, std::size_t dim, BagMode mode,
                       const std::optional<py::array>& argmax) {
@@ -136,14 +136,7 @@ void require_bag_grad(const py::array& grad_output, const BagLayout& bags, std::
         throw py::type_error("grad_output must be float32 or float64, got " + dtype_name(grad_output));
     }
     require_layout(grad_output, "grad_output", false);
-    if (mode == BagMode::max) {
-        if (!argmax || !py::isinstance<py::array_t<std::int64_t>>(*argmax) || argmax->ndim() != 2 ||
-            argmax->shape(0) != grad_output.shape(0) || argmax->shape(1) != grad_output.shape(1)) {
-            throw py::value_error(
-                "mode='max' needs the forward's argmax: int64 of shape (num_bags, embedding_dim)");
-        }
-        require_layout(*argmax, "argmax", false);
-    }
+    if (mode == BagMode::max) checked_argmax(argmax, bags, dim);
 }
 
 // Dense gradient (an array, into `out` if given; added into it with `accumulate`), or with
@@ -172,7 +165,8 @@ py::object embedding_bag_backward(const py::array& grad_output, const py::array&
         require_bag_grad<T>(grad_output, bags, dim, mode, argmax);
         const T* weights = per_sample_weights_data<T>(per_sample_weights, mode, n);
         const T* grad = static_cast<const T*>(grad_output.data());
-        const std::int64_t* arg = argmax ? static_cast<const std::int64_t*>(argmax->data()) : nullptr;
+        const std::int64_t* arg =
+            mode == BagMode::max ? static_cast<const std::int64_t*>(argmax->data()) : nullptr;
         std::optional<py::array> result;
         NumpySparseOutput<T> sparse_output;
         if (!sparse) {

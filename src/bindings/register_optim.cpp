@@ -58,11 +58,7 @@ void with_gradient(const py::array& weight, const Gradient& gradient, Run&& run)
                                   std::to_string(bags->num_bags) + ", " + std::to_string(dim) +
                                   "), got " + shape_string(grad_output));
         }
-        if (mode == BagMode::max && (!argmax || !py::isinstance<py::array_t<std::int64_t>>(*argmax) ||
-                                     argmax->size() != grad_output.size())) {
-            throw py::value_error("mode='max' needs the forward's argmax, (num_bags, embedding_dim) int64");
-        }
-        if (argmax) require_layout(*argmax, "argmax", false);
+        if (mode == BagMode::max) checked_argmax(argmax, *bags, dim);
     } else {
         require_grad_shape(grad_output, ids);
         if (static_cast<std::size_t>(grad_output.shape(grad_output.ndim() - 1)) != dim) {
@@ -80,7 +76,8 @@ void with_gradient(const py::array& weight, const Gradient& gradient, Run&& run)
         require_layout(grad_output, "grad_output", false);
         const T* weights = bags ? per_sample_weights_data<T>(per_sample_weights, mode, n) : nullptr;
         const T* grad = static_cast<const T*>(grad_output.data());
-        const std::int64_t* arg = argmax ? static_cast<const std::int64_t*>(argmax->data()) : nullptr;
+        const bool max = bags && mode == BagMode::max;
+        const std::int64_t* arg = max ? static_cast<const std::int64_t*>(argmax->data()) : nullptr;
         dispatch_ids(ids, [&](auto id_tag) {
             using I = typename decltype(id_tag)::type;
             const I* id_data = static_cast<const I*>(ids.data());
