@@ -22,6 +22,17 @@ from conftest import SENTINEL, reference_gather, reference_scatter_add
 
 V, D = 10, 4
 IDS = [[1, 2, 3], [4, 9, 0]]  # shape (2, 3): valid for the arena's tables
+BAG_IDS = [1, 2, 3, 4, 9, 0]  # 1-d ids of two bags, [1, 2] and [3, 4, 9, 0]
+BAG_OFFSETS = [0, 2]
+
+# One optimizer of each kind; the arena steps each once on its Embedding and its max bag.
+OPTIMIZERS: dict[str, Callable[[], fastembed.optim.SparseOptimizer]] = {
+    "SGD": lambda: fastembed.optim.SGD(0.1),
+    "SGD(momentum)": lambda: fastembed.optim.SGD(0.1, momentum=0.9),
+    "Adagrad": lambda: fastembed.optim.Adagrad(0.1),
+    "Adagrad(rowwise)": lambda: fastembed.optim.Adagrad(0.1, rowwise=True),
+    "Adam": lambda: fastembed.optim.Adam(0.1),
+}
 
 
 @dataclass
@@ -38,7 +49,20 @@ class Arena:
     # float32 (2, 3, D) whose first bytes also hold valid int64 ids (`shared_ids`): an `out`
     # that overlaps the ids.
     shared: np.ndarray = field(default_factory=lambda: np.full((2, 3, D), SENTINEL, np.float32))
+    bag_ids: np.ndarray = field(default_factory=lambda: np.array(BAG_IDS, dtype=np.int64))
+    bag_offsets: np.ndarray = field(default_factory=lambda: np.array(BAG_OFFSETS, dtype=np.int64))
+    bag_grad: np.ndarray = field(
+        default_factory=lambda: np.linspace(-1, 1, 2 * D, dtype=np.float32).reshape(2, D)
+    )
+    bag_out: np.ndarray = field(default_factory=lambda: np.full((2, D), SENTINEL, np.float32))
+    per_sample_weights: np.ndarray = field(
+        default_factory=lambda: np.linspace(0.5, 2, len(BAG_IDS), dtype=np.float32)
+    )
     layer: fastembed.Embedding = field(init=False)
+    # mode="sum" with per-sample weights, and mode="max"; each has done a forward and a backward.
+    bag: fastembed.EmbeddingBag = field(init=False)
+    max_bag: fastembed.EmbeddingBag = field(init=False)
+    optimizers: dict[str, fastembed.optim.SparseOptimizer] = field(init=False)
 
     def __post_init__(self) -> None:
         self.shared_ids[...] = IDS
@@ -47,6 +71,20 @@ class Arena:
         )
         self.layer([[3, 3, 1], [0, 2, 9]])
         self.layer.backward(self.grad.copy())
+        self.bag = fastembed.EmbeddingBag(
+            weight=np.linspace(-1, 1, V * D, dtype=np.float32).reshape(V, D), mode="sum"
+        )
+        self.bag([7, 7, 1, 0], [0, 1], per_sample_weights=np.float32([1, 2, 3, 4]))
+        self.bag.backward(self.bag_grad.copy())
+        self.max_bag = fastembed.EmbeddingBag(
+            weight=np.linspace(2, -1, V * D, dtype=np.float32).reshape(V, D), mode="max"
+        )
+        self.max_bag([5, 1, 1, 8, 2], [0, 3])
+        self.max_bag.backward(self.bag_grad.copy())
+        self.optimizers = {name: make() for name, make in OPTIMIZERS.items()}
+        for optimizer in self.optimizers.values():
+            self.layer.backward(self.grad.copy(), optimizer=optimizer)
+            self.max_bag.backward(self.bag_grad.copy(), optimizer=optimizer)
 
     @property
     def shared_ids(self) -> np.ndarray:
@@ -57,14 +95,27 @@ class Arena:
         arrays = {
             name: value for name, value in vars(self).items() if isinstance(value, np.ndarray)
         }
-        arrays.update(
-            {
-                f"layer.{name}": value
-                for name, value in vars(self.layer).items()
-                if isinstance(value, np.ndarray)
-            }
-        )
-        return {name: (id(array), array.tobytes()) for name, array in arrays.items()}
+        for layer_name in ("layer", "bag", "max_bag"):
+            layer = getattr(self, layer_name)
+            arrays.update(
+                {
+                    f"{layer_name}.{name}": value
+                    for name, value in vars(layer).items()
+                    if isinstance(value, np.ndarray)
+                }
+            )
+            bags = getattr(layer, "_bags", None)  # the last forward's ids, offsets, weights
+            for name, value in ({} if bags is None else bags._asdict()).items():
+                if isinstance(value, np.ndarray):
+                    arrays[f"{layer_name}._bags.{name}"] = value
+        state = {name: (id(array), array.tobytes()) for name, array in arrays.items()}
+        # Optimizers: their state arrays (identity and bytes), hyper-parameters and tables.
+        for name, optimizer in self.optimizers.items():
+            for key, value in optimizer.state_dict().items():
+                keep = id(value) if key.startswith("table") else 0  # hyper-parameters: copies
+                state[f"{name}.{key}"] = (keep, value.tobytes())
+            state[f"{name} tables"] = (0, repr([id(t) for t in optimizer._layers]).encode())
+        return state
 
 
 def grad_for(ids: Any) -> np.ndarray:
@@ -536,6 +587,721 @@ HOSTILE += [
 ]
 
 
+# --- bags: offsets, ids, per-sample weights, modes, gradients, argmax ---------------------------
+
+BAD_OFFSETS = [
+    # (name, offsets for the arena's 6 bag ids, keyword arguments, exception, match)
+    ("first not 0", [1, 3], {}, ValueError, r"offsets\[0\] must be 0, got 1"),
+    ("decreasing", [0, 4, 2], {}, ValueError, r"offsets\[2\]=2 < offsets\[1\]=4"),
+    ("negative", [0, -1], {}, ValueError, r"offsets\[1\]=-1 < offsets\[0\]=0"),
+    ("beyond len(ids)", [0, 7], {}, ValueError, r"offsets\[-1\]=7 .*number of ids, 6"),
+    (
+        "beyond len(ids), last offset included",
+        [0, 2, 7],
+        {"include_last_offset": True},
+        ValueError,
+        r"offsets\[-1\]=7",
+    ),
+    (
+        "uint64 beyond int64",
+        np.array([0, 2**63], np.uint64),
+        {},
+        ValueError,
+        "9223372036854775808",
+    ),
+    ("Python int beyond int64", [0, 2**70], {}, ValueError, r"offsets\[1\]=1180591620717411303424"),
+    ("float array", np.array([0.0, 2.0]), {}, TypeError, "offsets must be integers.*float64"),
+    ("float list", [0.0, 2.0], {}, TypeError, "offsets must be integers.*float64"),
+    ("bool", np.array([False, True]), {}, TypeError, "offsets must be integers.*bool"),
+    ("string", "0", {}, TypeError, "offsets must be integers.*<U1"),
+    ("2-d", [[0, 2]], {}, ValueError, r"offsets must be 1-d, got shape \(1, 2\)"),
+    ("0-d", 0, {}, ValueError, r"offsets must be 1-d, got shape \(\)"),
+    (
+        "empty with include_last_offset",
+        np.zeros(0, np.int64),
+        {"include_last_offset": True},
+        ValueError,
+        "at least one entry",
+    ),
+]
+OFFSET_CALLS = [
+    # (name, call(arena, offsets, keyword arguments))
+    (
+        "embedding_bag",
+        lambda a, o, kw: fastembed.embedding_bag(
+            a.weight, a.bag_ids, o, mode="sum", out=a.bag_out, **kw
+        ),
+    ),
+    (
+        "embedding_bag_backward",
+        lambda a, o, kw: fastembed.embedding_bag_backward(
+            a.bag_grad, a.bag_ids, o, num_embeddings=V, mode="sum", out=a.table_out, **kw
+        ),
+    ),
+    (
+        "embedding_bag_per_sample_weights_backward",
+        lambda a, o, kw: fastembed.embedding_bag_per_sample_weights_backward(
+            a.bag_grad, a.weight, a.bag_ids, o, **kw
+        ),
+    ),
+    (
+        "EmbeddingBag.forward",
+        lambda a, o, kw: (
+            fastembed.EmbeddingBag(weight=a.weight, mode="sum", **kw)(a.bag_ids, o)
+            if kw
+            else a.bag.forward(a.bag_ids, o)
+        ),
+    ),
+]
+HOSTILE += [
+    Hostile(
+        f"{call_name}: offsets {name}",
+        lambda a, call=call, o=o, kw=kw: call(a, o, kw),
+        exception,
+        match,
+    )
+    for name, o, kw, exception, match in BAD_OFFSETS
+    for call_name, call in OFFSET_CALLS
+]
+
+# 2-d ids are fixed-length bags: every bad id of BAD_IDS that is a 2-d array or list.
+BAG_ID_CALLS = [
+    # (name, call(arena, ids))
+    (
+        "embedding_bag",
+        lambda a, ids: fastembed.embedding_bag(
+            a.weight, ids, mode="mean", out=a.bag_out if np.shape(ids) == (2, 3) else None
+        ),
+    ),
+    (
+        "embedding_bag(max)",
+        lambda a, ids: fastembed.embedding_bag(a.weight, ids, mode="max", return_argmax=True),
+    ),
+    (
+        "embedding_bag_backward",
+        lambda a, ids: fastembed.embedding_bag_backward(
+            a.bag_grad, ids, num_embeddings=V, mode="mean", out=a.table_out
+        ),
+    ),
+    (
+        "embedding_bag_backward(sparse)",
+        lambda a, ids: fastembed.embedding_bag_backward(
+            a.bag_grad, ids, num_embeddings=V, mode="sum", sparse=True
+        ),
+    ),
+    (
+        "embedding_bag_per_sample_weights_backward",
+        lambda a, ids: fastembed.embedding_bag_per_sample_weights_backward(
+            a.bag_grad, a.weight, ids
+        ),
+    ),
+    ("EmbeddingBag.forward", lambda a, ids: a.bag.forward(ids)),
+    ("EmbeddingBag(max).forward", lambda a, ids: a.max_bag.forward(ids)),
+]
+
+
+def _two_dimensional(ids: Any) -> bool:
+    try:
+        return np.ndim(ids) == 2
+    except ValueError:  # ragged: as_ids reports it
+        return True
+
+
+HOSTILE += [
+    Hostile(
+        f"{call_name}: ids {name}", lambda a, call=call, ids=ids: call(a, ids), exception, match
+    )
+    for name, ids, exception, match in BAD_IDS
+    if _two_dimensional(ids)
+    for call_name, call in BAG_ID_CALLS
+]
+HOSTILE += [
+    Hostile(
+        "embedding_bag: 1-d ids without offsets",
+        lambda a: fastembed.embedding_bag(a.weight, a.bag_ids, mode="sum", out=a.bag_out),
+        ValueError,
+        r"ids must be 2-d .*got shape \(6,\)",
+    ),
+    Hostile(
+        "EmbeddingBag.forward: 2-d ids with offsets",
+        lambda a: a.bag.forward(a.ids, [0, 1]),
+        ValueError,
+        r"ids must be 1-d when offsets are given, got shape \(2, 3\)",
+    ),
+    Hostile(
+        "embedding_bag: 1-d ids, one out of range",
+        lambda a: fastembed.embedding_bag(a.weight, [1, 2, 10], [0, 2], mode="sum", out=a.bag_out),
+        IndexError,
+        r"id 10 at ids\[2\]",
+    ),
+]
+
+BAD_WEIGHTS_PER_SAMPLE = [
+    # (name, per_sample_weights for the 6 bag ids, exception, match)
+    ("too short", lambda a: a.per_sample_weights[:5], ValueError, r"\(6,\), got \(5,\)"),
+    ("2-d", lambda a: a.per_sample_weights.reshape(2, 3), ValueError, r"\(6,\), got \(2, 3\)"),
+    ("0-d", lambda a: np.float32(1), ValueError, r"\(6,\), got \(\)"),
+    (
+        "float64",
+        lambda a: a.per_sample_weights.astype(np.float64),
+        TypeError,
+        "float32, got float64",
+    ),
+    ("int64", lambda a: np.ones(6, np.int64), TypeError, "float32, got int64"),
+    ("object", lambda a: np.ones(6, object), TypeError, "got object"),
+    ("a list of floats", lambda a: [1.0] * 6, TypeError, "float32, got float64"),
+]
+PER_SAMPLE_CALLS = [
+    # (name, call(arena, per_sample_weights))
+    (
+        "embedding_bag",
+        lambda a, w: fastembed.embedding_bag(
+            a.weight, a.bag_ids, a.bag_offsets, mode="sum", per_sample_weights=w, out=a.bag_out
+        ),
+    ),
+    (
+        "embedding_bag_backward",
+        lambda a, w: fastembed.embedding_bag_backward(
+            a.bag_grad,
+            a.bag_ids,
+            a.bag_offsets,
+            num_embeddings=V,
+            mode="sum",
+            per_sample_weights=w,
+            out=a.table_out,
+        ),
+    ),
+    ("EmbeddingBag.forward", lambda a, w: a.bag.forward(a.bag_ids, a.bag_offsets, w)),
+]
+HOSTILE += [
+    Hostile(
+        f"{call_name}: per_sample_weights {name}",
+        lambda a, call=call, w=w: call(a, w(a)),
+        exception,
+        match,
+    )
+    for name, w, exception, match in BAD_WEIGHTS_PER_SAMPLE
+    for call_name, call in PER_SAMPLE_CALLS
+]
+HOSTILE += [
+    Hostile(
+        f"embedding_bag: per_sample_weights with mode={mode!r}",
+        lambda a, mode=mode: fastembed.embedding_bag(
+            a.weight, a.bag_ids, a.bag_offsets, mode=mode, per_sample_weights=a.per_sample_weights
+        ),
+        ValueError,
+        f"per_sample_weights are only supported with mode='sum', got mode='{mode}'",
+    )
+    for mode in ("mean", "max")
+] + [
+    Hostile(
+        "EmbeddingBag(max).forward: per_sample_weights",
+        lambda a: a.max_bag.forward(a.bag_ids, a.bag_offsets, a.per_sample_weights),
+        ValueError,
+        "got mode='max'",
+    ),
+]
+
+BAD_MODES = [
+    # (name, mode, match); always ValueError
+    ("unknown", "avg", "'avg'"),
+    ("upper case", "SUM", "'SUM'"),
+    ("None", None, "None"),
+    ("int", 1, "got 1"),
+    ("list", ["sum"], r"\['sum'\]"),
+]
+HOSTILE += [
+    Hostile(f"{call_name}: mode {name}", lambda a, call=call, m=m: call(a, m), ValueError, match)
+    for name, m, match in BAD_MODES
+    for call_name, call in [
+        (
+            "embedding_bag",
+            lambda a, m: fastembed.embedding_bag(a.weight, a.ids, mode=m, out=a.bag_out),
+        ),
+        (
+            "embedding_bag_backward",
+            lambda a, m: fastembed.embedding_bag_backward(
+                a.bag_grad, a.ids, num_embeddings=V, mode=m, out=a.table_out
+            ),
+        ),
+        ("EmbeddingBag", lambda a, m: fastembed.EmbeddingBag(weight=a.weight, mode=m)),
+    ]
+]
+
+BAD_BAG_GRADS = [
+    # (name, grad_output for the arena's two bags, exception, match)
+    (
+        "wrong width",
+        lambda a: np.ones((2, D + 1), np.float32),
+        ValueError,
+        r"\(2, 4\), got \(2, 5\)",
+    ),
+    ("wrong bag count", lambda a: np.ones((3, D), np.float32), ValueError, r"got \(3, 4\)"),
+    ("1-d", lambda a: np.ones(D, np.float32), ValueError, r"got (shape )?\(4,\)"),
+    ("3-d", lambda a: np.ones((2, 1, D), np.float32), ValueError, r"got (shape )?\(2, 1, 4\)"),
+    ("0-d", lambda a: np.float32(1.0), ValueError, r"got (shape )?\(\)"),
+    ("float16", lambda a: a.bag_grad.astype(np.float16), TypeError, "float16"),
+    ("int32", lambda a: a.bag_grad.astype(np.int32), TypeError, "int32"),
+    ("complex", lambda a: a.bag_grad.astype(np.complex64), TypeError, "complex64"),
+    ("object", lambda a: a.bag_grad.astype(object), TypeError, "object"),
+]
+BAG_GRAD_CALLS = (
+    [
+        # (name, call(arena, grad_output), whether a float64 grad_output is an error)
+        (
+            "embedding_bag_backward",
+            lambda a, g: fastembed.embedding_bag_backward(
+                g, a.bag_ids, a.bag_offsets, num_embeddings=V, mode="mean", out=a.table_out
+            ),
+            False,
+        ),
+        (
+            "embedding_bag_backward(sparse)",
+            lambda a, g: fastembed.embedding_bag_backward(
+                g, a.bag_ids, a.bag_offsets, num_embeddings=V, mode="sum", sparse=True
+            ),
+            False,
+        ),
+        (
+            "embedding_bag_per_sample_weights_backward",
+            lambda a, g: fastembed.embedding_bag_per_sample_weights_backward(
+                g, a.weight, a.bag_ids, a.bag_offsets
+            ),
+            True,
+        ),
+        ("EmbeddingBag.backward", lambda a, g: a.bag.backward(g), True),
+        ("EmbeddingBag(max).backward", lambda a, g: a.max_bag.backward(g), True),
+    ]
+    + [
+        (
+            f"EmbeddingBag.backward(optimizer={name})",
+            lambda a, g, name=name: a.bag.backward(g, optimizer=a.optimizers[name]),
+            True,
+        )
+        for name in OPTIMIZERS
+    ]
+    + [
+        (
+            f"EmbeddingBag(max).backward(optimizer={name})",
+            lambda a, g, name=name: a.max_bag.backward(g, optimizer=a.optimizers[name]),
+            True,
+        )
+        for name in OPTIMIZERS
+    ]
+)
+HOSTILE += [
+    Hostile(
+        f"{call_name}: grad_output {name}",
+        lambda a, call=call, g=g: call(a, g(a)),
+        exception,
+        match,
+    )
+    for name, g, exception, match in BAD_BAG_GRADS
+    for call_name, call, _ in BAG_GRAD_CALLS
+    # embedding_bag_backward takes the width from grad_output: valid
+    if name != "wrong width" or not call_name.startswith("embedding_bag_backward")
+]
+HOSTILE += [
+    Hostile(
+        f"{call_name}: float64 grad_output for a float32 table",
+        lambda a, call=call: call(a, a.bag_grad.astype(np.float64)),
+        TypeError,
+        r"float32.*float64",
+    )
+    for call_name, call, float64_is_bad in BAG_GRAD_CALLS
+    if float64_is_bad
+]
+HOSTILE += [
+    Hostile(
+        "EmbeddingBag.backward: before forward",
+        lambda a: fastembed.EmbeddingBag(weight=a.weight).backward(a.bag_grad),
+        RuntimeError,
+        "forward",
+    ),
+    Hostile(
+        "EmbeddingBag.backward(optimizer): before forward",
+        lambda a: fastembed.EmbeddingBag(weight=a.weight).backward(
+            a.bag_grad, optimizer=a.optimizers["Adam"]
+        ),
+        RuntimeError,
+        "forward",
+    ),
+]
+
+
+def _max_backward(a: Arena, argmax: Any) -> Any:
+    return fastembed.embedding_bag_backward(
+        a.bag_grad,
+        a.bag_ids,
+        a.bag_offsets,
+        num_embeddings=V,
+        mode="max",
+        argmax=argmax,
+        out=a.table_out,
+    )
+
+
+def _argmax_with(position: int) -> np.ndarray:
+    """A valid argmax of the arena's bags ([0, 2) and [2, 6)) with one entry replaced."""
+    argmax = np.array([[0, 1, 0, 1], [2, 3, 4, 5]], np.int64)
+    argmax[1, 2] = position
+    return argmax
+
+
+BAD_ARGMAX = [
+    # (name, argmax, match); always ValueError
+    ("missing", None, r"needs the forward's argmax.*\(2, 4\)"),
+    ("wrong shape", np.zeros((2, D + 1), np.int64), r"needs the forward's argmax.*\(2, 4\)"),
+    ("int32", _argmax_with(2).astype(np.int32), r"needs the forward's argmax.*int64"),
+    ("past the ids", _argmax_with(99), r"argmax\[1, 2\]=99 is not a position in bag 1"),
+    ("past the end of its bag", _argmax_with(6), r"argmax\[1, 2\]=6 .*ids\[2:6\]"),
+    ("in another bag", _argmax_with(1), r"argmax\[1, 2\]=1 is not a position in bag 1"),
+    ("negative", _argmax_with(-2), r"argmax\[1, 2\]=-2"),
+    ("int64 min", _argmax_with(-(2**63)), r"argmax\[1, 2\]=-9223372036854775808"),
+]
+HOSTILE += [
+    Hostile(
+        f"embedding_bag_backward(max): argmax {name}",
+        lambda a, argmax=argmax: _max_backward(a, argmax),
+        ValueError,
+        match,
+    )
+    for name, argmax, match in BAD_ARGMAX
+]
+HOSTILE += [
+    Hostile(
+        f"embedding_bag_backward: num_embeddings {name}",
+        lambda a, n=n: fastembed.embedding_bag_backward(
+            a.bag_grad, a.bag_ids, a.bag_offsets, num_embeddings=n, mode="sum"
+        ),
+        exception,
+        match,
+    )
+    for name, n, exception, match in BAD_COUNTS
+] + [
+    Hostile(
+        "embedding_bag_backward: num_embeddings below an id",
+        lambda a: fastembed.embedding_bag_backward(
+            a.bag_grad, a.bag_ids, a.bag_offsets, num_embeddings=5, mode="sum", out=a.table_out[:5]
+        ),
+        IndexError,
+        r"id 9 at ids\[4\] .*num_embeddings=5",
+    ),
+]
+HOSTILE += (
+    [
+        Hostile(
+            f"embedding_bag: weight {name}",
+            lambda a, w=w: fastembed.embedding_bag(w(a), a.ids, mode="sum", out=a.bag_out),
+            exception,
+            match,
+        )
+        for name, w, exception, match in BAD_WEIGHTS
+    ]
+    + [
+        Hostile(
+            f"EmbeddingBag(weight=): {name}",
+            lambda a, w=w: fastembed.EmbeddingBag(weight=w(a)),
+            exception,
+            match,
+        )
+        for name, w, exception, match in BAD_WEIGHTS
+        if name != "None"
+    ]
+    + [
+        Hostile(
+            f"embedding_bag_per_sample_weights_backward: weight {name}",
+            lambda a, w=w: fastembed.embedding_bag_per_sample_weights_backward(
+                a.bag_grad, w(a), a.ids
+            ),
+            exception,
+            match,
+        )
+        for name, w, exception, match in BAD_WEIGHTS
+        if name not in ("int32", "int64")  # the grad's dtype is checked first: another message
+    ]
+)
+BAG_OUT_CALLS = [
+    # (name, call(arena, out), the right shape for out)
+    (
+        "embedding_bag",
+        lambda a, out: fastembed.embedding_bag(
+            a.weight, a.bag_ids, a.bag_offsets, mode="max", out=out
+        ),
+        (2, D),
+    ),
+    (
+        "embedding_bag_backward",
+        lambda a, out: fastembed.embedding_bag_backward(
+            a.bag_grad, a.bag_ids, a.bag_offsets, num_embeddings=V, mode="sum", out=out
+        ),
+        (V, D),
+    ),
+]
+HOSTILE += [
+    Hostile(
+        f"{call_name}: out {name}",
+        lambda a, call=call, out=out, shape=shape: call(a, out(a, shape)),
+        exception,
+        match,
+    )
+    for name, out, exception, match in BAD_OUTS
+    for call_name, call, shape in BAG_OUT_CALLS
+    if name != "read-only" or shape == (V, D)  # the arena's read-only views are of other shapes
+]
+HOSTILE += [
+    Hostile(
+        "embedding_bag: out overlapping weight",
+        lambda a: fastembed.embedding_bag(a.weight, a.ids, mode="sum", out=a.weight[:2]),
+        ValueError,
+        "out must not overlap weight",
+    ),
+    Hostile(
+        "embedding_bag_backward: accumulate into a read-only out",
+        lambda a: fastembed.embedding_bag_backward(
+            a.bag_grad,
+            a.bag_ids,
+            a.bag_offsets,
+            num_embeddings=V,
+            mode="sum",
+            out=_read_only(a, (V, D)),
+            accumulate=True,
+        ),
+        ValueError,
+        "out is read-only",
+    ),
+    Hostile(
+        "embedding_bag_backward: accumulate without out",
+        lambda a: fastembed.embedding_bag_backward(
+            a.bag_grad, a.bag_ids, a.bag_offsets, num_embeddings=V, mode="sum", accumulate=True
+        ),
+        ValueError,
+        "accumulate needs out",
+    ),
+    Hostile(
+        "embedding_bag: return_argmax with mode='sum'",
+        lambda a: fastembed.embedding_bag(
+            a.weight, a.ids, mode="sum", out=a.bag_out, return_argmax=True
+        ),
+        ValueError,
+        "return_argmax needs mode='max', got mode='sum'",
+    ),
+]
+HOSTILE += [
+    Hostile(
+        f"{call_name}: {name}",
+        lambda a, call=call, kw=kw: call(a, kw),
+        exception,
+        match,
+    )
+    for name, kw, exception, match in BAD_OPTIONS
+    for call_name, call in [
+        (
+            "embedding_bag",
+            lambda a, kw: fastembed.embedding_bag(a.weight, a.ids, mode="sum", out=a.bag_out, **kw),
+        ),
+        (
+            "embedding_bag_backward",
+            lambda a, kw: fastembed.embedding_bag_backward(
+                a.bag_grad, a.ids, num_embeddings=V, mode="sum", out=a.table_out, **kw
+            ),
+        ),
+        ("EmbeddingBag", lambda a, kw: fastembed.EmbeddingBag(weight=a.weight, **kw)),
+    ]
+]
+
+# --- optimizer steps ----------------------------------------------------------------------------
+
+
+def _read_only_state(a: Arena, optimizer: str, name: str) -> None:
+    """Make one state array of the arena's Embedding read-only in place (same object, bytes)."""
+    a.optimizers[optimizer].state(a.layer)[name].flags.writeable = False
+
+
+STATE_NAMES = {
+    "SGD": [],
+    "SGD(momentum)": ["momentum_buffer"],
+    "Adagrad": ["state_sum"],
+    "Adagrad(rowwise)": ["state_sum"],
+    "Adam": ["exp_avg", "exp_avg_sq", "step"],
+}
+
+
+def _with_state(a: Arena, optimizer: str, key: str, value: np.ndarray) -> dict[str, np.ndarray]:
+    state_dict = dict(a.optimizers[optimizer].state_dict())
+    state_dict[key] = value
+    state_dict["lr"] = np.asarray(123.0)  # must not be applied either
+    return state_dict
+
+
+def _load_bad_state_then_step(a: Arena, optimizer: str, key: str, value: np.ndarray) -> None:
+    """A new optimizer loaded with a bad state for its first table, then stepped."""
+    fresh = OPTIMIZERS[optimizer]()
+    fresh.load_state_dict(_with_state(a, optimizer, key, value))
+    a.layer.backward(a.grad, optimizer=fresh)
+
+
+def _frozen_step(a: Arena, optimizer: Any) -> None:
+    layer = fastembed.Embedding.from_pretrained(a.weight)  # freeze=True
+    layer(a.ids)
+    optimizer.step(layer, a.grad)
+
+
+def _frozen_backward(a: Arena, optimizer: Any) -> None:
+    layer = fastembed.Embedding(weight=a.weight, trainable=False)
+    layer(a.ids)
+    layer.backward(a.grad, optimizer=optimizer)
+
+
+def _read_only_backward(a: Arena, optimizer: Any) -> None:
+    layer = fastembed.Embedding(weight=_read_only_table(a))
+    layer(a.ids)
+    layer.backward(a.grad, optimizer=optimizer)
+
+
+def _read_only_bag_backward(a: Arena, optimizer: Any) -> None:
+    bag = fastembed.EmbeddingBag(weight=_read_only_table(a), mode="max")
+    bag(a.bag_ids, a.bag_offsets)
+    bag.backward(a.bag_grad, optimizer=optimizer)
+
+
+for _name in OPTIMIZERS:
+    HOSTILE += [
+        Hostile(
+            f"{_name}: step on a frozen layer",
+            lambda a, o=_name: _frozen_step(a, a.optimizers[o]),
+            ValueError,
+            r"frozen \(trainable=False\)",
+        ),
+        Hostile(
+            f"{_name}: frozen Embedding.backward",
+            lambda a, o=_name: _frozen_backward(a, a.optimizers[o]),
+            ValueError,
+            r"frozen \(trainable=False\)",
+        ),
+        Hostile(
+            f"{_name}: read-only table",
+            lambda a, o=_name: _read_only_backward(a, a.optimizers[o]),
+            ValueError,
+            "read-only: an optimizer cannot update it",
+        ),
+        Hostile(
+            f"{_name}: read-only EmbeddingBag table",
+            lambda a, o=_name: _read_only_bag_backward(a, a.optimizers[o]),
+            ValueError,
+            "read-only: an optimizer cannot update it",
+        ),
+        Hostile(
+            f"{_name}: Embedding.backward grad_output for other ids",
+            lambda a, o=_name: a.layer.backward(
+                np.ones((3, 2, D), np.float32), optimizer=a.optimizers[o]
+            ),
+            ValueError,
+            r"\(3, 2, 4\)",
+        ),
+        Hostile(
+            f"{_name}: Embedding.backward float64 grad_output",
+            lambda a, o=_name: a.layer.backward(
+                a.grad.astype(np.float64), optimizer=a.optimizers[o]
+            ),
+            TypeError,
+            r"float32.*float64",
+        ),
+        Hostile(
+            f"{_name}: step on an array",
+            lambda a, o=_name: a.optimizers[o].step(a.weight, a.grad),
+            TypeError,
+            "Embedding or EmbeddingBag layer, got ndarray",
+        ),
+    ]
+    for _state in STATE_NAMES[_name]:
+        HOSTILE += [
+            Hostile(
+                f"{_name}: read-only {_state}",
+                lambda a, o=_name, s=_state: (
+                    _read_only_state(a, o, s),
+                    a.layer.backward(a.grad, optimizer=a.optimizers[o]),
+                ),
+                ValueError,
+                f"{_state}.*(read-only|writeable=False)",
+            ),
+            Hostile(
+                f"{_name}: load_state_dict with a wrong-shape {_state}",
+                lambda a, o=_name, s=_state: a.optimizers[o].load_state_dict(
+                    _with_state(a, o, f"table0.{s}", np.zeros((3, 3), np.float32))
+                ),
+                ValueError,
+                rf"loaded {_state} has shape \(3, 3\)",
+            ),
+            Hostile(
+                f"{_name}: load_state_dict with a float64 {_state}",
+                lambda a, o=_name, s=_state: a.optimizers[o].load_state_dict(
+                    _with_state(
+                        a, o, f"table1.{s}", a.optimizers[o].state(a.max_bag)[s].astype(np.float64)
+                    )
+                ),
+                ValueError,
+                rf"loaded {_state} has shape .* and dtype float64",
+            ),
+            Hostile(
+                f"{_name}: first step after loading a wrong-shape {_state}",
+                lambda a, o=_name, s=_state: _load_bad_state_then_step(
+                    a, o, f"table0.{s}", np.zeros((3, 3), np.float32)
+                ),
+                ValueError,
+                rf"loaded {_state} has shape \(3, 3\)",
+            ),
+        ]
+
+
+BAD_HYPERPARAMETERS = [
+    # (name, make, exception, match)
+    ("SGD lr 0", lambda: fastembed.optim.SGD(0.0), ValueError, r"lr must be .*> 0, got 0\.0"),
+    ("SGD lr nan", lambda: fastembed.optim.SGD(float("nan")), ValueError, "got nan"),
+    ("SGD lr inf", lambda: fastembed.optim.SGD(float("inf")), ValueError, "got inf"),
+    (
+        "SGD lr string",
+        lambda: fastembed.optim.SGD("0.1"),
+        TypeError,
+        "lr must be a real number, got '0.1'",
+    ),
+    ("SGD lr None", lambda: fastembed.optim.SGD(None), TypeError, "got None"),
+    (
+        "SGD momentum negative",
+        lambda: fastembed.optim.SGD(0.1, -0.5),
+        ValueError,
+        r"momentum .*-0\.5",
+    ),
+    ("Adagrad eps negative", lambda: fastembed.optim.Adagrad(eps=-1.0), ValueError, r"eps .*-1\.0"),
+    ("Adagrad lr bool", lambda: fastembed.optim.Adagrad(lr=True), TypeError, "True"),
+    (
+        "Adam beta1 = 1",
+        lambda: fastembed.optim.Adam(betas=(1.0, 0.9)),
+        ValueError,
+        r"betas\[0\].*1\.0",
+    ),
+    (
+        "Adam beta2 < 0",
+        lambda: fastembed.optim.Adam(betas=(0.9, -0.1)),
+        ValueError,
+        r"betas\[1\].*-0\.1",
+    ),
+    ("Adam one beta", lambda: fastembed.optim.Adam(betas=(0.9,)), ValueError, r"pair .*\(0\.9,\)"),
+    ("Adam betas string", lambda: fastembed.optim.Adam(betas="ab"), ValueError, "'ab'"),
+    (
+        "Adam beta string",
+        lambda: fastembed.optim.Adam(betas=("a", 0.9)),
+        TypeError,
+        r"betas\[0\].*'a'",
+    ),
+    ("Adam eps 0", lambda: fastembed.optim.Adam(eps=0.0), ValueError, r"eps .*0\.0"),
+]
+HOSTILE += [
+    Hostile(f"optimizer: {name}", lambda a, make=make: make(), exception, match)
+    for name, make, exception, match in BAD_HYPERPARAMETERS
+]
+
+
 @pytest.mark.parametrize("case", [_param(case) for case in HOSTILE])
 def test_bad_input_raises_before_writing_anything(case):
     arena = Arena()
@@ -666,3 +1432,31 @@ def test_gradient_as_a_list_or_strided_view_is_accepted():
     expected = reference_scatter_add(grad, arena.ids, V)
     np.testing.assert_allclose(fastembed.scatter_add(grad, arena.ids, V), expected)
     np.testing.assert_allclose(fastembed.scatter_add(grad.tolist(), arena.ids, V), expected)
+
+
+@pytest.mark.parametrize("kind", list(OPTIMIZERS))
+def test_a_failed_first_step_keeps_the_loaded_state(kind):
+    """A state loaded for a table not stepped yet is used by the first step that succeeds, not
+    dropped by one that failed."""
+    arena = Arena()
+    saved = {key: value.copy() for key, value in arena.optimizers[kind].state_dict().items()}
+    weight = arena.layer.weight.copy()
+
+    def restored_layer() -> fastembed.Embedding:
+        layer = fastembed.Embedding(weight=weight.copy())
+        layer(arena.ids)
+        return layer
+
+    expected = restored_layer()
+    optimizer = OPTIMIZERS[kind]()
+    optimizer.load_state_dict(saved)
+    expected.backward(arena.grad, optimizer=optimizer)
+
+    got = restored_layer()
+    optimizer = OPTIMIZERS[kind]()
+    optimizer.load_state_dict(saved)
+    with pytest.raises(ValueError, match=r"\(3, 2, 4\)"):
+        got.backward(np.ones((3, 2, D), np.float32), optimizer=optimizer)
+    assert got.weight.tobytes() == weight.tobytes()
+    got.backward(arena.grad, optimizer=optimizer)
+    assert got.weight.tobytes() == expected.weight.tobytes()

@@ -18,8 +18,9 @@ BAG_MODES = ("sum", "mean", "max")
 class Bags(NamedTuple):
     """Checked bag arguments in the kernels' terms.
 
-    ``ids`` is the flat C-contiguous int32/int64 id array; bag ``b`` holds positions
-    ``bounds[b]:bounds[b + 1]`` of it. ``per_sample_weights`` is flat or None.
+    ``ids`` is the C-contiguous int32/int64 id array in the caller's shape (so that an error
+    names an id by its index there); bag ``b`` holds flat positions ``bounds[b]:bounds[b + 1]``
+    of it. ``per_sample_weights`` is flat or None.
     """
 
     ids: np.ndarray
@@ -94,14 +95,17 @@ def bag_arguments(
             )
         weights = np.ascontiguousarray(weights)
         weights = weights if weights.ndim == 1 else weights.reshape(-1)
-    flat = ids if ids.ndim == 1 else ids.reshape(-1)  # 1-d ids stay the very same array
-    return Bags(flat, ids.shape, bounds, weights)
+    return Bags(ids, ids.shape, bounds, weights)
 
 
 def _bounds_from_offsets(offsets: ArrayLike, include_last_offset: bool, n: int) -> np.ndarray:
     given = np.asarray(offsets)
     if given.size == 0 and not isinstance(offsets, np.ndarray):
         given = given.astype(np.int64)  # np.asarray([]) is float64
+    if given.dtype == object and given.ndim == 1:  # Python ints too large for int64
+        for k, value in enumerate(given.tolist()):
+            if type(value) is int and not -(2**63) <= value < 2**63:
+                raise ValueError(f"offsets[{k}]={value} is outside int64 (there are {n} ids)")
     if given.dtype.kind not in "iu":
         raise TypeError(f"offsets must be integers, got dtype {given.dtype}")
     if given.ndim != 1:

@@ -166,6 +166,12 @@ class EmbeddingBag:
         """
         bags = self._require_forward()
         grad_output = _contiguous(grad_output)
+        expected = (bags.num_bags, self.embedding_dim)
+        if grad_output.shape != expected:
+            raise ValueError(
+                f"grad_output must have shape (num_bags, embedding_dim) = {expected}, "
+                f"got {grad_output.shape}"
+            )
         if grad_output.dtype != self.dtype:
             raise TypeError(
                 f"grad_output must have the dtype of weight ({self.dtype}), got {grad_output.dtype}"

@@ -21,6 +21,7 @@ a flat dict that ``np.savez`` saves as it is::
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,8 @@ class SparseOptimizer:
 
         Raises
         ------
+        TypeError
+            ``layer`` is not an Embedding or EmbeddingBag, or ``grad_output`` has another dtype.
         ValueError
             The layer is frozen (``trainable=False``) or its table is read-only, a state array
             does not fit the table, or ``grad_output`` has the wrong shape.
@@ -77,6 +80,10 @@ class SparseOptimizer:
 
         Nothing (table or state) is modified when an exception is raised.
         """
+        if not hasattr(layer, "_gradient_description"):
+            raise TypeError(
+                f"an optimizer steps an Embedding or EmbeddingBag layer, got {type(layer).__name__}"
+            )
         weight = layer.weight
         if not getattr(layer, "trainable", True):
             raise ValueError(f"{layer!r} is frozen (trainable=False): its table is not updated")
@@ -86,7 +93,8 @@ class SparseOptimizer:
         index = self._index(layer)
         state = self._states[index] if index is not None else self._first_state(weight)
         self._update(weight, gradient, state)
-        if index is None:
+        if index is None:  # registered (and a loaded state consumed) only once the step succeeded
+            self._pending.pop(len(self._states), None)
             self._layers.append(layer)
             self._states.append(state)
 
@@ -147,7 +155,6 @@ class SparseOptimizer:
         if loaded is None:
             return self._new_state(weight)
         self._check_loaded(loaded, weight)
-        del self._pending[len(self._states)]
         return loaded
 
     def _check_loaded(self, state: dict[str, np.ndarray], weight: np.ndarray) -> None:
@@ -177,8 +184,14 @@ def _hyperparameter(value: np.ndarray) -> Any:
     return tuple(value.tolist())
 
 
+def _real(name: str, value: object) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)
+
+
 def _check_positive(name: str, value: float, allow_zero: bool = False) -> float:
-    value = float(value)
+    value = _real(name, value)
     if not (value >= 0 if allow_zero else value > 0) or not math.isfinite(value):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {value}")
@@ -280,7 +293,9 @@ class Adam(SparseOptimizer):
     ) -> None:
         super().__init__()
         self.lr = _check_positive("lr", lr)
-        beta1, beta2 = (float(b) for b in betas)
+        if not isinstance(betas, (tuple, list, np.ndarray)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        beta1, beta2 = (_real(f"betas[{k}]", b) for k, b in enumerate(betas))
         for name, beta in (("betas[0]", beta1), ("betas[1]", beta2)):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {beta}")
