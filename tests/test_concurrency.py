@@ -83,11 +83,85 @@ def sparse_embedding_step(w: Workload) -> tuple[np.ndarray, ...]:
     return rows, grad.indices, grad.values
 
 
+def bag_gradient(w: Workload, num_bags: int) -> np.ndarray:
+    """A (num_bags, D) gradient drawn from the workload's."""
+    dim = w.weight.shape[1]
+    return np.ascontiguousarray(np.resize(w.grad.reshape(-1, dim), (num_bags, dim)))
+
+
+def uneven_offsets(n: int) -> np.ndarray:
+    """Bags of 10 and 37 ids interleaved, and empty ones where both start together."""
+    return np.sort(np.concatenate([np.arange(0, n, 10), np.arange(0, n, 37)]))
+
+
+def bag_step(w: Workload) -> tuple[np.ndarray, ...]:
+    """Fixed-length bags (the 2-d ids), mean, with padding; two backwards accumulate."""
+    layer = fastembed.EmbeddingBag(weight=w.weight.copy(), mode="mean", padding_idx=3)
+    rows = layer(w.ids)
+    grad = bag_gradient(w, len(rows))
+    layer.backward(grad)
+    return rows, layer.backward(grad).copy()
+
+
+def bag_with_offsets_step(w: Workload) -> tuple[np.ndarray, ...]:
+    """1-d ids with uneven offsets, sum with per-sample weights, sparse gradient."""
+    ids = w.ids.reshape(-1)
+    weights = w.grad.reshape(-1)[: ids.size].copy()
+    layer = fastembed.EmbeddingBag(weight=w.weight.copy(), mode="sum", sparse=True)
+    rows = layer(ids, uneven_offsets(ids.size), weights)
+    grad = layer.backward(bag_gradient(w, len(rows)))
+    return rows, grad.indices, grad.values, layer.grad_per_sample_weights
+
+
+def max_bag_step(w: Workload) -> tuple[np.ndarray, ...]:
+    ids = w.ids.reshape(-1)
+    offsets = uneven_offsets(ids.size)
+    rows, argmax = fastembed.embedding_bag(w.weight, ids, offsets, mode="max", return_argmax=True)
+    grad = fastembed.embedding_bag_backward(
+        bag_gradient(w, len(rows)),
+        ids,
+        offsets,
+        num_embeddings=w.weight.shape[0],
+        mode="max",
+        argmax=argmax,
+    )
+    return rows, argmax, grad
+
+
+def optimizer_step(make: Callable[[], fastembed.optim.SparseOptimizer], pooled: bool):
+    """Two fused training steps of a fresh layer and optimizer: the table and the state."""
+
+    def step(w: Workload) -> tuple[np.ndarray, ...]:
+        optimizer = make()
+        if pooled:
+            layer = fastembed.EmbeddingBag(weight=w.weight.copy(), mode="max")
+            grad = bag_gradient(w, len(w.ids))
+        else:
+            layer = fastembed.Embedding(weight=w.weight.copy(), padding_idx=0)
+            grad = w.grad
+        for _ in range(2):
+            layer(w.ids)
+            layer.backward(grad, optimizer=optimizer)
+        state = optimizer.state(layer)
+        return (layer.weight, *(state[name] for name in sorted(state)))
+
+    return step
+
+
 LAYER_STEPS: dict[str, Callable[[Workload], tuple[np.ndarray, ...]]] = {
     "Embedding": embedding_step,
     "functional": functional_step,
     "Embedding with options": embedding_with_options_step,
     "sparse Embedding": sparse_embedding_step,
+    "EmbeddingBag": bag_step,
+    "EmbeddingBag with offsets": bag_with_offsets_step,
+    "embedding_bag max": max_bag_step,
+    "Embedding + SGD(momentum)": optimizer_step(lambda: fastembed.optim.SGD(0.1, 0.9), False),
+    "Embedding + Adagrad(rowwise)": optimizer_step(
+        lambda: fastembed.optim.Adagrad(0.1, rowwise=True), False
+    ),
+    "EmbeddingBag + Adagrad": optimizer_step(lambda: fastembed.optim.Adagrad(0.1), True),
+    "EmbeddingBag + Adam": optimizer_step(lambda: fastembed.optim.Adam(0.01), True),
 }
 
 
