@@ -22,9 +22,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/bag.hpp"
+#include "kernels/bag_backward.hpp"
 #include "kernels/blocked_reduce.hpp"
 #include "kernels/check_ids.hpp"
 #include "kernels/gather.hpp"
+#include "kernels/optimizers.hpp"
 #include "kernels/radix_sort.hpp"
 #include "kernels/row_source.hpp"
 #include "kernels/runs.hpp"
@@ -447,6 +450,210 @@ void test_degenerate_sizes() {
     }
 }
 
+// --- pooled lookups and a fused optimizer --------------------------------------------------------
+
+using fastembed::BagMode;
+
+const char* mode_name(BagMode mode) {
+    return mode == BagMode::sum ? "sum" : mode == BagMode::mean ? "mean" : "max";
+}
+
+// Bag bounds over the first `used` of the ids: bags of 0..max_size ids, empty ones included.
+std::vector<std::int64_t> make_bounds(std::size_t used, std::size_t max_size, std::mt19937_64& rng) {
+    std::vector<std::int64_t> bounds{0};
+    std::uniform_int_distribution<std::size_t> size(0, max_size);
+    while (static_cast<std::size_t>(bounds.back()) < used) {
+        bounds.push_back(static_cast<std::int64_t>(std::min(used, bounds.back() + size(rng))));
+    }
+    return bounds;
+}
+
+// Each bag pooled one entry at a time in position order, padding entries skipped; the mean is
+// the sum divided by the entry count; max keeps the first largest value and its position.
+template <class T, class I>
+std::vector<T> naive_bag(const std::vector<T>& weight, std::size_t dim, const std::vector<I>& ids,
+                         const std::vector<std::int64_t>& bounds, BagMode mode,
+                         const T* per_sample_weights, std::int64_t padding,
+                         std::vector<std::int64_t>& argmax) {
+    const std::size_t num_bags = bounds.size() - 1;
+    std::vector<T> out(num_bags * dim, T(0));
+    argmax.assign(num_bags * dim, -1);
+    for (std::size_t b = 0; b < num_bags; ++b) {
+        T* acc = out.data() + b * dim;
+        std::size_t count = 0;
+        const auto end = static_cast<std::size_t>(bounds[b + 1]);
+        for (auto i = static_cast<std::size_t>(bounds[b]); i < end; ++i) {
+            if (static_cast<std::int64_t>(ids[i]) == padding) continue;
+            const T* row = weight.data() + static_cast<std::size_t>(ids[i]) * dim;
+            const T scale = per_sample_weights != nullptr ? per_sample_weights[i] : T(1);
+            for (std::size_t d = 0; d < dim; ++d) {
+                if (mode != BagMode::max) {
+                    acc[d] = count == 0 ? scale * row[d] : acc[d] + scale * row[d];
+                } else if (count == 0 || row[d] > acc[d]) {
+                    acc[d] = row[d];
+                    argmax[b * dim + d] = static_cast<std::int64_t>(i);
+                }
+            }
+            ++count;
+        }
+        if (mode == BagMode::mean && count > 1) {
+            for (std::size_t d = 0; d < dim; ++d) acc[d] /= static_cast<T>(count);
+        }
+    }
+    return out;
+}
+
+template <class T, class I>
+std::vector<T> run_bag(const std::vector<T>& weight, std::size_t V, std::size_t dim,
+                       const std::vector<I>& ids, const std::vector<std::int64_t>& bounds, BagMode mode,
+                       const T* per_sample_weights, std::int64_t padding,
+                       std::vector<std::int64_t>& argmax, std::size_t threads) {
+    fastembed::set_num_threads(threads);
+    const fastembed::BagLayout bags{bounds.data(), bounds.size() - 1};
+    std::vector<T> out(bags.num_bags * dim, static_cast<T>(kSentinel));
+    argmax.assign(mode == BagMode::max ? bags.num_bags * dim : 0, std::int64_t{-7});
+    fastembed::embedding_bag_forward(weight.data(), V, dim, ids.data(), ids.size(), bags, mode,
+                                     per_sample_weights, padding, out.data(),
+                                     mode == BagMode::max ? argmax.data() : nullptr);
+    return out;
+}
+
+// Integer-valued tables and weights make every sum exact, so any correct pooling equals the naive
+// loop bit for bit; general values check that every thread count gives the bits of one thread.
+// `used` < n: the ids past the last bag belong to none (include_last_offset).
+template <class T, class I>
+void test_embedding_bag(std::size_t V, std::size_t dim, std::size_t n, std::size_t used,
+                        std::size_t max_size, Ids kind, std::mt19937_64& rng) {
+    const auto ids = make_ids<I>(kind, n, V, rng);
+    const auto bounds = make_bounds(used, max_size, rng);
+    for (bool integers : {true, false}) {
+        const auto weight = make_values<T>(V * dim, integers, rng);
+        const auto scales = make_values<T>(n, integers, rng);
+        for (BagMode mode : {BagMode::sum, BagMode::mean, BagMode::max}) {
+            for (bool weighted : {false, true}) {
+                if (weighted && mode != BagMode::sum) continue;
+                for (std::int64_t padding : {fastembed::kNoPadding, static_cast<std::int64_t>(V / 2)}) {
+                    current_case = describe<T, I>("embedding_bag", V, dim, n, kind) + " " +
+                                   mode_name(mode) + (weighted ? " weighted" : "") +
+                                   (integers ? " integers" : "") +
+                                   " bags=" + std::to_string(bounds.size() - 1) +
+                                   " padding=" + std::to_string(padding);
+                    const T* per_sample = weighted ? scales.data() : nullptr;
+                    std::vector<std::int64_t> expected_argmax, argmax;
+                    const auto expected =
+                        naive_bag(weight, dim, ids, bounds, mode, per_sample, padding, expected_argmax);
+                    const auto first =
+                        run_bag(weight, V, dim, ids, bounds, mode, per_sample, padding, argmax, 1);
+                    if (integers || mode == BagMode::max) CHECK(same_bytes(first, expected));
+                    if (mode == BagMode::max) CHECK(argmax == expected_argmax);
+                    for (std::size_t threads : {2, 3, 8}) {
+                        std::vector<std::int64_t> again;
+                        CHECK(same_bytes(run_bag(weight, V, dim, ids, bounds, mode, per_sample, padding,
+                                                 again, threads),
+                                         first));
+                        CHECK(again == argmax);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// One fused SGD step (with momentum when momentum != 0) through reduce_by_id and UpdateSink, as
+// the optimizer binding runs it; `buffer` is the momentum state, updated in place.
+template <class T, class I>
+std::vector<T> run_sgd(std::vector<T> weight, std::vector<T>& buffer, const std::vector<T>& grad,
+                       const std::vector<I>& ids, std::size_t V, std::size_t dim, T momentum,
+                       std::int64_t padding, std::size_t threads) {
+    fastembed::set_num_threads(threads);
+    T* momentum_buffer = momentum != 0 ? buffer.data() : nullptr;
+    const fastembed::SgdUpdate<T> update{weight.data(), momentum_buffer, dim, T(0.5), momentum};
+    const fastembed::GradOptions options = fastembed::bag_grad_options(padding);
+    fastembed::UpdateSink<T, fastembed::SgdUpdate<T>> sink(update, dim, options);
+    fastembed::reduce_by_id(ids.data(), ids.size(), V, grad.data(), dim, false, sink);
+    return weight;
+}
+
+// The textbook step on the rows that occur (padding excepted), from each id's gradient summed in
+// double; every other row, and its momentum, keeps its bits.
+template <class T, class I>
+std::vector<T> naive_sgd(std::vector<T> weight, std::vector<T>& buffer, const std::vector<T>& grad,
+                         const std::vector<I>& ids, std::size_t dim, T momentum, std::int64_t padding) {
+    const std::size_t V = weight.size() / std::max<std::size_t>(dim, 1);
+    std::vector<double> sums(V * dim, 0.0);
+    std::vector<bool> touched(V, false);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const auto v = static_cast<std::size_t>(ids[i]);
+        touched[v] = static_cast<std::int64_t>(v) != padding;
+        for (std::size_t d = 0; d < dim; ++d) sums[v * dim + d] += grad[i * dim + d];
+    }
+    for (std::size_t v = 0; v < V; ++v) {
+        if (!touched[v]) continue;
+        for (std::size_t d = 0; d < dim; ++d) {
+            T g = static_cast<T>(sums[v * dim + d]);
+            if (momentum != 0) {
+                buffer[v * dim + d] = momentum * buffer[v * dim + d] + g;
+                g = buffer[v * dim + d];
+            }
+            weight[v * dim + d] -= T(0.5) * g;
+        }
+    }
+    return weight;
+}
+
+// Integer values, lr = momentum = 0.5: every operation is exact, so the fused step equals the
+// naive one bit for bit; general values: every thread count gives the bits of one thread.
+template <class T, class I>
+void test_sgd(std::size_t V, std::size_t dim, std::size_t n, Ids kind, std::mt19937_64& rng) {
+    const auto ids = make_ids<I>(kind, n, V, rng);
+    for (bool integers : {true, false}) {
+        const auto weight = make_values<T>(V * dim, integers, rng);
+        const auto grad = make_values<T>(n * dim, integers, rng);
+        const auto initial_buffer = make_values<T>(V * dim, integers, rng);
+        for (T momentum : {T(0), T(0.5)}) {
+            for (std::int64_t padding : {fastembed::kNoPadding, static_cast<std::int64_t>(ids[0])}) {
+                current_case = describe<T, I>("sgd", V, dim, n, kind) + " momentum=" +
+                               std::to_string(momentum) + (integers ? " integers" : "") +
+                               " padding=" + std::to_string(padding);
+                auto expected_buffer = initial_buffer;
+                const auto expected =
+                    naive_sgd(weight, expected_buffer, grad, ids, dim, momentum, padding);
+                auto first_buffer = initial_buffer;
+                const auto first = run_sgd(weight, first_buffer, grad, ids, V, dim, momentum, padding, 1);
+                if (integers) {
+                    CHECK(same_bytes(first, expected));
+                    CHECK(same_bytes(first_buffer, expected_buffer));
+                }
+                for (std::size_t threads : {2, 5, 8}) {
+                    auto buffer = initial_buffer;
+                    const auto got =
+                        run_sgd(weight, buffer, grad, ids, V, dim, momentum, padding, threads);
+                    CHECK(same_bytes(got, first));
+                    CHECK(same_bytes(buffer, first_buffer));
+                }
+            }
+        }
+    }
+}
+
+template <class T, class I>
+void test_bags_and_optimizer_for(std::mt19937_64& rng) {
+    // Bags of up to 0..3 ids (many empty), 0..40, 0..2000; D = 1, odd widths, long rows.
+    for (std::size_t dim : {1, 7, 17, 64}) {
+        test_embedding_bag<T, I>(1000, dim, 5000, 5000, 3, Ids::uniform, rng);
+        test_embedding_bag<T, I>(1000, dim, 5000, 4990, 40, Ids::zipf, rng);
+    }
+    test_embedding_bag<T, I>(3000, 300, 20'000, 20'000, 2000, Ids::uniform, rng);
+    test_embedding_bag<T, I>(50, 8, 3000, 3000, 40, Ids::all_equal, rng);  // every entry padding
+    test_embedding_bag<T, I>(1, 3, 100, 100, 5, Ids::all_equal, rng);
+    test_embedding_bag<T, I>(10, 4, 0, 0, 5, Ids::uniform, rng);  // no ids, no bags
+
+    test_sgd<T, I>(2000, 7, 20'000, Ids::zipf, rng);        // blocked reduction
+    test_sgd<T, I>(300'000, 8, 60'000, Ids::uniform, rng);  // sorted runs
+    test_sgd<T, I>(3000, 17, 20'000, Ids::heavy, rng);      // heavy runs cut into blocks
+    test_sgd<T, I>(1, 5, 300, Ids::all_equal, rng);
+}
+
 template <class T, class I>
 void test_kernels_for(std::mt19937_64& rng) {
     // gather: D = 1, D not a multiple of any SIMD width, rows longer than the 1 KiB prefetch.
@@ -588,6 +795,10 @@ int main() {
     test_kernels_for<float, std::int64_t>(rng);
     test_kernels_for<double, std::int32_t>(rng);
     test_kernels_for<double, std::int64_t>(rng);
+    test_bags_and_optimizer_for<float, std::int32_t>(rng);
+    test_bags_and_optimizer_for<float, std::int64_t>(rng);
+    test_bags_and_optimizer_for<double, std::int32_t>(rng);
+    test_bags_and_optimizer_for<double, std::int64_t>(rng);
     test_gather_unaligned_streaming_output<float>();
     test_gather_unaligned_streaming_output<double>();
     test_pool_exceptions_and_nesting();
