@@ -10,8 +10,8 @@ from typing import Any, Callable
 import fastembed
 import numpy as np
 from harness import Context, Results, Target
+from suite_core import ZIPF_EXPONENT, make_ids
 
-ZIPF_EXPONENT = 1.1
 MAX_NORM = 8.0  # about sqrt(D) for D=64 standard-normal rows: roughly half the rows exceed it
 
 SPARSE_GRAD = "fastembed.sparse_grad"
@@ -53,12 +53,6 @@ def cases(quick: bool) -> list[Case]:
     if quick:
         return [Case(c.num_embeddings // 100, c.dim, c.n // 100, c.distribution) for c in full]
     return full
-
-
-def make_ids(case: Case, rng: np.random.Generator) -> np.ndarray:
-    if case.distribution == "uniform":
-        return rng.integers(0, case.num_embeddings, case.n, dtype=np.int64)
-    return (rng.zipf(ZIPF_EXPONENT, case.n) - 1) % case.num_embeddings
 
 
 def run(ctx: Context) -> None:

@@ -101,6 +101,10 @@ def gather(
     require_array(weight, "weight")
     if out is not None:
         require_array(out, "out")
+    if max_norm is None:  # the plain lookup: the shortest call (small batches are per-call bound)
+        if norm_type != 2.0:
+            _optional_float(norm_type, "norm_type", required=True)
+        return _core.gather(weight, as_ids(ids), out)
     return _core.gather(
         weight,
         as_ids(ids),

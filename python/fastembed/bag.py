@@ -9,14 +9,14 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from . import _core
 from ._bag_functional import Bags, bag_arguments, check_mode, padding_argument
-from .layers import Embedding
+from .layers import Embedding, TableLayer
 from .sparse import RowSparseGrad
 
 if TYPE_CHECKING:
     from .optim import SparseOptimizer
 
 
-class EmbeddingBag:
+class EmbeddingBag(TableLayer):
     """Sums, means or maxima of bags of embeddings, without materialising the embeddings
     (PyTorch's ``nn.EmbeddingBag``).
 
@@ -94,18 +94,6 @@ class EmbeddingBag:
         self.grad_per_sample_weights: np.ndarray | None = None
         self._bags: Bags | None = None
         self._argmax: np.ndarray | None = None
-
-    @property
-    def num_embeddings(self) -> int:
-        return self.weight.shape[0]
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.weight.shape[1]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.weight.dtype
 
     def forward(
         self,

@@ -78,7 +78,25 @@ def _norm_options(max_norm: object, norm_type: object) -> tuple[float | None, fl
     return limit, p
 
 
-class Embedding:
+class TableLayer:
+    """The shape and dtype of a layer's table ``self.weight``, shared by the layer classes."""
+
+    weight: np.ndarray
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.weight.dtype
+
+
+class Embedding(TableLayer):
     """A lookup table mapping integer ids to dense vectors (PyTorch ``nn.Embedding``, Keras
     ``Embedding``, Lasagne ``EmbeddingLayer``), with their options.
 
@@ -233,18 +251,6 @@ class Embedding:
             scale_grad_by_freq=scale_grad_by_freq,
             sparse=sparse,
         )
-
-    @property
-    def num_embeddings(self) -> int:
-        return self.weight.shape[0]
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.weight.shape[1]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.weight.dtype
 
     @property
     def freeze(self) -> bool:

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/check_ids.hpp"
+
 namespace fastembed::bindings {
 
 namespace py = pybind11;
@@ -64,6 +66,21 @@ decltype(auto) dispatch_ids(const py::array& ids, F&& f) {
 // A new uninitialised C-contiguous array. Large ones live in recycled buffers (see
 // kernels/recycled_buffers.hpp), which go back to the recycler when the array is dropped.
 py::array new_result(const py::dtype& dtype, const std::vector<py::ssize_t>& shape);
+
+// Calls kernel(ids_data) with the ids as `const I*` of their dtype (int32 or int64) and the GIL
+// released; an id out of range becomes an IndexError naming it and its position.
+template <class Kernel>
+void call_with_ids(const py::array& ids, std::size_t num_embeddings, Kernel&& kernel) {
+    dispatch_ids(ids, [&](auto id_tag) {
+        using I = typename decltype(id_tag)::type;
+        try {
+            py::gil_scoped_release release;
+            kernel(static_cast<const I*>(ids.data()));
+        } catch (const IdOutOfRange& e) {
+            throw py::index_error(id_error_message(ids, e.position, e.id, num_embeddings));
+        }
+    });
+}
 
 // `out` if given (after checking shape, dtype, layout and overlap with `inputs`), else a new
 // uninitialised array.

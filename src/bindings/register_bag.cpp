@@ -65,16 +65,9 @@ py::array embedding_bag(const py::array& weight, const py::array& ids, const py:
         if (argmax_out) require_disjoint(*argmax_out, "argmax_out", result, "out");
         const T* table = static_cast<const T*>(weight.data());
         T* destination = static_cast<T*>(result.mutable_data());
-        dispatch_ids(ids, [&](auto id_tag) {
-            using I = typename decltype(id_tag)::type;
-            const I* id_data = static_cast<const I*>(ids.data());
-            try {
-                py::gil_scoped_release release;
-                embedding_bag_forward(table, num_embeddings, dim, id_data, n, bags, mode, weights,
-                                      padding, destination, argmax);
-            } catch (const IdOutOfRange& e) {
-                throw py::index_error(id_error_message(ids, e.position, e.id, num_embeddings));
-            }
+        call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
+            embedding_bag_forward(table, num_embeddings, dim, id_data, n, bags, mode, weights,
+                                  padding, destination, argmax);
         });
         return result;
     });
@@ -107,16 +100,9 @@ py::array per_sample_weights_backward(const py::array& grad_output, const py::ar
         const T* grad = static_cast<const T*>(grad_output.data());
         const T* table = static_cast<const T*>(weight.data());
         T* destination = static_cast<T*>(result.mutable_data());
-        dispatch_ids(ids, [&](auto id_tag) {
-            using I = typename decltype(id_tag)::type;
-            const I* id_data = static_cast<const I*>(ids.data());
-            try {
-                py::gil_scoped_release release;
-                bag_per_sample_weights_grad(grad, table, num_embeddings, dim, id_data, n, bags, padding,
-                                            destination);
-            } catch (const IdOutOfRange& e) {
-                throw py::index_error(id_error_message(ids, e.position, e.id, num_embeddings));
-            }
+        call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
+            bag_per_sample_weights_grad(grad, table, num_embeddings, dim, id_data, n, bags, padding,
+                                        destination);
         });
         return py::array(result);
     });
@@ -177,20 +163,13 @@ py::object embedding_bag_backward(const py::array& grad_output, const py::array&
             if (per_sample_weights) inputs.emplace_back(&*per_sample_weights, "per_sample_weights");
             result = output_array<T>(out, shape, inputs);
         }
-        dispatch_ids(ids, [&](auto id_tag) {
-            using I = typename decltype(id_tag)::type;
-            const I* id_data = static_cast<const I*>(ids.data());
-            try {
-                py::gil_scoped_release release;
-                if (sparse) {
-                    embedding_bag_backward_sparse(grad, dim, id_data, n, rows, bags, mode, weights, padding,
-                                                  arg, sparse_output);
-                } else {
-                    embedding_bag_backward_dense(grad, dim, id_data, n, rows, bags, mode, weights, padding,
-                                                 arg, accumulate, static_cast<T*>(result->mutable_data()));
-                }
-            } catch (const IdOutOfRange& e) {
-                throw py::index_error(id_error_message(ids, e.position, e.id, rows));
+        call_with_ids(ids, rows, [&](const auto* id_data) {
+            if (sparse) {
+                embedding_bag_backward_sparse(grad, dim, id_data, n, rows, bags, mode, weights, padding,
+                                              arg, sparse_output);
+            } else {
+                embedding_bag_backward_dense(grad, dim, id_data, n, rows, bags, mode, weights, padding,
+                                             arg, accumulate, static_cast<T*>(result->mutable_data()));
             }
         });
         if (sparse) return sparse_output.result();

@@ -47,28 +47,23 @@ py::array gather(const py::array& weight, const py::array& ids, const std::optio
         const T* table = static_cast<const T*>(weight.data());
         const bool writeable = weight.writeable();
         T* destination = static_cast<T*>(result.mutable_data());
-        dispatch_ids(ids, [&](auto id_tag) {
-            using I = typename decltype(id_tag)::type;
-            const I* id_data = static_cast<const I*>(ids.data());
-            try {
-                py::gil_scoped_release release;
+        try {
+            call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
                 check_ids(id_data, n, num_embeddings);
                 if (max_norm) {
                     // Written only when writeable; otherwise the kernel reads it and may refuse.
-                    renorm_rows(const_cast<T*>(table), num_embeddings, dim, id_data, n, *max_norm,
-                                norm_type, writeable);
+                    renorm_rows(const_cast<T*>(table), num_embeddings, dim, id_data, n,
+                                *max_norm, norm_type, writeable);
                 }
                 copy_rows(table, dim, id_data, n, destination);
-            } catch (const IdOutOfRange& e) {
-                throw py::index_error(id_error_message(ids, e.position, e.id, num_embeddings));
-            } catch (const RenormOfReadOnlyTable& e) {
-                throw py::value_error(
-                    "weight is read-only, but row " + std::to_string(e.id) + " has norm " +
-                    std::string(py::str(py::float_(e.norm))) + " > max_norm=" +
-                    std::string(py::str(py::float_(*max_norm))) +
-                    " and would be renormalised in place; nothing was written");
-            }
-        });
+            });
+        } catch (const RenormOfReadOnlyTable& e) {
+            throw py::value_error(
+                "weight is read-only, but row " + std::to_string(e.id) + " has norm " +
+                std::string(py::str(py::float_(e.norm))) + " > max_norm=" +
+                std::string(py::str(py::float_(*max_norm))) +
+                " and would be renormalised in place; nothing was written");
+        }
         return result;
     });
 }

@@ -36,15 +36,8 @@ py::array scatter_add(const py::array& grad_output, const py::array& ids, long l
         T* destination = static_cast<T*>(result.mutable_data());
         const auto n = static_cast<std::size_t>(ids.size());
         const auto rows = static_cast<std::size_t>(num_embeddings);
-        dispatch_ids(ids, [&](auto id_tag) {
-            using I = typename decltype(id_tag)::type;
-            const I* id_data = static_cast<const I*>(ids.data());
-            try {
-                py::gil_scoped_release release;
-                sorted_scatter_add(grad, id_data, n, dim, rows, destination, options);
-            } catch (const IdOutOfRange& e) {
-                throw py::index_error(id_error_message(ids, e.position, e.id, rows));
-            }
+        call_with_ids(ids, rows, [&](const auto* id_data) {
+            sorted_scatter_add(grad, id_data, n, dim, rows, destination, options);
         });
         return result;
     });

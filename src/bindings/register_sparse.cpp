@@ -32,15 +32,8 @@ py::tuple sparse_grad(const py::array& grad_output, const py::array& ids, long l
         const auto n = static_cast<std::size_t>(ids.size());
         const auto rows = static_cast<std::size_t>(num_embeddings);
         NumpySparseOutput<T> output;
-        dispatch_ids(ids, [&](auto id_tag) {
-            using I = typename decltype(id_tag)::type;
-            const I* id_data = static_cast<const I*>(ids.data());
-            try {
-                py::gil_scoped_release release;
-                fastembed::sparse_grad(grad, id_data, n, dim, rows, options, output);
-            } catch (const IdOutOfRange& e) {
-                throw py::index_error(id_error_message(ids, e.position, e.id, rows));
-            }
+        call_with_ids(ids, rows, [&](const auto* id_data) {
+            fastembed::sparse_grad(grad, id_data, n, dim, rows, options, output);
         });
         return output.result();
     });
