@@ -196,16 +196,6 @@ class EmbeddingBag(TableLayer):
         self.grad_per_sample_weights = grad_per_sample_weights
         return self.grad
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Start a new accumulation: ``grad = None`` (PyTorch's default), or zeros in place."""
-        if set_to_none or self.grad is None:
-            self.grad = None
-        elif isinstance(self.grad, RowSparseGrad):
-            empty = np.empty((0, self.embedding_dim), dtype=self.grad.dtype)
-            self.grad = RowSparseGrad(np.empty(0, dtype=np.int64), empty, self.num_embeddings)
-        else:
-            self.grad.fill(0)
-
     def _per_sample_weights_grad(self, grad_output: np.ndarray) -> np.ndarray:
         bags = self._require_forward()
         result = _core.embedding_bag_per_sample_weights_backward(

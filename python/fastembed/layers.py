@@ -79,9 +79,10 @@ def _norm_options(max_norm: object, norm_type: object) -> tuple[float | None, fl
 
 
 class TableLayer:
-    """The shape and dtype of a layer's table ``self.weight``, shared by the layer classes."""
+    """What the layer classes share: their table ``weight`` and accumulated ``grad``."""
 
     weight: np.ndarray
+    grad: np.ndarray | RowSparseGrad | None
 
     @property
     def num_embeddings(self) -> int:
@@ -94,6 +95,16 @@ class TableLayer:
     @property
     def dtype(self) -> np.dtype:
         return self.weight.dtype
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Start a new accumulation: ``grad = None`` (PyTorch's default), or zeros in place."""
+        if set_to_none or self.grad is None:
+            self.grad = None
+        elif isinstance(self.grad, RowSparseGrad):
+            empty = np.empty((0, self.embedding_dim), dtype=self.grad.dtype)
+            self.grad = RowSparseGrad(np.empty(0, dtype=np.int64), empty, self.num_embeddings)
+        else:
+            self.grad.fill(0)
 
 
 class Embedding(TableLayer):
@@ -347,16 +358,6 @@ class Embedding(TableLayer):
         padding = padding_argument(self.padding_idx, self.num_embeddings)
         scale = self.scale_grad_by_freq
         return (grad_output, self._ids, None, "sum", None, None, padding, scale)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Start a new accumulation: ``grad = None`` (PyTorch's default), or zeros in place."""
-        if set_to_none or self.grad is None:
-            self.grad = None
-        elif isinstance(self.grad, RowSparseGrad):
-            empty = np.empty((0, self.embedding_dim), dtype=self.grad.dtype)
-            self.grad = RowSparseGrad(np.empty(0, dtype=np.int64), empty, self.num_embeddings)
-        else:
-            self.grad.fill(0)
 
     # --- persistence -------------------------------------------------------------------------
 

@@ -67,6 +67,16 @@ decltype(auto) dispatch_ids(const py::array& ids, F&& f) {
 // kernels/recycled_buffers.hpp), which go back to the recycler when the array is dropped.
 py::array new_result(const py::dtype& dtype, const std::vector<py::ssize_t>& shape);
 
+// TypeError unless `array` has dtype T, the dtype of `owner_name` (e.g. the table).
+template <class T>
+void require_dtype(const py::array& array, const char* name, const char* owner_name) {
+    if (!py::isinstance<py::array_t<T>>(array)) {
+        throw py::type_error(std::string(name) + " must have the dtype of " + owner_name + ", " +
+                             std::string(py::str(py::dtype::of<T>())) + ", got " +
+                             dtype_name(array));
+    }
+}
+
 // Calls kernel(ids_data) with the ids as `const I*` of their dtype (int32 or int64) and the GIL
 // released; an id out of range becomes an IndexError naming it and its position.
 template <class Kernel>

@@ -91,11 +91,7 @@ py::array per_sample_weights_backward(const py::array& grad_output, const py::ar
     }
     return dispatch_float(weight, "weight", [&](auto float_tag) {
         using T = typename decltype(float_tag)::type;
-        if (!py::isinstance<py::array_t<T>>(grad_output)) {
-            throw py::type_error("grad_output must have the dtype of weight, " +
-                                 std::string(py::str(py::dtype::of<T>())) + ", got " +
-                                 dtype_name(grad_output));
-        }
+        require_dtype<T>(grad_output, "grad_output", "weight");
         require_layout(grad_output, "grad_output", false);
         py::array_t<T> result(std::vector<py::ssize_t>(ids.shape(), ids.shape() + ids.ndim()));
         const T* grad = static_cast<const T*>(grad_output.data());

@@ -68,11 +68,7 @@ void with_gradient(const py::array& weight, const Gradient& gradient, Run&& run)
     }
     dispatch_float(weight, "weight", [&](auto float_tag) {
         using T = typename decltype(float_tag)::type;
-        if (!py::isinstance<py::array_t<T>>(grad_output)) {
-            throw py::type_error("grad_output must have the dtype of weight, " +
-                                 std::string(py::str(py::dtype::of<T>())) + ", got " +
-                                 dtype_name(grad_output));
-        }
+        require_dtype<T>(grad_output, "grad_output", "weight");
         require_layout(grad_output, "grad_output", false);
         const T* weights = bags ? per_sample_weights_data<T>(per_sample_weights, mode, n) : nullptr;
         const T* grad = static_cast<const T*>(grad_output.data());
