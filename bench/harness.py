@@ -15,6 +15,22 @@ from typing import Any, Callable
 
 import numpy as np
 
+# Word-frequency-like ids shared by every suite: id k has probability ~ (k + 1) ** -a, the
+# unbounded tail wrapping modulo V.
+ZIPF_EXPONENT = 1.1
+
+
+def zipf_ids(rng: np.random.Generator, n: int, num_embeddings: int) -> np.ndarray:
+    return (rng.zipf(ZIPF_EXPONENT, n) - 1) % num_embeddings
+
+
+def short_count(count: int) -> str:
+    """1_000_000 -> "1M", 10_000 -> "10k", 128 -> "128": compact sizes for case names."""
+    for suffix, size in (("M", 1_000_000), ("k", 1_000)):
+        if count >= size and count % size == 0:
+            return f"{count // size}{suffix}"
+    return str(count)
+
 
 @dataclass(frozen=True)
 class Record:

@@ -8,9 +8,8 @@ from typing import Any, Callable
 
 import fastembed
 import numpy as np
-from harness import Context, Results, Target
+from harness import ZIPF_EXPONENT, Context, Results, Target, short_count, zipf_ids
 
-ZIPF_EXPONENT = 1.1
 MEAN_BAG_SIZE = 20
 
 BAG = "fastembed.embedding_bag(out=)"
@@ -30,17 +29,6 @@ FORWARD, FORWARD_BACKWARD = "forward", "forward+backward"
 STEP, BAG_STEP = "training step", "training step (bags)"
 
 
-def _short(count: int) -> str:
-    for suffix, size in (("M", 1_000_000), ("k", 1_000)):
-        if count >= size and count % size == 0:
-            return f"{count // size}{suffix}"
-    return str(count)
-
-
-def zipf_ids(rng: np.random.Generator, n: int, num_embeddings: int) -> np.ndarray:
-    return (rng.zipf(ZIPF_EXPONENT, n) - 1) % num_embeddings
-
-
 def random_offsets(rng: np.random.Generator, n: int) -> np.ndarray:
     """Bag starts for bags of 1 to 2 * MEAN_BAG_SIZE - 1 ids (uniform), covering all n ids."""
     lengths = rng.integers(1, 2 * MEAN_BAG_SIZE, n // MEAN_BAG_SIZE + 1)
@@ -51,8 +39,8 @@ def random_offsets(rng: np.random.Generator, n: int) -> np.ndarray:
 def run(ctx: Context) -> None:
     num_embeddings, dim, n = (10_000, 64, 10_000) if ctx.quick else (1_000_000, 64, 1_000_000)
     print(
-        f"bag suite, {ctx.threads} thread(s): V={_short(num_embeddings)}, D={dim}, float32 "
-        f"table, N={_short(n)} int64 ids = (rng.zipf({ZIPF_EXPONENT}, N) - 1) % V, bags of "
+        f"bag suite, {ctx.threads} thread(s): V={short_count(num_embeddings)}, D={dim}, float32 "
+        f"table, N={short_count(n)} int64 ids = (rng.zipf({ZIPF_EXPONENT}, N) - 1) % V, bags of "
         f"uniform length 1..{2 * MEAN_BAG_SIZE - 1}. Training step: lookup, backward and "
         f"optimizer update of the whole batch, as an Embedding and as mean-pooled bags.\n",
         flush=True,
@@ -62,7 +50,7 @@ def run(ctx: Context) -> None:
     ids = zipf_ids(rng, n, num_embeddings)
     offsets = random_offsets(rng, n)
     grad = rng.standard_normal((len(offsets), dim), dtype=np.float32)
-    name = f"V={_short(num_embeddings)} D={dim} N={_short(n)} zipf({ZIPF_EXPONENT})"
+    name = f"V={short_count(num_embeddings)} D={dim} N={short_count(n)} zipf({ZIPF_EXPONENT})"
     for mode in ("sum", "mean"):
         case = f"{name}, mode={mode}"
         if ctx.wants(case):

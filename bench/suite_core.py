@@ -8,9 +8,7 @@ from typing import Any, Callable
 
 import fastembed
 import numpy as np
-from harness import Context, Results, Target
-
-ZIPF_EXPONENT = 1.1
+from harness import ZIPF_EXPONENT, Context, Results, Target, short_count, zipf_ids
 
 GATHER_OUT = "fastembed.gather(out=)"
 GATHER = "fastembed.gather"
@@ -41,16 +39,9 @@ class Case:
     def name(self, id_dtype: type) -> str:
         prefix = f"{SMALL_BATCH} " if self.small_batch else ""
         return (
-            f"{prefix}V={_short(self.num_embeddings)} D={self.dim} N={_short(self.n)} "
+            f"{prefix}V={short_count(self.num_embeddings)} D={self.dim} N={short_count(self.n)} "
             f"{self.distribution}, {np.dtype(id_dtype).name} ids"
         )
-
-
-def _short(count: int) -> str:
-    for suffix, size in (("M", 1_000_000), ("k", 1_000)):
-        if count >= size and count % size == 0:
-            return f"{count // size}{suffix}"
-    return str(count)
 
 
 def cases(quick: bool) -> list[Case]:
@@ -70,8 +61,7 @@ def cases(quick: bool) -> list[Case]:
 def make_ids(case: Case, rng: np.random.Generator) -> np.ndarray:
     if case.distribution == "uniform":
         return rng.integers(0, case.num_embeddings, case.n, dtype=np.int64)
-    # Zipf over ids: id k has probability ~ (k + 1) ** -a; the unbounded tail wraps modulo V.
-    return (rng.zipf(ZIPF_EXPONENT, case.n) - 1) % case.num_embeddings
+    return zipf_ids(rng, case.n, case.num_embeddings)
 
 
 def run(ctx: Context) -> None:

@@ -9,8 +9,8 @@ from typing import Any, Callable
 
 import fastembed
 import numpy as np
-from harness import Context, Results, Target
-from suite_core import ZIPF_EXPONENT, make_ids
+from harness import ZIPF_EXPONENT, Context, Results, Target, short_count
+from suite_core import make_ids
 
 MAX_NORM = 8.0  # about sqrt(D) for D=64 standard-normal rows: roughly half the rows exceed it
 
@@ -33,16 +33,8 @@ class Case:
 
     @property
     def name(self) -> str:
-        return (
-            f"V={_short(self.num_embeddings)} D={self.dim} N={_short(self.n)} {self.distribution}"
-        )
-
-
-def _short(count: int) -> str:
-    for suffix, size in (("M", 1_000_000), ("k", 1_000)):
-        if count >= size and count % size == 0:
-            return f"{count // size}{suffix}"
-    return str(count)
+        size = f"V={short_count(self.num_embeddings)} D={self.dim} N={short_count(self.n)}"
+        return f"{size} {self.distribution}"
 
 
 def cases(quick: bool) -> list[Case]:
