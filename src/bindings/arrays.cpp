@@ -91,16 +91,23 @@ void require_num_embeddings(long long num_embeddings) {
     }
 }
 
-std::uint64_t padding_row(std::optional<long long> padding_idx, long long num_embeddings) {
-    if (!padding_idx) return GradOptions::kNoPadding;
-    const long long given = *padding_idx;
-    if (given < -num_embeddings || given >= num_embeddings) {
-        throw py::value_error("padding_idx=" + std::to_string(given) +
-                              " is out of range for num_embeddings=" + std::to_string(num_embeddings) +
-                              " (valid: " + std::to_string(-num_embeddings) + ".." +
-                              std::to_string(num_embeddings - 1) + ")");
+GradOptions grad_options(long long num_embeddings, std::optional<long long> padding_idx,
+                         bool scale_grad_by_freq) {
+    require_num_embeddings(num_embeddings);
+    GradOptions options;
+    options.scale_grad_by_freq = scale_grad_by_freq;
+    if (padding_idx) {
+        const long long given = *padding_idx;
+        if (given < -num_embeddings || given >= num_embeddings) {
+            throw py::value_error("padding_idx=" + std::to_string(given) +
+                                  " is out of range for num_embeddings=" +
+                                  std::to_string(num_embeddings) + " (valid: " +
+                                  std::to_string(-num_embeddings) + ".." +
+                                  std::to_string(num_embeddings - 1) + ")");
+        }
+        options.padding_idx = static_cast<std::uint64_t>(given < 0 ? given + num_embeddings : given);
     }
-    return static_cast<std::uint64_t>(given < 0 ? given + num_embeddings : given);
+    return options;
 }
 
 }  // namespace fastembed::bindings

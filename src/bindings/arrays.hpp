@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/check_ids.hpp"
+#include "kernels/grad_options.hpp"
 
 namespace fastembed::bindings {
 
@@ -44,9 +45,11 @@ void require_grad_shape(const py::array& grad_output, const py::array& ids);
 // ValueError unless num_embeddings >= 0.
 void require_num_embeddings(long long num_embeddings);
 
-// The row a padding_idx names, counting negative values from the end as PyTorch does
-// (GradOptions::kNoPadding for none); ValueError unless -num_embeddings <= padding_idx < num_embeddings.
-std::uint64_t padding_row(std::optional<long long> padding_idx, long long num_embeddings);
+// The options of an embedding backward, after checking num_embeddings (>= 0) and padding_idx
+// (-num_embeddings <= padding_idx < num_embeddings; negative values count from the end, as in
+// PyTorch). `accumulate` is left false.
+GradOptions grad_options(long long num_embeddings, std::optional<long long> padding_idx,
+                         bool scale_grad_by_freq);
 
 // Calls f(Tag<T>{}) for the floating dtype of `array` (float32 or float64), else TypeError.
 template <class F>

@@ -16,10 +16,7 @@ namespace {
 py::array scatter_add(const py::array& grad_output, const py::array& ids, long long num_embeddings,
                       const std::optional<py::array>& out, std::optional<long long> padding_idx,
                       bool scale_grad_by_freq, bool accumulate) {
-    require_num_embeddings(num_embeddings);
-    GradOptions options;
-    options.padding_idx = padding_row(padding_idx, num_embeddings);
-    options.scale_grad_by_freq = scale_grad_by_freq;
+    GradOptions options = grad_options(num_embeddings, padding_idx, scale_grad_by_freq);
     options.accumulate = accumulate;
     if (accumulate && !out) throw py::value_error("accumulate=True needs out= (the gradient to add into)");
     require_ids(ids);

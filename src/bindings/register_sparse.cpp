@@ -18,10 +18,7 @@ namespace {
 // (indices, values) of the row-sparse gradient; python/fastembed/sparse.py wraps them.
 py::tuple sparse_grad(const py::array& grad_output, const py::array& ids, long long num_embeddings,
                       std::optional<long long> padding_idx, bool scale_grad_by_freq) {
-    require_num_embeddings(num_embeddings);
-    GradOptions options;
-    options.padding_idx = padding_row(padding_idx, num_embeddings);
-    options.scale_grad_by_freq = scale_grad_by_freq;
+    const GradOptions options = grad_options(num_embeddings, padding_idx, scale_grad_by_freq);
     require_ids(ids);
     require_grad_shape(grad_output, ids);
     return dispatch_float(grad_output, "grad_output", [&](auto float_tag) {
