@@ -208,11 +208,7 @@ std::size_t embedding_bag_backward_sparse(const T* grad_output, std::size_t dim,
                                           const T* per_sample_weights, std::int64_t padding_idx,
                                           const std::int64_t* argmax, Output& output) {
     check_ids(ids, n, num_embeddings);
-    const std::size_t used = bags.num_bags == 0 ? 0 : bags.end(bags.num_bags - 1);
-    // Padding never wins a maximum, so in max mode it has no entry.
-    const bool padding_occurs = padding_idx >= 0 && mode != BagMode::max &&
-                                contains_id(ids, used, static_cast<std::uint64_t>(padding_idx));
-    SparseRowSink<T, Output> sink(dim, bag_grad_options(padding_idx), padding_occurs, output);
+    SparseRowSink<T, Output> sink(dim, bag_grad_options(padding_idx), output);
     reduce_bag_grad(grad_output, dim, ids, num_embeddings, bags, mode, per_sample_weights, padding_idx,
                     argmax, false, sink);
     return sink.rows();

@@ -90,10 +90,11 @@ bool blocked_reduce(const I* ids, std::size_t n, std::uint64_t num_embeddings,
         return total;
     };
     if constexpr (counts_distinct_ids<Sink>::value) {
+        const std::uint64_t uncounted = sink.uncounted_id();
         std::vector<std::size_t> distinct_in_part(parts, 0);
         for (std::size_t p = 0; p < parts; ++p) {
             for (std::size_t v = part_begin(p); v < part_begin(p + 1); ++v) {
-                distinct_in_part[p] += occurrences(v) != 0;
+                distinct_in_part[p] += occurrences(v) != 0 && v != uncounted;
             }
         }
         sink.start(distinct_in_part);

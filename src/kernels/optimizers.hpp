@@ -134,6 +134,8 @@ class UpdateSink {
     UpdateSink(const Update& update, std::size_t dim, const GradOptions& options)
         : update_(update), dim_(dim), options_(options) {}
 
+    std::uint64_t uncounted_id() const { return options_.padding_idx; }
+
     void start(const std::vector<std::size_t>& distinct_in_part) {
         pipes_.clear();
         pipes_.resize(distinct_in_part.size());

@@ -25,7 +25,8 @@ namespace fastembed {
 // A sink that must know where each part's ids land among all occurring ids (a sparse gradient
 // writes them to consecutive slots) declares `static constexpr bool counts_distinct_ids = true`
 // and gets sink.start(distinct_in_part) before any row(): the number of distinct ids that
-// occur in each part, parts in id order.
+// occur in each part, parts in id order, not counting sink.uncounted_id() (an id whose row the
+// sink drops, such as the padding row; an id beyond every table for none).
 template <class Sink, class = void>
 struct counts_distinct_ids : std::false_type {};
 template <class Sink>
@@ -137,11 +138,13 @@ void reduce_runs(const Sorted& sorted, const RunPlan& plan, const Source& source
 
     if constexpr (counts_distinct_ids<Sink>::value) {
         std::vector<std::size_t> distinct_in_part(plan.num_parts(), 0);
+        const std::uint64_t uncounted = sink.uncounted_id();
         run_tasks(plan.num_parts(), [&](std::size_t part) {
             const std::size_t begin = plan.key_bounds[part];
             std::size_t distinct = 0;
             for (std::size_t k = begin; k < plan.key_bounds[part + 1]; ++k) {
-                distinct += k == begin || sorted.id(k) != sorted.id(k - 1);
+                const std::uint64_t id = sorted.id(k);
+                distinct += (k == begin || id != sorted.id(k - 1)) && id != uncounted;
             }
             distinct_in_part[part] = distinct;
         }, plan.num_parts());
