@@ -9,6 +9,7 @@ from numpy.typing import ArrayLike
 
 from . import _core
 from ._checks import as_int, require_array, require_table_fits
+from ._functional import padding_row
 from ._ids import as_ids
 from .sparse import RowSparseGrad
 
@@ -44,15 +45,8 @@ def padding_argument(padding_idx: int | None, num_embeddings: int) -> int:
 
     Negative values count from the end, as in PyTorch.
     """
-    if padding_idx is None:
-        return -1
-    if isinstance(padding_idx, bool) or int(padding_idx) != padding_idx:
-        raise TypeError(f"padding_idx must be an int or None, got {padding_idx!r}")
-    if not -num_embeddings <= padding_idx < num_embeddings:
-        raise ValueError(
-            f"padding_idx={padding_idx} is out of range for num_embeddings={num_embeddings}"
-        )
-    return int(padding_idx) % num_embeddings
+    row = padding_row(padding_idx, num_embeddings)
+    return -1 if row is None else row
 
 
 def bag_arguments(

@@ -29,6 +29,20 @@ def _optional_index(value: object, name: str) -> int | None:
     return index
 
 
+def padding_row(padding_idx: object, num_embeddings: int) -> int | None:
+    """The row ``padding_idx`` names, or None: PyTorch's rule, ``-num_embeddings <= padding_idx <
+    num_embeddings``, negative values counting from the end."""
+    index = _optional_index(padding_idx, "padding_idx")
+    if index is None:
+        return None
+    if not -num_embeddings <= index < num_embeddings:
+        raise ValueError(
+            f"padding_idx={index} is out of range for num_embeddings={num_embeddings} "
+            f"(valid: {-num_embeddings}..{num_embeddings - 1})"
+        )
+    return index + num_embeddings if index < 0 else index
+
+
 def _optional_float(value: object, name: str, *, required: bool = False) -> float | None:
     """``None`` (unless ``required``) or a real number as a float: TypeError otherwise."""
     if value is None and not required:

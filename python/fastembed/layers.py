@@ -11,7 +11,13 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from ._bag_functional import padding_argument
 from ._checks import as_int, require_table_fits
-from ._functional import _optional_float, _optional_index, gather, scatter_add, sparse_grad
+from ._functional import (
+    _optional_float,
+    gather,
+    padding_row,
+    scatter_add,
+    sparse_grad,
+)
 from ._ids import as_ids
 from ._initializers import Initializer, initial_table
 from ._persistence import load_table, save_table
@@ -53,19 +59,6 @@ def _keras_weights(weights: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     if isinstance(weights, (list, tuple)) and len(weights) == 1:
         return weights[0]
     raise ValueError("weights must be an array or a list of exactly one array (Keras style)")
-
-
-def _padding_row(padding_idx: object, num_embeddings: int) -> int | None:
-    """PyTorch's rule: ``-num_embeddings <= padding_idx < num_embeddings``, negatives wrap."""
-    index = _optional_index(padding_idx, "padding_idx")
-    if index is None:
-        return None
-    if not -num_embeddings <= index < num_embeddings:
-        raise ValueError(
-            f"padding_idx={index} is out of range for num_embeddings={num_embeddings} "
-            f"(valid: {-num_embeddings}..{num_embeddings - 1})"
-        )
-    return index + num_embeddings if index < 0 else index
 
 
 def _norm_options(max_norm: object, norm_type: object) -> tuple[float | None, float]:
@@ -218,17 +211,17 @@ class Embedding(TableLayer):
             require_table_fits(num_embeddings, embedding_dim, np.dtype(dtype))
             shape = (num_embeddings, embedding_dim)
         # Every option is checked before a table is drawn, so a bad one costs nothing.
-        padding_row = _padding_row(padding_idx, shape[0])
+        padding = padding_row(padding_idx, shape[0])
         max_norm, norm_type = _norm_options(max_norm, norm_type)
         if mask_zero and shape[0] < 1:
             raise ValueError("mask_zero=True reserves id 0: num_embeddings must be >= 1")
         if weight is None:
             weight = initial_table(init, shape, np.dtype(dtype), seed)
-            if padding_row is not None:
-                weight[padding_row] = 0
+            if padding is not None:
+                weight[padding] = 0
         self.weight: np.ndarray = weight
         self.grad: np.ndarray | RowSparseGrad | None = None
-        self.padding_idx: int | None = padding_row
+        self.padding_idx: int | None = padding
         self.max_norm: float | None = max_norm
         self.norm_type: float = norm_type
         self.scale_grad_by_freq: bool = bool(scale_grad_by_freq)
