@@ -1,4 +1,4 @@
-// Large result buffers, recycled between calls.
+// Large result and scratch buffers, recycled between calls.
 //
 // A fresh 256 MiB result costs more to fault in (the kernel zeroes every page on first touch)
 // than the lookup that fills it. Training loops ask for same-sized results every step, so the
