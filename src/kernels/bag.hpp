@@ -60,15 +60,6 @@ void parallel_bags(const BagLayout& bags, std::size_t bytes_per_id, Body&& body)
     }, parts);
 }
 
-// How many ids ahead a pooling loop prefetches rows: about 16 KiB of rows, 16 to 64 of them.
-// Measured on 1M ids from a 256 MB table, one thread: for D=64, 64 rows ahead pooled 1.6x
-// faster than 16 (Zipf and uniform ids alike), for D=16 1.8x; for D=256 the distance did not
-// matter. (The sum of a bag reads nothing but rows, so many can be in flight.)
-inline std::size_t bag_prefetch_distance(std::size_t row_bytes) {
-    const std::size_t rows = (std::size_t{16} << 10) / (row_bytes == 0 ? 1 : row_bytes);
-    return std::min<std::size_t>(std::max<std::size_t>(rows, 16), 64);
-}
-
 // Pooling is latency-bound: it can only keep as many row reads in flight as the out-of-order
 // window spans rows, so fewer instructions per row mean more rows in flight. On x86-64 the
 // pooling loop is therefore also compiled for AVX2 (half the instructions of SSE2 per row; 1.5x
@@ -90,7 +81,7 @@ FASTEMBED_ALWAYS_INLINE void pool_bags(const T* weight, std::size_t dim, const I
                std::size_t first_bag, std::size_t last_bag, const T* per_sample_weights,
                std::int64_t padding_idx, T* out, std::int64_t* argmax) {
     const std::size_t row_bytes = dim * sizeof(T);
-    const std::size_t ahead = bag_prefetch_distance(row_bytes);
+    const std::size_t ahead = prefetch_distance(row_bytes);
     const std::size_t stop = bags.end(last_bag - 1);
     for (std::size_t bag = first_bag; bag < last_bag; ++bag) {
         T* __restrict acc = out + bag * dim;
@@ -220,7 +211,7 @@ void bag_per_sample_weights_grad(const T* grad_output, const T* weight, std::siz
     check_ids(ids, n, num_embeddings);
     std::fill(out, out + n, T(0));
     parallel_bags(bags, dim * sizeof(T) + sizeof(I) + sizeof(T), [&](std::size_t first, std::size_t last) {
-        const std::size_t ahead = bag_prefetch_distance(dim * sizeof(T));
+        const std::size_t ahead = prefetch_distance(dim * sizeof(T));
         const std::size_t stop = bags.end(last - 1);
         for (std::size_t bag = first; bag < last; ++bag) {
             const T* __restrict g = grad_output + bag * dim;

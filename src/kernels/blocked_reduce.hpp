@@ -64,13 +64,13 @@ bool blocked_reduce(const I* ids, std::size_t n, std::uint64_t num_embeddings,
     // valid where the count is not zero (the first row is copied, so nothing is zeroed first).
     std::vector<std::uint32_t> count(blocks * V, 0);
     ScratchArray<T> sums(blocks * V * dim);
+    const std::size_t ahead = prefetch_distance(row_bytes);
     run_tasks(blocks, [&](std::size_t b) {
         std::uint32_t* block_count = count.data() + b * V;
         T* block_sums = sums.get() + b * V * dim;
         const std::size_t end = n * (b + 1) / blocks;
-        constexpr std::size_t kAhead = 8;
         for (std::size_t i = n * b / blocks; i < end; ++i) {
-            if (i + kAhead < end) prefetch_row(source.address(i + kAhead), row_bytes);
+            if (i + ahead < end) prefetch_row(source.address(i + ahead), row_bytes);
             const auto id = static_cast<std::size_t>(ids[i]);
             T* sum = block_sums + id * dim;
             if (block_count[id]++ == 0) {

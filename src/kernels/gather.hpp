@@ -9,10 +9,6 @@
 
 namespace fastembed {
 
-// How far ahead the next rows are prefetched: enough to cover a DRAM round trip at the rate one
-// thread copies rows of a few hundred bytes.
-inline constexpr std::size_t kPrefetchDistance = 16;
-
 // The copy alone, for ids that have already passed check_ids.
 template <class T, class I>
 void copy_rows(const T* weight, std::size_t dim, const I* ids, std::size_t n, T* out) {
@@ -20,12 +16,12 @@ void copy_rows(const T* weight, std::size_t dim, const I* ids, std::size_t n, T*
     const std::size_t out_bytes = n * row_bytes;
     if (out_bytes == 0) return;
     const RowWriter writer(out_bytes, row_bytes);
+    const std::size_t ahead = prefetch_distance(row_bytes);
     parallel_ranges(n, threads_for_bytes(2 * out_bytes + n * sizeof(I)),
                     [&](std::size_t, std::size_t begin, std::size_t end) {
         for (std::size_t i = begin; i < end; ++i) {
-            if (i + kPrefetchDistance < end) {
-                prefetch_row(weight + static_cast<std::size_t>(ids[i + kPrefetchDistance]) * dim,
-                             row_bytes);
+            if (i + ahead < end) {
+                prefetch_row(weight + static_cast<std::size_t>(ids[i + ahead]) * dim, row_bytes);
             }
             writer.copy(out + i * dim, weight + static_cast<std::size_t>(ids[i]) * dim, row_bytes);
         }

@@ -2,6 +2,7 @@
 // accumulation and prefetching.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -30,18 +31,31 @@ inline void prefetch_read(const void* address) {
 #endif
 }
 
-// Prefetches a row, up to its first 1 KiB; the hardware prefetcher follows longer rows.
+// Prefetches a row, up to its first 4 KiB (a page; the hardware prefetcher follows longer
+// rows). The hardware does not follow shorter ones far enough: fetching only the first 1 KiB of
+// 2 KiB rows made a backward 1.45x slower (V=50k D=512 float32, one thread), only the first
+// 256 bytes of 1 KiB rows 2.5x.
 // Every cache line the span touches is fetched: a large NumPy array's data usually starts 16
 // bytes into a page (malloc's header), so a 256-byte row spans five lines, not four, and
 // stepping 64 bytes from the row's start would leave its last line to a demand miss.
 inline void prefetch_row(const void* row, std::size_t row_bytes) {
-    const std::size_t span = row_bytes < 1024 ? row_bytes : 1024;
+    const std::size_t span = row_bytes < 4096 ? row_bytes : 4096;
     if (span == 0) return;
     const auto first = reinterpret_cast<std::uintptr_t>(row) & ~std::uintptr_t{63};
     const auto end = reinterpret_cast<std::uintptr_t>(row) + span;
     for (std::uintptr_t line = first; line < end; line += 64) {
         prefetch_read(reinterpret_cast<const void*>(line));
     }
+}
+
+// How many rows ahead a loop over scattered rows prefetches: about 16 KiB of rows, 16 to 64
+// of them. Row reads are latency-bound, so the distance must cover a DRAM round trip at the
+// rate a thread consumes rows. Measured on one thread: pooling bags of D=64 rows 64 ahead was
+// 1.6x faster than 16 ahead (D=16: 1.8x); gathering D=16 rows from a 64 MB table 2x; the
+// backward of D=16 rows 1.2x; for D=256 the distance did not matter.
+inline std::size_t prefetch_distance(std::size_t row_bytes) {
+    const std::size_t rows = (std::size_t{16} << 10) / (row_bytes == 0 ? 1 : row_bytes);
+    return std::min<std::size_t>(std::max<std::size_t>(rows, 16), 64);
 }
 
 // Writes rows either through the cache (plain stores) or around it (non-temporal stores).
