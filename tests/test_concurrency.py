@@ -37,9 +37,9 @@ class Workload:
     grad: np.ndarray
 
 
-def make_workload(seed: int, n: int = 30_000) -> Workload:
+def make_workload(seed: int, n: int = 30_000, max_embeddings: int = 20_000) -> Workload:
     rng = np.random.default_rng(seed)
-    num_embeddings = int(rng.integers(50, 20_000))
+    num_embeddings = int(rng.integers(50, max_embeddings))
     dim = int(rng.choice([1, 3, 8, 17, 32]))
     dtype = [np.float32, np.float64][seed % 2]
     ids = make_ids(
@@ -207,6 +207,12 @@ def workloads() -> list[Workload]:
     return [make_workload(seed) for seed in range(NUM_CALLERS)]
 
 
+@pytest.fixture(scope="module")
+def large_workloads() -> list[Workload]:
+    """Backwards whose scratch (>= 1 MiB: sort keys, block sums) comes from the buffer cache."""
+    return [make_workload(seed, n=200_000, max_embeddings=300_000) for seed in range(4)]
+
+
 # --- many callers -------------------------------------------------------------------------------
 
 
@@ -342,9 +348,12 @@ def test_fork_after_the_pool_was_used(num_threads, workloads):
 
 @needs_fork
 @pytest.mark.usefixtures("restore_num_threads")
-def test_fork_while_other_threads_compute(workloads):
-    """fork() while Python threads are inside kernels: the child gets a usable pool (it waits
-    for no job of the parent's) and the parent's callers finish with correct results."""
+@pytest.mark.parametrize("sizes", ["workloads", "large_workloads"])
+def test_fork_while_other_threads_compute(sizes, request):
+    """fork() while Python threads are inside kernels: the child gets a usable pool and buffer
+    cache (it waits for no job or lock of the parent's) and the parent's callers finish with
+    correct results."""
+    workloads = request.getfixturevalue(sizes)
     fastembed.set_num_threads(4)
     expected = [functional_step(w) for w in workloads[:6]]
     child_expected = serial_results(workloads[:2])

@@ -10,6 +10,9 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 
 namespace fastembed {
 
@@ -39,6 +42,19 @@ Recycler& recycler() {
     static Recycler* instance = new Recycler();  // never destroyed: results may outlive exit
     return *instance;
 }
+
+#if defined(__unix__) || defined(__APPLE__)
+// Kernels take scratch while other threads may fork: a child must not inherit the mutex locked
+// by a thread that does not exist in it.
+void prepare_fork() { recycler().mutex.lock(); }
+void parent_after_fork() { recycler().mutex.unlock(); }
+void child_after_fork() { new (&recycler().mutex) std::mutex(); }
+
+const bool fork_handlers_installed = [] {
+    recycler();
+    return pthread_atfork(prepare_fork, parent_after_fork, child_after_fork) == 0;
+}();
+#endif
 
 Buffer allocate(std::size_t bytes) {
     const std::size_t capacity = (bytes + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
