@@ -19,6 +19,10 @@ import numpy as np
 # unbounded tail wrapping modulo V.
 ZIPF_EXPONENT = 1.1
 
+# PyTorch's OpenMP workers keep spinning ~10 ms after each parallel call; on a 2-core machine
+# they would take a core from whatever is timed next, so every timing starts after this pause.
+QUIESCE_SECONDS = 0.03
+
 
 def zipf_ids(rng: np.random.Generator, n: int, num_embeddings: int) -> np.ndarray:
     return (rng.zipf(ZIPF_EXPONENT, n) - 1) % num_embeddings
@@ -167,12 +171,14 @@ class Context:
     ) -> float:
         """Median seconds of ``fn()`` over ``repeats`` calls (default ``self.repeats``).
 
-        One untimed warm-up call comes first (page faults, caches, lazy initialisation). The
-        garbage collector is paused while timing. The minimum is kept and attached to the
-        next ``record`` of this median. ``setup()``, if given, runs untimed before every call
-        (e.g. restoring an array that ``fn`` modifies in place).
+        A short pause lets other libraries' worker threads go idle, then one untimed warm-up
+        call comes first (page faults, caches, lazy initialisation). The garbage collector is
+        paused while timing. The minimum is kept and attached to the next ``record`` of this
+        median. ``setup()``, if given, runs untimed before every call (e.g. restoring an array
+        that ``fn`` modifies in place).
         """
         count = self.repeats if repeats is None else repeats
+        time.sleep(QUIESCE_SECONDS)
         if setup is not None:
             setup()
         fn()
