@@ -20,7 +20,7 @@ import numpy as np
 ZIPF_EXPONENT = 1.1
 
 # PyTorch's OpenMP workers keep spinning ~10 ms after each parallel call; on a 2-core machine
-# they would take a core from whatever is timed next, so every timing starts after this pause.
+# they would take a core from whatever is timed next, so timed calls start after this pause.
 QUIESCE_SECONDS = 0.03
 
 
@@ -54,13 +54,6 @@ class Record:
     def key(self) -> tuple[int, str, str]:
         """The table this record belongs to."""
         return (self.threads, self.case, self.group)
-
-
-@dataclass(frozen=True)
-class Timing:
-    median: float
-    minimum: float
-    repeats: int
 
 
 @dataclass(frozen=True)
@@ -114,7 +107,8 @@ class Results:
 
 
 class Context:
-    """Handed to a suite's ``run``: settings of this run plus ``time`` and ``record``.
+    """Handed to a suite's ``run``: settings of this run plus ``compare``, which times and
+    records.
 
     Attributes
     ----------
@@ -127,7 +121,7 @@ class Context:
     threads : int
         Thread count that fastembed and torch are set to for this call of ``run``.
     repeats : int
-        Timed calls per method (after one warm-up call) unless ``time`` is told otherwise.
+        Timed calls per method (after one warm-up call) unless ``compare`` is told otherwise.
     bandwidth : float
         This machine's copy bandwidth in bytes/s (``np.copyto``, bytes read + written).
     """
@@ -156,68 +150,82 @@ class Context:
         self._results = results
         self._on_table = on_table
         self._open_table: tuple[int, str, str] | None = None
-        self._last: Timing | None = None
 
     def wants(self, case: str) -> bool:
         """Whether ``--cases`` selects this case; call it before building a case's data."""
         name = case.lower()
         return not self._case_filters or any(f in name for f in self._case_filters)
 
-    def time(
+    def compare(
         self,
-        fn: Callable[[], object],
-        repeats: int | None = None,
+        case: str,
+        group: str,
+        methods: dict[str, Callable[[], object]],
+        nbytes: int,
+        repeats: int | dict[str, int] | None = None,
         setup: Callable[[], object] | None = None,
-    ) -> float:
-        """Median seconds of ``fn()`` over ``repeats`` calls (default ``self.repeats``).
+    ) -> None:
+        """Time ``methods`` side by side and record the median of each as one table.
 
-        A short pause lets other libraries' worker threads go idle, then one untimed warm-up
-        call comes first (page faults, caches, lazy initialisation). The garbage collector is
-        paused while timing. The minimum is kept and attached to the next ``record`` of this
-        median. ``setup()``, if given, runs untimed before every call (e.g. restoring an array
-        that ``fn`` modifies in place).
-        """
-        count = self.repeats if repeats is None else repeats
-        time.sleep(QUIESCE_SECONDS)
-        if setup is not None:
-            setup()
-        fn()
-        samples = []
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            for _ in range(count):
-                if setup is not None:
-                    setup()
-                start = time.perf_counter()
-                fn()
-                samples.append(time.perf_counter() - start)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-        self._last = Timing(statistics.median(samples), min(samples), count)
-        return self._last.median
+        The methods take turns: one untimed warm-up call each (page faults, caches, lazy
+        initialisation), then round after round one timed call of every method, so a slow
+        drift of a shared machine weighs on all of them alike. Before each call of a case that
+        takes a millisecond or more, a short pause lets other libraries' worker threads go
+        idle (not with ``quick``). The garbage collector is paused while timing.
 
-    def record(self, case: str, group: str, method: str, seconds: float, nbytes: int) -> None:
-        """Store one result; one table per (threads, case, group), so record a table's methods
-        one after another: a table is printed as soon as a record for another table arrives.
-
-        ``nbytes`` is the memory traffic the operation must move at minimum (the same for every
-        method of a table), from which GB/s is computed.
+        ``repeats``: timed calls per method (default ``self.repeats``), or a dict giving some
+        methods fewer. ``setup()``, if given, runs untimed before every call (e.g. restoring
+        an array that a method modifies in place). ``nbytes`` is the memory traffic the
+        operation must move at minimum (the same for every method), from which GB/s is
+        computed. A table is printed as soon as a table of another case or group starts.
         """
         if not self.wants(case):
             return
-        timing = self._last if self._last is not None and self._last.median == seconds else None
-        self._last = None
+        counts = {
+            method: repeats.get(method, self.repeats)
+            if isinstance(repeats, dict)
+            else repeats or self.repeats
+            for method in methods
+        }
+        samples: dict[str, list[float]] = {method: [] for method in methods}
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            quiesce = 0.0 if self.quick else QUIESCE_SECONDS
+            warm_up = [self._timed_call(fn, setup, quiesce) for fn in methods.values()]
+            pause = quiesce if max(warm_up, default=0.0) >= 1e-3 else 0.0
+            for turn in range(max(counts.values(), default=0)):
+                for method, fn in methods.items():
+                    if turn < counts[method]:
+                        samples[method].append(self._timed_call(fn, setup, pause))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        for method, times in samples.items():
+            self._store(case, group, method, times, nbytes)
+
+    @staticmethod
+    def _timed_call(
+        fn: Callable[[], object], setup: Callable[[], object] | None, pause: float
+    ) -> float:
+        if pause:
+            time.sleep(pause)
+        if setup is not None:
+            setup()
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    def _store(self, case: str, group: str, method: str, times: list[float], nbytes: int) -> None:
         record = Record(
             suite=self.suite,
             threads=self.threads,
             case=case,
             group=group,
             method=method,
-            seconds=seconds,
-            min_seconds=timing.minimum if timing else seconds,
-            repeats=timing.repeats if timing else 1,
+            seconds=statistics.median(times),
+            min_seconds=min(times),
+            repeats=len(times),
             nbytes=int(nbytes),
         )
         if self._open_table is not None and self._open_table != record.key:

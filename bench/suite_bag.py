@@ -94,8 +94,7 @@ def bench_bag(
         weight_t, ids_t, offsets_t = (torch.from_numpy(a) for a in (weight, ids, offsets))
         embedding_bag = torch.nn.functional.embedding_bag
         forwards[TORCH_BAG] = lambda: embedding_bag(ids_t, weight_t, offsets_t, mode=mode)
-    for method, fn in forwards.items():
-        ctx.record(case, FORWARD, method, ctx.time(fn), forward_bytes)
+    ctx.compare(case, FORWARD, forwards, forward_bytes)
 
     grad_weight = np.empty_like(weight)
 
@@ -119,9 +118,8 @@ def bench_bag(
             trained.grad = None
 
         both[TORCH_BAG_BACKWARD] = theirs
-    for method, fn in both.items():
-        repeats = min(3, ctx.repeats) if method == NUMPY_BAG_BACKWARD else None
-        ctx.record(case, FORWARD_BACKWARD, method, ctx.time(fn, repeats), backward_bytes)
+    repeats = {NUMPY_BAG_BACKWARD: min(3, ctx.repeats)}
+    ctx.compare(case, FORWARD_BACKWARD, both, backward_bytes, repeats)
 
 
 def numpy_bag(weight: np.ndarray, ids: np.ndarray, offsets: np.ndarray, mode: str) -> np.ndarray:
@@ -171,8 +169,7 @@ def bench_step(
         ):
             methods[method] = _torch_step(torch, weight, offsets, make, ids, grad)
     group = STEP if offsets is None else BAG_STEP
-    for method, fn in methods.items():
-        ctx.record(case, group, method, ctx.time(fn), nbytes)
+    ctx.compare(case, group, methods, nbytes)
     del methods
     gc.collect()
 

@@ -105,8 +105,7 @@ def bench_forward(
     distinct_rows = np.count_nonzero(np.bincount(ids, minlength=weight.shape[0]))
     row_bytes = weight.shape[1] * weight.itemsize
     nbytes = ids.nbytes + distinct_rows * row_bytes + out.nbytes
-    for method, fn in forward_methods(weight, ids, out, ctx.torch).items():
-        ctx.record(case, "forward", method, ctx.time(fn, repeats), nbytes)
+    ctx.compare(case, "forward", forward_methods(weight, ids, out, ctx.torch), nbytes, repeats)
 
 
 def forward_methods(
@@ -142,9 +141,9 @@ def bench_backward(
     nbytes = ids.nbytes + grad.nbytes + out.nbytes
     # np.add.at takes about a second per call on the large cases: fewer repeats.
     add_at_repeats = repeats if ctx.quick or SMALL_BATCH in case else min(3, repeats)
-    for method, fn in backward_methods(grad, ids, num_embeddings, out, ctx.torch).items():
-        seconds = ctx.time(fn, add_at_repeats if method == ADD_AT else repeats)
-        ctx.record(case, "backward", method, seconds, nbytes)
+    methods = backward_methods(grad, ids, num_embeddings, out, ctx.torch)
+    counts = {method: add_at_repeats if method == ADD_AT else repeats for method in methods}
+    ctx.compare(case, "backward", methods, nbytes, counts)
 
 
 def backward_methods(

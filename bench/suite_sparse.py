@@ -96,8 +96,7 @@ def bench_sparse_backward(ctx: Context, case: Case, grad: np.ndarray, ids: np.nd
         methods[TORCH_SPARSE] = lambda: sparse_backward(grad_t, ids_t, V, -1, False).coalesce()
         methods[TORCH_AUTOGRAD] = torch_autograd_backward(torch, grad_t, ids_t, case)
     del ours
-    for method, fn in methods.items():
-        ctx.record(case.name, "sparse backward", method, ctx.time(fn), nbytes)
+    ctx.compare(case.name, "sparse backward", methods, nbytes)
 
 
 def torch_autograd_backward(
@@ -137,10 +136,14 @@ def bench_max_norm_forward(ctx: Context, case: Case, table: np.ndarray, ids: np.
         work_t, ids_t = torch.from_numpy(work), torch.from_numpy(ids)
         embedding = torch.nn.functional.embedding
         methods[TORCH_MAX_NORM] = lambda: embedding(ids_t, work_t, max_norm=MAX_NORM)
-    for method, fn in methods.items():
-        repeats = min(ctx.repeats, 3) if method == TORCH_MAX_NORM else ctx.repeats
-        seconds = ctx.time(fn, repeats, setup=restore)
-        ctx.record(case.name, "forward max_norm", method, seconds, nbytes)
+    ctx.compare(
+        case.name,
+        "forward max_norm",
+        methods,
+        nbytes,
+        repeats={TORCH_MAX_NORM: min(ctx.repeats, 3)},
+        setup=restore,
+    )
 
 
 def numpy_renorm(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
