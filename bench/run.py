@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{machine['cpu_model']}, {machine['available_cores']} cores available; "
         f"numpy {machine['numpy']}, torch {machine['torch'] or 'not importable'}; "
         f"thread counts {args.threads}; median of {args.repeats} timed calls after a warm-up "
-        f"unless stated, the methods of a table taking turns; copy bandwidth (np.copyto "
+        f"unless stated; copy bandwidth (np.copyto "
         f"{mib} MiB, read + write) {bandwidth / 1e9:.1f} GB/s; load average {load}\n",
         flush=True,
     )
