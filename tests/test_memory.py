@@ -68,6 +68,25 @@ def test_scatter_add_results_are_recycled_too(rng):
         )
 
 
+@pytest.mark.parametrize("limit", [1 << 30, 0])
+def test_backward_scratch_is_recycled_without_stale_contents(limit, rng):
+    """The backward's scratch of 1 MiB and more (sort keys, block sums) comes from the same
+    cache: calls of other sizes and both reduction paths get it back full of old keys and sums."""
+    fastembed.set_buffer_cache_limit(limit)
+    dim = 4
+    for n, num_embeddings in [(300_000, 200_000), (150_000, 120_000), (400_000, 5_000)] * 2:
+        ids = rng.integers(0, num_embeddings, n)
+        grad = rng.standard_normal((n, dim))
+        expected = np.zeros((num_embeddings, dim))
+        np.add.at(expected, ids, grad)
+        np.testing.assert_allclose(
+            fastembed.scatter_add(grad, ids, num_embeddings), expected, rtol=1e-12, atol=1e-12
+        )
+        sparse = fastembed.sparse_grad(grad, ids, num_embeddings)
+        np.testing.assert_array_equal(sparse.indices, np.unique(ids))
+        np.testing.assert_allclose(sparse.values, expected[sparse.indices], rtol=1e-12, atol=1e-12)
+
+
 def test_a_result_outlives_a_zero_limit(table, rng):
     ids = rng.integers(0, len(table), NUM_IDS)
     result = fastembed.gather(table, ids)
