@@ -547,3 +547,155 @@ def test_layer_keeps_its_own_copy_of_the_per_sample_weights(case):
         per_sample_weights=case["psw"],
     )
     assert_bitwise_equal(bag.backward(case["grad"]), expected)
+
+
+# --- PyTorch's other EmbeddingBag options: max_norm, scale_grad_by_freq, freeze ----------------
+
+
+def reference_renorm(weight, ids, max_norm, norm_type):
+    """PyTorch's rule in NumPy, in place: each distinct looked-up row over max_norm is scaled."""
+    for row in np.unique(ids):
+        norm = np.linalg.norm(weight[row].astype(np.float64), ord=norm_type)
+        if norm > max_norm:
+            weight[row] *= max_norm / (norm + 1e-7)
+    return weight
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, np.inf])
+def test_max_norm_renormalises_looked_up_rows_in_place_then_pools(case, mode, norm_type):
+    weight, ids, _, _ = cast(case, np.float64)
+    ids = ids % 30  # rows 30.. are never looked up and must stay as they were
+    weight *= 3
+    expected_table = reference_renorm(weight.copy(), ids, 1.5, norm_type)
+    bag = fastembed.EmbeddingBag(weight=weight, mode=mode, max_norm=1.5, norm_type=norm_type)
+    out = bag(ids, case["offsets"])
+    assert bag.weight is weight
+    np.testing.assert_allclose(weight, expected_table, rtol=1e-12, atol=1e-12)
+    expected, _ = reference_bag(expected_table, ids, case["offsets"], mode)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_max_norm_of_a_read_only_table_is_value_error_and_writes_nothing(case):
+    weight, ids, _, _ = cast(case, np.float32)
+    weight *= 10
+    weight.flags.writeable = False
+    out = sentinel_array((len(case["offsets"]), weight.shape[1]), np.float32)
+    with raises_leaving_untouched(ValueError, "read-only", weight, out):
+        fastembed.embedding_bag(weight, ids, case["offsets"], mode="sum", max_norm=1.0, out=out)
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_scale_grad_by_freq_divides_by_the_id_count(case, mode, sparse):
+    weight, ids, _, grad = cast(case, np.float64)
+    counts = np.bincount(ids, minlength=len(weight))
+    expected = reference_bag_backward(grad, ids, case["offsets"], len(weight), mode)
+    expected /= np.maximum(counts, 1)[:, None]
+    got = fastembed.embedding_bag_backward(
+        grad,
+        ids,
+        case["offsets"],
+        num_embeddings=len(weight),
+        mode=mode,
+        scale_grad_by_freq=True,
+        sparse=sparse,
+    )
+    got = got.to_dense() if sparse else got
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_scale_grad_by_freq_with_max_is_value_error(case):
+    with pytest.raises(ValueError, match="scale_grad_by_freq"):
+        fastembed.EmbeddingBag(10, 3, mode="max", scale_grad_by_freq=True)
+    weight, ids, _, grad = cast(case, np.float64)
+    _, argmax = fastembed.embedding_bag(
+        weight, ids, case["offsets"], mode="max", return_argmax=True
+    )
+    with pytest.raises(ValueError, match="scale_grad_by_freq"):
+        fastembed.embedding_bag_backward(
+            grad,
+            ids,
+            case["offsets"],
+            num_embeddings=len(weight),
+            mode="max",
+            argmax=argmax,
+            scale_grad_by_freq=True,
+        )
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_max_norm_and_from_pretrained_match_torch(case, mode):
+    # scale_grad_by_freq is checked against NumPy above, not here: PyTorch 2.13's CPU
+    # embedding_bag divides some ids by another id's count (ids [0, 0, 1, 0, 2] in bags
+    # [0, 2] give id 1 a third of its gradient), unlike its documentation and F.embedding.
+    torch = pytest.importorskip("torch")
+    weight, ids, _, _ = cast(case, np.float32)
+    weight *= 2
+    layer_t = torch.nn.EmbeddingBag.from_pretrained(
+        torch.from_numpy(weight.copy()), freeze=False, max_norm=1.2, mode=mode
+    )
+    out_t = layer_t(torch.from_numpy(ids), torch.from_numpy(case["offsets"]))
+    grad = np.random.default_rng(2).standard_normal(tuple(out_t.shape)).astype(np.float32)
+    out_t.backward(torch.from_numpy(grad))
+
+    bag = fastembed.EmbeddingBag.from_pretrained(weight, freeze=False, max_norm=1.2, mode=mode)
+    np.testing.assert_allclose(
+        bag(ids, case["offsets"]), out_t.detach().numpy(), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(weight, layer_t.weight.detach().numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        bag.backward(grad), layer_t.weight.grad.numpy(), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_from_pretrained_is_frozen_by_default(case):
+    weight, ids, psw, grad = cast(case, np.float64)
+    bag = fastembed.EmbeddingBag.from_pretrained(weight, mode="sum")
+    assert bag.weight is weight and bag.freeze and not bag.trainable
+    bag(ids, case["offsets"], per_sample_weights=psw)
+    assert bag.backward(grad) is None and bag.grad is None
+    assert bag.grad_per_sample_weights is not None  # the weights' gradient is still there
+    before = weight.copy()
+    with pytest.raises(ValueError, match="frozen"):
+        bag.backward(grad, optimizer=fastembed.optim.SGD(0.1))
+    np.testing.assert_array_equal(weight, before)
+    bag.freeze = False
+    np.testing.assert_allclose(
+        bag.backward(grad),
+        reference_bag_backward(grad, ids, case["offsets"], len(weight), "sum", psw),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+
+
+def test_fused_sgd_step_uses_the_scaled_gradient(case):
+    weight, ids, _, grad = cast(case, np.float64)
+    expected = weight - 0.5 * (
+        reference_bag_backward(grad, ids, case["offsets"], len(weight), "mean")
+        / np.maximum(np.bincount(ids, minlength=len(weight)), 1)[:, None]
+    )
+    bag = fastembed.EmbeddingBag(weight=weight, mode="mean", scale_grad_by_freq=True)
+    bag(ids, case["offsets"])
+    assert bag.backward(grad, optimizer=fastembed.optim.SGD(0.5)) is None
+    np.testing.assert_allclose(weight, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"max_norm": 0.0}, ValueError),
+        ({"max_norm": -1.0}, ValueError),
+        ({"max_norm": 1.0, "norm_type": 0.0}, ValueError),
+        ({"max_norm": "1"}, TypeError),
+        ({"max_norm": 1.0, "norm_type": None}, TypeError),
+    ],
+)
+def test_bad_norm_options_write_nothing(case, kwargs, error):
+    weight, ids, _, _ = cast(case, np.float64)
+    weight *= 10
+    out = sentinel_array((len(case["offsets"]), weight.shape[1]), np.float64)
+    with raises_leaving_untouched(error, "norm", weight, out):
+        fastembed.embedding_bag(weight, ids, case["offsets"], mode="sum", out=out, **kwargs)
+    with pytest.raises(error):
+        fastembed.EmbeddingBag(weight=weight, **kwargs)

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core
-from ._checks import as_int, require_array, require_table_fits
+from ._checks import as_int, optional_float, require_array, require_table_fits
 from ._functional import padding_row
 from ._ids import as_ids
 from .sparse import RowSparseGrad
@@ -134,6 +134,8 @@ def embedding_bag(
     padding_idx: int | None = None,
     out: np.ndarray | None = None,
     return_argmax: bool = False,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Pool the rows of bags of ids into one row per bag (PyTorch's ``F.embedding_bag``).
 
@@ -167,6 +169,12 @@ def embedding_bag(
         ``mode="max"`` only: also return an int64 ``(num_bags, embedding_dim)`` array holding,
         for each element, the position in the flat ``ids`` of the entry that gave the maximum
         (the first one on ties), -1 for an empty bag. :func:`embedding_bag_backward` needs it.
+    max_norm : float, optional
+        PyTorch's ``max_norm``: before pooling, every distinct looked-up row (padding
+        included) whose ``norm_type``-norm exceeds ``max_norm`` is scaled **in place in
+        weight** by ``max_norm / (norm + 1e-7)``, as :func:`fastembed.gather` does.
+    norm_type : float, default 2.0
+        The p of the p-norm for ``max_norm``: any p > 0, or ``inf``.
 
     Returns
     -------
@@ -181,7 +189,8 @@ def embedding_bag(
         Non-integer ids or offsets; unsupported or mismatched dtypes.
     ValueError
         Bad offsets (first not 0, decreasing, past the end of ids), ids of the wrong rank,
-        per_sample_weights with another mode or of the wrong shape, a bad ``out``.
+        per_sample_weights with another mode or of the wrong shape, a bad ``out``;
+        ``max_norm <= 0``, ``norm_type <= 0``, or a row to renormalise in a read-only table.
         Nothing is written when an exception is raised.
 
     Examples
@@ -203,7 +212,16 @@ def embedding_bag(
     if return_argmax:
         argmax = np.empty((bags.num_bags, np.shape(weight)[1]), dtype=np.int64)
     result = _core.embedding_bag(
-        weight, bags.ids, bags.bounds, mode, bags.per_sample_weights, padding, out, argmax
+        weight,
+        bags.ids,
+        bags.bounds,
+        mode,
+        bags.per_sample_weights,
+        padding,
+        out,
+        argmax,
+        max_norm=optional_float(max_norm, "max_norm"),
+        norm_type=optional_float(norm_type, "norm_type", required=True),
     )
     return (result, argmax) if return_argmax else result
 
@@ -255,6 +273,7 @@ def embedding_bag_backward(
     out: np.ndarray | None = None,
     accumulate: bool = False,
     sparse: bool = False,
+    scale_grad_by_freq: bool = False,
 ) -> np.ndarray | RowSparseGrad:
     """Gradient of :func:`embedding_bag` w.r.t. the table, dense or row-sparse.
 
@@ -283,6 +302,9 @@ def embedding_bag_backward(
         Return a :class:`fastembed.RowSparseGrad`: the ids that get a gradient (sorted, the
         padding id left out; for max, the ids that gave at least one maximum) and their rows,
         straight from the sorted ids, in O(len(ids) * embedding_dim) whatever num_embeddings.
+    scale_grad_by_freq : bool, default False
+        PyTorch's option: each id's gradient is divided by the number of its entries in
+        ``ids`` (``ValueError`` with ``mode="max"``, as in PyTorch).
 
     Returns
     -------
@@ -309,6 +331,7 @@ def embedding_bag_backward(
         out,
         sparse,
         accumulate,
+        bool(scale_grad_by_freq),
     )
     if sparse:
         indices, values = result

@@ -48,3 +48,23 @@ def require_table_fits(num_embeddings: int, embedding_dim: int, dtype: np.dtype)
             f"a ({num_embeddings}, {embedding_dim}) {np.dtype(dtype)} table is too large for "
             "this machine's address space"
         )
+
+
+def optional_float(value: object, name: str, *, required: bool = False) -> float | None:
+    """``None`` (unless ``required``) or a real number as a float: TypeError otherwise."""
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def norm_options(max_norm: object, norm_type: object) -> tuple[float | None, float]:
+    """A layer's ``max_norm`` (None or > 0) and ``norm_type`` (> 0 or inf), checked."""
+    limit = optional_float(max_norm, "max_norm")
+    if limit is not None and not limit > 0:
+        raise ValueError(f"max_norm must be > 0, got {limit!r}")
+    p = optional_float(norm_type, "norm_type", required=True)
+    if not p > 0:
+        raise ValueError(f"norm_type must be > 0 (or inf), got {p!r}")
+    return limit, p

@@ -41,6 +41,9 @@ def embedding_bag(
     padding_idx: int = -1,
     out: np.ndarray | None = None,
     argmax_out: np.ndarray | None = None,
+    *,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
 ) -> np.ndarray: ...
 def embedding_bag_per_sample_weights_backward(
     grad_output: np.ndarray,
@@ -61,6 +64,7 @@ def embedding_bag_backward(
     out: np.ndarray | None = None,
     sparse: bool = False,
     accumulate: bool = False,
+    scale_grad_by_freq: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
 
 # (grad_output, ids, bounds or None, mode, per_sample_weights, argmax, padding_idx,

@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core
-from ._checks import INT64_MAX, as_int, require_array, require_table_fits
+from ._checks import INT64_MAX, as_int, optional_float, require_array, require_table_fits
 from ._ids import as_ids
 from .sparse import RowSparseGrad
 
@@ -41,15 +41,6 @@ def padding_row(padding_idx: object, num_embeddings: int) -> int | None:
             f"(valid: {-num_embeddings}..{num_embeddings - 1})"
         )
     return index + num_embeddings if index < 0 else index
-
-
-def _optional_float(value: object, name: str, *, required: bool = False) -> float | None:
-    """``None`` (unless ``required``) or a real number as a float: TypeError otherwise."""
-    if value is None and not required:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    return float(value)
 
 
 def _contiguous_grad(grad_output: ArrayLike) -> np.ndarray:
@@ -117,14 +108,14 @@ def gather(
         require_array(out, "out")
     if max_norm is None:  # the plain lookup: the shortest call (small batches are per-call bound)
         if norm_type != 2.0:
-            _optional_float(norm_type, "norm_type", required=True)
+            optional_float(norm_type, "norm_type", required=True)
         return _core.gather(weight, as_ids(ids), out)
     return _core.gather(
         weight,
         as_ids(ids),
         out,
-        max_norm=_optional_float(max_norm, "max_norm"),
-        norm_type=_optional_float(norm_type, "norm_type", required=True),
+        max_norm=optional_float(max_norm, "max_norm"),
+        norm_type=optional_float(norm_type, "norm_type", required=True),
     )
 
 

@@ -9,6 +9,7 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from . import _core
 from ._bag_functional import Bags, bag_arguments, check_mode, padding_argument
+from ._checks import norm_options
 from .layers import Embedding, TableLayer
 from .sparse import RowSparseGrad
 
@@ -45,6 +46,18 @@ class EmbeddingBag(TableLayer):
         touched) instead of a dense ``(num_embeddings, embedding_dim)`` array.
     include_last_offset : bool, default False
         ``offsets`` carry one more entry, the end of the last bag (CSR style).
+    max_norm : float, optional
+        PyTorch's ``max_norm``: each forward first renormalises, in place in ``weight``, the
+        looked-up rows whose ``norm_type``-norm exceeds it (see :func:`fastembed.gather`).
+    norm_type : float, default 2.0
+        The p of the p-norm for ``max_norm``.
+    scale_grad_by_freq : bool, default False
+        PyTorch's option: each id's gradient is divided by its number of entries in the batch
+        (not with ``mode="max"``, as in PyTorch).
+    trainable : bool, default True
+        A non-trainable (frozen) layer's :meth:`backward` leaves ``grad`` as it is and returns
+        None (``grad_per_sample_weights`` is still computed); an optimizer step on it raises
+        ``ValueError``. ``freeze`` is the PyTorch-style inverse, settable.
 
     Attributes
     ----------
@@ -78,8 +91,14 @@ class EmbeddingBag(TableLayer):
         seed: int | None = None,
         sparse: bool = False,
         include_last_offset: bool = False,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        trainable: bool = True,
     ) -> None:
         self.mode = check_mode(mode)
+        if scale_grad_by_freq and self.mode == "max":
+            raise ValueError("scale_grad_by_freq is not supported with mode='max'")
         # The table's checks and initialisation are the Embedding layer's.
         table = Embedding(num_embeddings, embedding_dim, weight=weight, dtype=dtype, seed=seed)
         self.weight: np.ndarray = table.weight
@@ -90,10 +109,43 @@ class EmbeddingBag(TableLayer):
                 self.weight[self.padding_idx] = 0
         self.sparse = bool(sparse)
         self.include_last_offset = bool(include_last_offset)
+        self.max_norm, self.norm_type = norm_options(max_norm, norm_type)
+        self.scale_grad_by_freq = bool(scale_grad_by_freq)
+        self.trainable = bool(trainable)
         self.grad: Any = None
         self.grad_per_sample_weights: np.ndarray | None = None
         self._bags: Bags | None = None
         self._argmax: np.ndarray | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        embeddings: np.ndarray,
+        freeze: bool = True,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        mode: str = "mean",
+        sparse: bool = False,
+        include_last_offset: bool = False,
+        padding_idx: int | None = None,
+    ) -> EmbeddingBag:
+        """A layer around an existing table, as PyTorch's ``EmbeddingBag.from_pretrained``.
+
+        The table is used as it is (no copy, ``padding_idx`` row not zeroed); ``freeze=True``
+        (the default) makes the layer non-trainable.
+        """
+        return cls(
+            weight=embeddings,
+            mode=mode,
+            padding_idx=padding_idx,
+            sparse=sparse,
+            include_last_offset=include_last_offset,
+            max_norm=max_norm,
+            norm_type=norm_type,
+            scale_grad_by_freq=scale_grad_by_freq,
+            trainable=not freeze,
+        )
 
     def forward(
         self,
@@ -103,8 +155,9 @@ class EmbeddingBag(TableLayer):
     ) -> np.ndarray:
         """Pool bags of ids: see :func:`fastembed.embedding_bag` for ``ids``/``offsets``.
 
-        Returns an array of shape ``(num_bags, embedding_dim)``. The ids, offsets and weights
-        are kept (copied where they are the caller's) for :meth:`backward`.
+        Returns an array of shape ``(num_bags, embedding_dim)``. With ``max_norm``, the
+        looked-up rows of ``weight`` are renormalised in place first. The ids, offsets and
+        weights are kept (copied where they are the caller's) for :meth:`backward`.
         """
         bags = bag_arguments(ids, offsets, self.include_last_offset, per_sample_weights, self.mode)
         padding = padding_argument(self.padding_idx, self.num_embeddings)
@@ -120,6 +173,8 @@ class EmbeddingBag(TableLayer):
             padding,
             None,
             argmax,
+            max_norm=self.max_norm,
+            norm_type=self.norm_type,
         )
         self._bags = bags._replace(
             ids=_own(bags.ids, ids),
@@ -139,7 +194,8 @@ class EmbeddingBag(TableLayer):
 
         Dense ``(num_embeddings, embedding_dim)``, or a :class:`fastembed.RowSparseGrad` when
         ``sparse=True``. As in PyTorch (and :class:`Embedding`), ``grad`` accumulates over calls
-        until :meth:`zero_grad`; returns it. For max, each element's gradient goes to the id that
+        until :meth:`zero_grad`; returns it (None for a frozen layer, whose ``grad`` stays as it
+        was). For max, each element's gradient goes to the id that
         gave the maximum. With per-sample weights, also sets ``grad_per_sample_weights`` (this
         forward's, not accumulated).
 
@@ -172,6 +228,9 @@ class EmbeddingBag(TableLayer):
             optimizer.step(self, grad_output)
             self.grad_per_sample_weights = grad_per_sample_weights
             return None
+        if not self.trainable:
+            self.grad_per_sample_weights = grad_per_sample_weights
+            return None
         padding = padding_argument(self.padding_idx, self.num_embeddings)
         arguments = (
             grad_output,
@@ -183,16 +242,17 @@ class EmbeddingBag(TableLayer):
             padding,
             self._argmax,
         )
+        scale = self.scale_grad_by_freq
         if self.sparse:
-            indices, values = _core.embedding_bag_backward(*arguments, None, True, False)
+            indices, values = _core.embedding_bag_backward(*arguments, None, True, False, scale)
             step = RowSparseGrad._from_kernel(indices, values, self.num_embeddings)
             self.grad = step if self.grad is None else self.grad + step
         elif self.grad is None:
-            self.grad = _core.embedding_bag_backward(*arguments, None, False, False)
+            self.grad = _core.embedding_bag_backward(*arguments, None, False, False, scale)
         else:
             if isinstance(self.grad, RowSparseGrad):  # the layer was switched to dense
                 self.grad = self.grad.to_dense()
-            _core.embedding_bag_backward(*arguments, self.grad, False, True)
+            _core.embedding_bag_backward(*arguments, self.grad, False, True, scale)
         self.grad_per_sample_weights = grad_per_sample_weights
         return self.grad
 
@@ -224,7 +284,7 @@ class EmbeddingBag(TableLayer):
             bags.per_sample_weights,
             self._argmax,
             padding,
-            False,
+            self.scale_grad_by_freq,
         )
 
     def __repr__(self) -> str:

@@ -10,14 +10,8 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from ._bag_functional import padding_argument
-from ._checks import as_int, require_table_fits
-from ._functional import (
-    _optional_float,
-    gather,
-    padding_row,
-    scatter_add,
-    sparse_grad,
-)
+from ._checks import as_int, norm_options, require_table_fits
+from ._functional import gather, padding_row, scatter_add, sparse_grad
 from ._ids import as_ids
 from ._initializers import Initializer, initial_table
 from ._persistence import load_table, save_table
@@ -61,21 +55,22 @@ def _keras_weights(weights: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     raise ValueError("weights must be an array or a list of exactly one array (Keras style)")
 
 
-def _norm_options(max_norm: object, norm_type: object) -> tuple[float | None, float]:
-    limit = _optional_float(max_norm, "max_norm")
-    if limit is not None and not limit > 0:
-        raise ValueError(f"max_norm must be > 0, got {limit!r}")
-    p = _optional_float(norm_type, "norm_type", required=True)
-    if not p > 0:
-        raise ValueError(f"norm_type must be > 0 (or inf), got {p!r}")
-    return limit, p
-
-
 class TableLayer:
-    """What the layer classes share: their table ``weight`` and accumulated ``grad``."""
+    """What the layer classes share: their table ``weight``, accumulated ``grad`` and
+    ``trainable``."""
 
     weight: np.ndarray
     grad: np.ndarray | RowSparseGrad | None
+    trainable: bool
+
+    @property
+    def freeze(self) -> bool:
+        """PyTorch-style ``not trainable``; settable."""
+        return not self.trainable
+
+    @freeze.setter
+    def freeze(self, value: bool) -> None:
+        self.trainable = not value
 
     @property
     def num_embeddings(self) -> int:
@@ -212,7 +207,7 @@ class Embedding(TableLayer):
             shape = (num_embeddings, embedding_dim)
         # Every option is checked before a table is drawn, so a bad one costs nothing.
         padding = padding_row(padding_idx, shape[0])
-        max_norm, norm_type = _norm_options(max_norm, norm_type)
+        max_norm, norm_type = norm_options(max_norm, norm_type)
         if mask_zero and shape[0] < 1:
             raise ValueError("mask_zero=True reserves id 0: num_embeddings must be >= 1")
         if weight is None:
@@ -255,15 +250,6 @@ class Embedding(TableLayer):
             scale_grad_by_freq=scale_grad_by_freq,
             sparse=sparse,
         )
-
-    @property
-    def freeze(self) -> bool:
-        """PyTorch-style ``not trainable``; settable."""
-        return not self.trainable
-
-    @freeze.setter
-    def freeze(self, value: bool) -> None:
-        self.trainable = not value
 
     def forward(self, ids: ArrayLike, out: np.ndarray | None = None) -> np.ndarray:
         """Look up ``ids`` (any shape) and remember them for :meth:`backward`.

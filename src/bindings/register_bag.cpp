@@ -8,10 +8,13 @@
 
 #include "bindings/arrays.hpp"
 #include "bindings/bag_args.hpp"
+#include "bindings/max_norm.hpp"
 #include "bindings/register.hpp"
 #include "bindings/sparse_output.hpp"
 #include "kernels/bag.hpp"
 #include "kernels/bag_backward.hpp"
+#include "kernels/check_ids.hpp"
+#include "kernels/renorm.hpp"
 
 namespace fastembed::bindings {
 
@@ -43,7 +46,9 @@ std::int64_t* argmax_data(const std::optional<py::array>& argmax_out, BagMode mo
 py::array embedding_bag(const py::array& weight, const py::array& ids, const py::array& bounds,
                         const std::string& mode_name, const std::optional<py::array>& per_sample_weights,
                         long long padding_idx, const std::optional<py::array>& out,
-                        const std::optional<py::array>& argmax_out) {
+                        const std::optional<py::array>& argmax_out, std::optional<double> max_norm,
+                        double norm_type) {
+    if (max_norm) require_norm_options(*max_norm, norm_type);
     require_table(weight);
     require_ids(ids);
     const BagMode mode = parse_bag_mode(mode_name);
@@ -64,10 +69,19 @@ py::array embedding_bag(const py::array& weight, const py::array& ids, const py:
         std::int64_t* argmax = argmax_data(argmax_out, mode, shape, weight);
         if (argmax_out) require_disjoint(*argmax_out, "argmax_out", result, "out");
         const T* table = static_cast<const T*>(weight.data());
+        const bool writeable = weight.writeable();
         T* destination = static_cast<T*>(result.mutable_data());
-        call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
-            embedding_bag_forward(table, num_embeddings, dim, id_data, n, bags, mode, weights,
-                                  padding, destination, argmax);
+        refusing_renorm_of_read_only(max_norm.value_or(0.0), [&] {
+            call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
+                if (max_norm) {
+                    // As PyTorch: the looked-up rows (padding included) first, then the pooling.
+                    check_ids(id_data, n, num_embeddings);
+                    renorm_rows(const_cast<T*>(table), num_embeddings, dim, id_data, n, *max_norm,
+                                norm_type, writeable);
+                }
+                embedding_bag_forward(table, num_embeddings, dim, id_data, n, bags, mode, weights,
+                                      padding, destination, argmax);
+            });
         });
         return result;
     });
@@ -129,7 +143,7 @@ py::object embedding_bag_backward(const py::array& grad_output, const py::array&
                                   long long num_embeddings, const std::string& mode_name,
                                   const std::optional<py::array>& per_sample_weights, long long padding_idx,
                                   const std::optional<py::array>& argmax, const std::optional<py::array>& out,
-                                  bool sparse, bool accumulate) {
+                                  bool sparse, bool accumulate, bool scale_grad_by_freq) {
     require_num_embeddings(num_embeddings);
     require_ids(ids);
     const BagMode mode = parse_bag_mode(mode_name);
@@ -143,6 +157,9 @@ py::object embedding_bag_backward(const py::array& grad_output, const py::array&
     }
     if (sparse && out) throw py::value_error("out is for the dense gradient only");
     if (accumulate && !out) throw py::value_error("accumulate needs out");
+    if (scale_grad_by_freq && mode == BagMode::max) {
+        throw py::value_error("scale_grad_by_freq is not supported with mode='max'");
+    }
     const auto dim = static_cast<std::size_t>(grad_output.shape(1));
     return dispatch_float(grad_output, "grad_output", [&](auto float_tag) -> py::object {
         using T = typename decltype(float_tag)::type;
@@ -163,10 +180,11 @@ py::object embedding_bag_backward(const py::array& grad_output, const py::array&
         call_with_ids(ids, rows, [&](const auto* id_data) {
             if (sparse) {
                 embedding_bag_backward_sparse(grad, dim, id_data, n, rows, bags, mode, weights, padding,
-                                              arg, sparse_output);
+                                              scale_grad_by_freq, arg, sparse_output);
             } else {
                 embedding_bag_backward_dense(grad, dim, id_data, n, rows, bags, mode, weights, padding,
-                                             arg, accumulate, static_cast<T*>(result->mutable_data()));
+                                             scale_grad_by_freq, arg, accumulate,
+                                             static_cast<T*>(result->mutable_data()));
             }
         });
         if (sparse) return sparse_output.result();
@@ -179,7 +197,8 @@ py::object embedding_bag_backward(const py::array& grad_output, const py::array&
 void register_bag(py::module_& m) {
     m.def("embedding_bag", &embedding_bag, py::arg("weight"), py::arg("ids"), py::arg("bounds"),
           py::arg("mode"), py::arg("per_sample_weights") = py::none(), py::arg("padding_idx") = -1,
-          py::arg("out") = py::none(), py::arg("argmax_out") = py::none());
+          py::arg("out") = py::none(), py::arg("argmax_out") = py::none(), py::kw_only(),
+          py::arg("max_norm") = py::none(), py::arg("norm_type") = 2.0);
     m.def("embedding_bag_per_sample_weights_backward", &per_sample_weights_backward,
           py::arg("grad_output"), py::arg("weight"), py::arg("ids"), py::arg("bounds"),
           py::arg("padding_idx") = -1);
@@ -187,7 +206,7 @@ void register_bag(py::module_& m) {
           py::arg("bounds"), py::arg("num_embeddings"), py::arg("mode"),
           py::arg("per_sample_weights") = py::none(), py::arg("padding_idx") = -1,
           py::arg("argmax") = py::none(), py::arg("out") = py::none(), py::arg("sparse") = false,
-          py::arg("accumulate") = false);
+          py::arg("accumulate") = false, py::arg("scale_grad_by_freq") = false);
 }
 
 }  // namespace fastembed::bindings

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bindings/arrays.hpp"
+#include "bindings/max_norm.hpp"
 #include "bindings/register.hpp"
 #include "kernels/check_ids.hpp"
 #include "kernels/gather.hpp"
@@ -15,17 +16,6 @@
 namespace fastembed::bindings {
 
 namespace {
-
-// max_norm > 0 (infinity allowed: nothing is ever renormalised); norm_type > 0 or infinity.
-void require_norm_options(double max_norm, double norm_type) {
-    if (!(max_norm > 0.0)) {
-        throw py::value_error("max_norm must be > 0, got " + std::string(py::str(py::float_(max_norm))));
-    }
-    if (!(norm_type > 0.0)) {
-        throw py::value_error("norm_type must be > 0 (or inf), got " +
-                              std::string(py::str(py::float_(norm_type))));
-    }
-}
 
 py::array gather(const py::array& weight, const py::array& ids, const std::optional<py::array>& out,
                  std::optional<double> max_norm, double norm_type) {
@@ -47,7 +37,7 @@ py::array gather(const py::array& weight, const py::array& ids, const std::optio
         const T* table = static_cast<const T*>(weight.data());
         const bool writeable = weight.writeable();
         T* destination = static_cast<T*>(result.mutable_data());
-        try {
+        refusing_renorm_of_read_only(max_norm.value_or(0.0), [&] {
             call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
                 check_ids(id_data, n, num_embeddings);
                 if (max_norm) {
@@ -57,13 +47,7 @@ py::array gather(const py::array& weight, const py::array& ids, const std::optio
                 }
                 copy_rows(table, dim, id_data, n, destination);
             });
-        } catch (const RenormOfReadOnlyTable& e) {
-            throw py::value_error(
-                "weight is read-only, but row " + std::to_string(e.id) + " has norm " +
-                std::string(py::str(py::float_(e.norm))) + " > max_norm=" +
-                std::string(py::str(py::float_(*max_norm))) +
-                " and would be renormalised in place; nothing was written");
-        }
+        });
         return result;
     });
 }

@@ -46,8 +46,7 @@ void with_gradient(const py::array& weight, const Gradient& gradient, Run&& run)
     const auto dim = static_cast<std::size_t>(weight.shape(1));
     const auto n = static_cast<std::size_t>(ids.size());
     const std::int64_t padding = checked_padding_idx(padding_idx, num_embeddings);
-    GradOptions options = bag_grad_options(padding);
-    options.scale_grad_by_freq = scale_grad_by_freq;
+    const GradOptions options = bag_grad_options(padding, scale_grad_by_freq);
     const BagMode mode = parse_bag_mode(mode_name);
     std::optional<BagLayout> bags;
     if (bounds) {

@@ -177,9 +177,10 @@ void reduce_bag_grad(const T* grad_output, std::size_t dim, const I* ids, std::s
     }
 }
 
-inline GradOptions bag_grad_options(std::int64_t padding_idx) {
+inline GradOptions bag_grad_options(std::int64_t padding_idx, bool scale_grad_by_freq) {
     GradOptions options;
     if (padding_idx >= 0) options.padding_idx = static_cast<std::uint64_t>(padding_idx);
+    options.scale_grad_by_freq = scale_grad_by_freq;
     return options;
 }
 
@@ -189,10 +190,11 @@ template <class T, class I>
 void embedding_bag_backward_dense(const T* grad_output, std::size_t dim, const I* ids, std::size_t n,
                                   std::size_t num_embeddings, const BagLayout& bags, BagMode mode,
                                   const T* per_sample_weights, std::int64_t padding_idx,
-                                  const std::int64_t* argmax, bool accumulate, T* out) {
+                                  bool scale_grad_by_freq, const std::int64_t* argmax,
+                                  bool accumulate, T* out) {
     check_ids(ids, n, num_embeddings);
     if (dim == 0 || num_embeddings == 0) return;
-    GradOptions options = bag_grad_options(padding_idx);
+    GradOptions options = bag_grad_options(padding_idx, scale_grad_by_freq);
     options.accumulate = accumulate;
     DenseRowSink<T> sink(out, num_embeddings, dim, options);
     reduce_bag_grad(grad_output, dim, ids, num_embeddings, bags, mode, per_sample_weights, padding_idx,
@@ -206,9 +208,10 @@ std::size_t embedding_bag_backward_sparse(const T* grad_output, std::size_t dim,
                                           std::size_t n, std::size_t num_embeddings,
                                           const BagLayout& bags, BagMode mode,
                                           const T* per_sample_weights, std::int64_t padding_idx,
-                                          const std::int64_t* argmax, Output& output) {
+                                          bool scale_grad_by_freq, const std::int64_t* argmax,
+                                          Output& output) {
     check_ids(ids, n, num_embeddings);
-    SparseRowSink<T, Output> sink(dim, bag_grad_options(padding_idx), output);
+    SparseRowSink<T, Output> sink(dim, bag_grad_options(padding_idx, scale_grad_by_freq), output);
     reduce_bag_grad(grad_output, dim, ids, num_embeddings, bags, mode, per_sample_weights, padding_idx,
                     argmax, false, sink);
     return sink.rows();

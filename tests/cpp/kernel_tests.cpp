@@ -568,7 +568,7 @@ std::vector<T> run_sgd(std::vector<T> weight, std::vector<T>& buffer, const std:
     fastembed::set_num_threads(threads);
     T* momentum_buffer = momentum != 0 ? buffer.data() : nullptr;
     const fastembed::SgdUpdate<T> update{weight.data(), momentum_buffer, dim, T(0.5), momentum};
-    const fastembed::GradOptions options = fastembed::bag_grad_options(padding);
+    const fastembed::GradOptions options = fastembed::bag_grad_options(padding, false);
     fastembed::UpdateSink<T, fastembed::SgdUpdate<T>> sink(update, dim, options);
     fastembed::reduce_by_id(ids.data(), ids.size(), V, grad.data(), dim, false, sink);
     return weight;
