@@ -59,6 +59,20 @@ decltype(auto) dispatch_float(const py::array& array, const char* name, F&& f) {
     throw py::type_error(std::string(name) + " must be float32 or float64, got " + dtype_name(array));
 }
 
+// The gradient of a plain lookup (scatter_add, sparse_grad): checks ids and grad_output (shape
+// ids.shape + (dim,), float32 or float64, C-contiguous) and calls f(Tag<T>{}, grad, dim).
+template <class F>
+decltype(auto) dispatch_lookup_grad(const py::array& grad_output, const py::array& ids, F&& f) {
+    require_ids(ids);
+    require_grad_shape(grad_output, ids);
+    return dispatch_float(grad_output, "grad_output", [&](auto float_tag) {
+        using T = typename decltype(float_tag)::type;
+        require_layout(grad_output, "grad_output", false);
+        const auto dim = static_cast<std::size_t>(grad_output.shape(grad_output.ndim() - 1));
+        return f(float_tag, static_cast<const T*>(grad_output.data()), dim);
+    });
+}
+
 // Calls f(Tag<I>{}) for the id dtype (int32 or int64); require_ids() has checked it.
 template <class F>
 decltype(auto) dispatch_ids(const py::array& ids, F&& f) {

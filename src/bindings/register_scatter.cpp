@@ -19,17 +19,12 @@ py::array scatter_add(const py::array& grad_output, const py::array& ids, long l
     GradOptions options = grad_options(num_embeddings, padding_idx, scale_grad_by_freq);
     options.accumulate = accumulate;
     if (accumulate && !out) throw py::value_error("accumulate=True needs out= (the gradient to add into)");
-    require_ids(ids);
-    require_grad_shape(grad_output, ids);
-    return dispatch_float(grad_output, "grad_output", [&](auto float_tag) {
+    return dispatch_lookup_grad(grad_output, ids, [&](auto float_tag, const auto* grad, std::size_t dim) {
         using T = typename decltype(float_tag)::type;
-        require_layout(grad_output, "grad_output", false);
-        const auto dim = static_cast<std::size_t>(grad_output.shape(grad_output.ndim() - 1));
         const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(num_embeddings),
                                              static_cast<py::ssize_t>(dim)};
         py::array result =
             output_array<T>(out, shape, {{&grad_output, "grad_output"}, {&ids, "ids"}});
-        const T* grad = static_cast<const T*>(grad_output.data());
         T* destination = static_cast<T*>(result.mutable_data());
         const auto n = static_cast<std::size_t>(ids.size());
         const auto rows = static_cast<std::size_t>(num_embeddings);

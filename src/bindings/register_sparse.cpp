@@ -19,13 +19,8 @@ namespace {
 py::tuple sparse_grad(const py::array& grad_output, const py::array& ids, long long num_embeddings,
                       std::optional<long long> padding_idx, bool scale_grad_by_freq) {
     const GradOptions options = grad_options(num_embeddings, padding_idx, scale_grad_by_freq);
-    require_ids(ids);
-    require_grad_shape(grad_output, ids);
-    return dispatch_float(grad_output, "grad_output", [&](auto float_tag) {
+    return dispatch_lookup_grad(grad_output, ids, [&](auto float_tag, const auto* grad, std::size_t dim) {
         using T = typename decltype(float_tag)::type;
-        require_layout(grad_output, "grad_output", false);
-        const auto dim = static_cast<std::size_t>(grad_output.shape(grad_output.ndim() - 1));
-        const T* grad = static_cast<const T*>(grad_output.data());
         const auto n = static_cast<std::size_t>(ids.size());
         const auto rows = static_cast<std::size_t>(num_embeddings);
         NumpySparseOutput<T> output;
