@@ -326,16 +326,26 @@ BAD_OUTS = [
     ),
     ("tuple", lambda a, shape: (0.0,), TypeError, "out must be a NumPy array, got tuple"),
 ]
-HOSTILE += [
-    Hostile(
-        f"{call_name}: out {name}",
-        lambda a, call=call, out=out, shape=shape: call(a, out(a, shape)),
-        exception,
-        match,
-    )
-    for name, out, exception, match in BAD_OUTS
-    for call_name, call, shape in OUT_CALLS
-]
+# The shapes the arena holds an output of (rows_out, table_out): read-only views exist of these.
+READ_ONLY_OUT_SHAPES = [(2, 3, D), (V, D)]
+
+
+def bad_out_cases(calls: list) -> list[Hostile]:
+    """Every bad ``out`` of BAD_OUTS for every (name, call(arena, out), shape) of ``calls``."""
+    return [
+        Hostile(
+            f"{call_name}: out {name}",
+            lambda a, call=call, out=out, shape=shape: call(a, out(a, shape)),
+            exception,
+            match,
+        )
+        for name, out, exception, match in BAD_OUTS
+        for call_name, call, shape in calls
+        if name != "read-only" or shape in READ_ONLY_OUT_SHAPES
+    ]
+
+
+HOSTILE += bad_out_cases(OUT_CALLS)
 HOSTILE += [
     Hostile(
         "gather: out overlapping weight",
@@ -1038,17 +1048,7 @@ BAG_OUT_CALLS = [
         (V, D),
     ),
 ]
-HOSTILE += [
-    Hostile(
-        f"{call_name}: out {name}",
-        lambda a, call=call, out=out, shape=shape: call(a, out(a, shape)),
-        exception,
-        match,
-    )
-    for name, out, exception, match in BAD_OUTS
-    for call_name, call, shape in BAG_OUT_CALLS
-    if name != "read-only" or shape == (V, D)  # the arena's read-only views are of other shapes
-]
+HOSTILE += bad_out_cases(BAG_OUT_CALLS)
 HOSTILE += [
     Hostile(
         "embedding_bag: out overlapping weight",
