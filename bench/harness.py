@@ -11,9 +11,11 @@ import gc
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
+
+CaseT = TypeVar("CaseT")
 
 # Word-frequency-like ids shared by every suite: id k has probability ~ (k + 1) ** -a, the
 # unbounded tail wrapping modulo V.
@@ -150,6 +152,12 @@ class Context:
         self._results = results
         self._on_table = on_table
         self._open_table: tuple[int, str, str] | None = None
+
+    def with_rngs(self, cases: list[CaseT]) -> list[tuple[CaseT, np.random.Generator]]:
+        """Each case with its own generator, seeded from ``rng``: a case gets the same data
+        whichever cases ``--cases`` selects."""
+        seeds = self.rng.integers(2**32, size=len(cases))
+        return [(case, np.random.default_rng(seed)) for case, seed in zip(cases, seeds)]
 
     def wants(self, case: str) -> bool:
         """Whether ``--cases`` selects this case; call it before building a case's data."""

@@ -73,14 +73,10 @@ def run(ctx: Context) -> None:
         f"read + V x D result written).\n",
         flush=True,
     )
-    all_cases = cases(ctx.quick)
-    # One generator per case: a case gets the same data whichever cases --cases selects.
-    seeds = ctx.rng.integers(2**32, size=len(all_cases))
-    for case, seed in zip(all_cases, seeds):
+    for case, rng in ctx.with_rngs(cases(ctx.quick)):
         names = [case.name(dtype) for dtype in (np.int32, np.int64)]
         if not any(ctx.wants(name) for name in names):
             continue
-        rng = np.random.default_rng(seed)
         weight = rng.standard_normal((case.num_embeddings, case.dim), dtype=np.float32)
         grad = rng.standard_normal((case.n, case.dim), dtype=np.float32)
         ids64 = make_ids(case, rng)

@@ -56,12 +56,9 @@ def run(ctx: Context) -> None:
         f"read and written + rows gathered.\n",
         flush=True,
     )
-    all_cases = cases(ctx.quick)
-    seeds = ctx.rng.integers(2**32, size=len(all_cases))
-    for case, seed in zip(all_cases, seeds):
+    for case, rng in ctx.with_rngs(cases(ctx.quick)):
         if not ctx.wants(case.name):
             continue
-        rng = np.random.default_rng(seed)
         ids = make_ids(case, rng)
         grad = rng.standard_normal((case.n, case.dim), dtype=np.float32)
         bench_sparse_backward(ctx, case, grad, ids)
