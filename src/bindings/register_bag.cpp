@@ -73,14 +73,13 @@ py::array embedding_bag(const py::array& weight, const py::array& ids, const py:
         T* destination = static_cast<T*>(result.mutable_data());
         refusing_renorm_of_read_only(max_norm.value_or(0.0), [&] {
             call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
+                check_ids(id_data, n, num_embeddings);
                 if (max_norm) {
                     // As PyTorch: the looked-up rows (padding included) first, then the pooling.
-                    check_ids(id_data, n, num_embeddings);
                     renorm_rows(const_cast<T*>(table), num_embeddings, dim, id_data, n, *max_norm,
                                 norm_type, writeable);
                 }
-                embedding_bag_forward(table, num_embeddings, dim, id_data, n, bags, mode, weights,
-                                      padding, destination, argmax);
+                pool_rows(table, dim, id_data, bags, mode, weights, padding, destination, argmax);
             });
         });
         return result;

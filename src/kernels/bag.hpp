@@ -167,15 +167,13 @@ void pool_bags_on_this_cpu(const T* weight, std::size_t dim, const I* ids, const
 
 }  // namespace detail
 
-// out[b, :] = pooled rows of bag b. `per_sample_weights` (one per flat id, or null) only with
-// sum. `argmax` (num_bags x dim, or null) receives, for max, the position of the id that gave
-// each element, -1 for an empty bag.
+// The pooling alone, for ids that have already passed check_ids: out[b, :] = pooled rows of bag
+// b. `per_sample_weights` (one per flat id, or null) only with sum. `argmax` (num_bags x dim,
+// or null) receives, for max, the position of the id that gave each element, -1 for an empty
+// bag.
 template <class T, class I>
-void embedding_bag_forward(const T* weight, std::size_t num_embeddings, std::size_t dim,
-                           const I* ids, std::size_t n, const BagLayout& bags, BagMode mode,
-                           const T* per_sample_weights, std::int64_t padding_idx, T* out,
-                           std::int64_t* argmax) {
-    check_ids(ids, n, num_embeddings);
+void pool_rows(const T* weight, std::size_t dim, const I* ids, const BagLayout& bags, BagMode mode,
+               const T* per_sample_weights, std::int64_t padding_idx, T* out, std::int64_t* argmax) {
     if (dim == 0) return;
     parallel_bags(bags, dim * sizeof(T) + sizeof(I), [&](std::size_t first, std::size_t last) {
         auto pool = [&](auto mode_tag, auto weighted_tag) {
@@ -199,6 +197,16 @@ void embedding_bag_forward(const T* weight, std::size_t num_embeddings, std::siz
                 break;
         }
     });
+}
+
+// The forward of a pooled lookup: range check, then pool_rows.
+template <class T, class I>
+void embedding_bag_forward(const T* weight, std::size_t num_embeddings, std::size_t dim,
+                           const I* ids, std::size_t n, const BagLayout& bags, BagMode mode,
+                           const T* per_sample_weights, std::int64_t padding_idx, T* out,
+                           std::int64_t* argmax) {
+    check_ids(ids, n, num_embeddings);
+    pool_rows(weight, dim, ids, bags, mode, per_sample_weights, padding_idx, out, argmax);
 }
 
 // Gradient w.r.t. per_sample_weights of a weighted sum: out[i] = <grad_output[bag of i],
