@@ -1,6 +1,6 @@
 // Row sources: where the backward reads the gradient row of each position of the ids.
 //
-// The reductions (runs.hpp, counting_reduce.hpp) never index the gradient themselves; they ask a
+// The reductions (runs.hpp, blocked_reduce.hpp) never index the gradient themselves; they ask a
 // source, so a pooled lookup (EmbeddingBag) can feed them scaled rows of its per-bag gradient
 // without materialising one row per id. A source provides:
 //   using value_type = T;  std::size_t dim() const;
