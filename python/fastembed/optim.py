@@ -85,7 +85,7 @@ class SparseOptimizer:
                 f"an optimizer steps an Embedding or EmbeddingBag layer, got {type(layer).__name__}"
             )
         weight = layer.weight
-        if not getattr(layer, "trainable", True):
+        if not layer.trainable:
             raise ValueError(f"{layer!r} is frozen (trainable=False): its table is not updated")
         if not weight.flags.writeable:
             raise ValueError(f"the table of {layer!r} is read-only: an optimizer cannot update it")
