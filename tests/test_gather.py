@@ -134,6 +134,29 @@ def test_output_larger_than_cache(rng):
     assert_bitwise_equal(out, reference_gather(W, ids))
 
 
+@pytest.fixture(scope="module")
+def table_beyond_cache() -> np.ndarray:
+    """A 64 MiB float32 table: large enough for gather to read rows in id order."""
+    return make_table(262_144, 64, np.float32, np.random.default_rng(5))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("id_dtype", KERNEL_ID_DTYPES)
+@pytest.mark.parametrize("distribution", ["uniform", "zipf"])
+def test_table_beyond_cache(
+    table_beyond_cache, distribution, id_dtype, threads, rng, restore_num_threads
+):
+    """Spread ids read the table in id order from two threads on, and land in place."""
+    W = table_beyond_cache
+    fastembed.set_num_threads(threads)
+    ids = make_ids(distribution, 150_000, len(W), rng, id_dtype).reshape(300, 500)
+    ids[-1, -1] = len(W) - 1
+    out = sentinel_array(ids.shape + (64,), np.float32)
+    assert fastembed.gather(W, ids, out=out) is out
+    assert_bitwise_equal(out, reference_gather(W, ids))
+    assert_bitwise_equal(fastembed.gather(W, ids[:, ::-1]), reference_gather(W, ids[:, ::-1]))
+
+
 def test_million_row_table_few_ids(rng):
     W = make_table(1_000_003, 4, np.float32, rng)
     ids = np.array([1_000_002, 0, 500_000, 1_000_002, 77], dtype=np.int64)

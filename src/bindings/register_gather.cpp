@@ -45,7 +45,7 @@ py::array gather(const py::array& weight, const py::array& ids, const std::optio
                     renorm_rows(const_cast<T*>(table), num_embeddings, dim, id_data, n,
                                 *max_norm, norm_type, writeable);
                 }
-                copy_rows(table, dim, id_data, n, destination);
+                copy_rows(table, num_embeddings, dim, id_data, n, destination);
             });
         });
         return result;

@@ -1,23 +1,70 @@
 // Forward of the embedding layer: out[i, :] = weight[ids[i], :].
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/check_ids.hpp"
+#include "kernels/radix_sort.hpp"
 #include "kernels/row_ops.hpp"
 #include "kernels/thread_pool.hpp"
 
 namespace fastembed {
 
-// The copy alone, for ids that have already passed check_ids.
+// Tables from this size on may be read in id order (see reads_in_id_order).
+inline constexpr std::size_t kInOrderTableBytes = std::size_t{64} << 20;
+
+// Top id bits the in-order gather buckets by: each of the 1024 buckets spans 1/1024 of the
+// table, and the pass's 1024 write streams stay in the cache (2048 made the pass 1.8x slower).
+inline constexpr unsigned kInOrderBucketBits = 10;
+
+// Whether evenly spaced ids are nearly all distinct (7 in 8 or more of up to 1024, a sample
+// small enough against the table that uniform ids give ~97% or more). Skewed ids, frequent
+// words say, are mostly cache hits in any order: Zipf(1.1) ids give 64% here.
+template <class I>
+bool sample_is_spread(const I* ids, std::size_t n, std::size_t num_embeddings) {
+    constexpr std::size_t kMaxSample = 1024;
+    const std::size_t size = std::min({n, kMaxSample, num_embeddings / 16});
+    if (size == 0) return false;
+    std::array<std::uint64_t, kMaxSample> sample;
+    for (std::size_t s = 0; s < size; ++s) sample[s] = static_cast<std::uint64_t>(ids[s * (n / size)]);
+    std::sort(sample.begin(), sample.begin() + size);
+    const auto distinct =
+        static_cast<std::size_t>(std::unique(sample.begin(), sample.begin() + size) - sample.begin());
+    return 8 * distinct >= 7 * size;
+}
+
+// Whether a gather reads the table in id order, writing each row to its scattered place in
+// `out`, rather than in position order. On a table far larger than the cache nearly every read
+// misses, and random reads use DRAM poorly once two threads compete for it: one stable pass
+// over the ids' top bits lets the threads sweep the table from start to end, and the scattered
+// stores do not wait the way loads do. Measured (2 threads; one pass costs ~2 ns an id at one
+// thread, ~1.9 ms for 1M ids at two):
+//   1M uniform ids, 1M x 64 float32 table (256 MB): 14.7 -> 12.0 ms; 4M ids: 56.7 -> 39.8
+//   200k uniform ids, 100k x 256 float32: 8.9 -> 7.0 ms; 1M x 128, 1M ids: 27.5 -> 22.9
+// and where it does not pay, each condition below:
+//   one thread: 1M ids, 1M x 64: 14.9 -> 16.4 ms (one core is bound by its misses' latency)
+//   rows under 256 bytes: 1M ids, 4M x 32: 7.3 -> 8.2 ms (the pass costs too much per byte)
+//   a batch touching little of the table: 300k ids, 1M x 64: 3.6 -> 4.4 ms
+//   skewed ids, Zipf(1.1), 1M x 64: 9.7 -> 11.0 ms (hot rows already hit the cache)
+template <class I>
+bool reads_in_id_order(const I* ids, std::size_t n, std::size_t num_embeddings,
+                       std::size_t row_bytes) {
+    return get_num_threads() >= 2 && row_bytes >= 256 &&
+           num_embeddings * row_bytes >= kInOrderTableBytes && n >= num_embeddings / 2 &&
+           sample_is_spread(ids, n, num_embeddings);
+}
+
+// out[i] = weight[ids[i]] for i in [0, n), reading rows in position order.
 template <class T, class I>
-void copy_rows(const T* weight, std::size_t dim, const I* ids, std::size_t n, T* out) {
+void copy_rows_in_position_order(const T* weight, std::size_t dim, const I* ids, std::size_t n,
+                                 T* out) {
     const std::size_t row_bytes = dim * sizeof(T);
-    const std::size_t out_bytes = n * row_bytes;
-    if (out_bytes == 0) return;
-    const RowWriter writer(out_bytes, row_bytes);
+    const RowWriter writer(n * row_bytes, row_bytes);
     const std::size_t ahead = prefetch_distance(row_bytes);
-    parallel_ranges(n, threads_for_bytes(2 * out_bytes + n * sizeof(I)),
+    parallel_ranges(n, threads_for_bytes(2 * n * row_bytes + n * sizeof(I)),
                     [&](std::size_t, std::size_t begin, std::size_t end) {
         for (std::size_t i = begin; i < end; ++i) {
             if (i + ahead < end) {
@@ -29,11 +76,45 @@ void copy_rows(const T* weight, std::size_t dim, const I* ids, std::size_t n, T*
     });
 }
 
+// The same copy, reading rows in the order of the ids' top bits.
+template <class T, class I>
+void copy_rows_in_id_order(const T* weight, std::size_t num_embeddings, std::size_t dim,
+                           const I* ids, std::size_t n, T* out) {
+    const std::size_t row_bytes = dim * sizeof(T);
+    const RowWriter writer(n * row_bytes, row_bytes);
+    const std::size_t ahead = prefetch_distance(row_bytes);
+    with_id_keys(
+        n, num_embeddings,
+        [&](auto& keys) { keys.sort_by_top_bits(ids, num_embeddings, kInOrderBucketBits); },
+        [&](const auto& keys) {
+            parallel_ranges(n, threads_for_bytes(2 * n * row_bytes),
+                            [&](std::size_t, std::size_t begin, std::size_t end) {
+                for (std::size_t k = begin; k < end; ++k) {
+                    if (k + ahead < end) prefetch_row(weight + keys.id(k + ahead) * dim, row_bytes);
+                    writer.copy(out + keys.position(k) * dim, weight + keys.id(k) * dim, row_bytes);
+                }
+                writer.finish();
+            });
+        });
+}
+
+// The copy alone, for ids that have already passed check_ids.
+template <class T, class I>
+void copy_rows(const T* weight, std::size_t num_embeddings, std::size_t dim, const I* ids,
+               std::size_t n, T* out) {
+    if (n == 0 || dim == 0) return;
+    if (reads_in_id_order(ids, n, num_embeddings, dim * sizeof(T))) {
+        copy_rows_in_id_order(weight, num_embeddings, dim, ids, n, out);
+    } else {
+        copy_rows_in_position_order(weight, dim, ids, n, out);
+    }
+}
+
 template <class T, class I>
 void gather_rows(const T* weight, std::size_t num_embeddings, std::size_t dim, const I* ids,
                  std::size_t n, T* out) {
     check_ids(ids, n, num_embeddings);
-    copy_rows(weight, dim, ids, n, out);
+    copy_rows(weight, num_embeddings, dim, ids, n, out);
 }
 
 }  // namespace fastembed

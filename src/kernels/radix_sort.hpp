@@ -3,11 +3,13 @@
 // Each (id, position) pair is packed into one key whose order is (id, position); sorting keys by
 // their id digits alone is then stable, so equal ids keep their positions in increasing order.
 // Only the bits that num_embeddings needs are sorted: one pass for up to 16k ids, two for 1M.
+// Where neighbours are enough (a gather reading the table in order), one pass over the top bits.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "kernels/buffer.hpp"
@@ -70,10 +72,22 @@ class SortedIds {
         return static_cast<std::size_t>(found - keys_.get());
     }
 
+    // Sorts ids[0..size) (all already checked to lie in [0, num_embeddings)).
     template <class I>
     void sort(const I* ids, std::uint64_t num_embeddings);
 
+    // Orders the keys by the top `bits` bits of their ids only: one stable pass into buckets of
+    // consecutive ids, unsorted within a bucket. id() and position() hold; lower_bound() needs
+    // sort().
+    template <class I>
+    void sort_by_top_bits(const I* ids, std::uint64_t num_embeddings, unsigned bits);
+
   private:
+    // Orders the keys by id bits [low_bit, low_bit + bits) in `passes` stable passes (none:
+    // the keys in position order).
+    template <class I>
+    void radix_passes(const I* ids, unsigned low_bit, unsigned bits, unsigned passes);
+
     template <class KeyOf>
     void scatter_pass(KeyOf key_of, unsigned shift, unsigned digit_bits);
 
@@ -118,14 +132,9 @@ void SortedIds<Codec>::scatter_pass(KeyOf key_of, unsigned shift, unsigned digit
     keys_.swap(scratch_);
 }
 
-// Sorts ids[0..size) (all already checked to lie in [0, num_embeddings)).
 template <class Codec>
 template <class I>
-void SortedIds<Codec>::sort(const I* ids, std::uint64_t num_embeddings) {
-    const unsigned id_bits = bit_width(num_embeddings > 0 ? num_embeddings - 1 : 0);
-    // Few wide passes beat many narrow ones while the buckets' write streams still fit the
-    // cache: a single pass up to 14 bits, otherwise passes of at most 11 bits.
-    const unsigned passes = id_bits == 0 ? 0 : (id_bits <= 14 ? 1 : (id_bits + 10) / 11);
+void SortedIds<Codec>::radix_passes(const I* ids, unsigned low_bit, unsigned bits, unsigned passes) {
     auto fresh_key = [&](std::size_t i) {
         return codec_.make(static_cast<std::uint64_t>(ids[i]), i);
     };
@@ -137,29 +146,56 @@ void SortedIds<Codec>::sort(const I* ids, std::uint64_t num_embeddings) {
                         });
         return;
     }
-    const unsigned digit_bits = (id_bits + passes - 1) / passes;
-    scatter_pass(fresh_key, 0, digit_bits);
+    const unsigned digit_bits = (bits + passes - 1) / passes;
+    scatter_pass(fresh_key, low_bit, digit_bits);
     for (unsigned pass = 1; pass < passes; ++pass) {
         const Key* keys = keys_.get();
-        scatter_pass([keys](std::size_t i) { return keys[i]; }, pass * digit_bits, digit_bits);
+        scatter_pass([keys](std::size_t i) { return keys[i]; }, low_bit + pass * digit_bits,
+                     digit_bits);
     }
 }
 
-// Sorts ids with the narrowest key that holds both id and position, and hands the result to
-// `use(sorted)`.
-template <class I, class Use>
-void with_sorted_ids(const I* ids, std::size_t n, std::uint64_t num_embeddings, Use&& use) {
+template <class Codec>
+template <class I>
+void SortedIds<Codec>::sort(const I* ids, std::uint64_t num_embeddings) {
+    const unsigned id_bits = bit_width(num_embeddings > 0 ? num_embeddings - 1 : 0);
+    // Few wide passes beat many narrow ones while the buckets' write streams still fit the
+    // cache: a single pass up to 14 bits, otherwise passes of at most 11 bits.
+    const unsigned passes = id_bits == 0 ? 0 : (id_bits <= 14 ? 1 : (id_bits + 10) / 11);
+    radix_passes(ids, 0, id_bits, passes);
+}
+
+template <class Codec>
+template <class I>
+void SortedIds<Codec>::sort_by_top_bits(const I* ids, std::uint64_t num_embeddings, unsigned bits) {
+    const unsigned id_bits = bit_width(num_embeddings > 0 ? num_embeddings - 1 : 0);
+    const unsigned top_bits = std::min(bits, id_bits);
+    radix_passes(ids, id_bits - top_bits, top_bits, top_bits == 0 ? 0 : 1);
+}
+
+// Keys for n ids below num_embeddings, each packed with its position in the narrowest key that
+// holds both: order(keys) fills and orders them (keys.sort or keys.sort_by_top_bits), then
+// use(keys) reads them.
+template <class Order, class Use>
+void with_id_keys(std::size_t n, std::uint64_t num_embeddings, Order&& order, Use&& use) {
     const unsigned position_bits = bit_width(n > 0 ? n - 1 : 0);
     const unsigned id_bits = bit_width(num_embeddings > 0 ? num_embeddings - 1 : 0);
     if (position_bits + id_bits <= 64) {
-        SortedIds<PackedKey> sorted(PackedKey{position_bits}, n);
-        sorted.sort(ids, num_embeddings);
-        use(sorted);
+        SortedIds<PackedKey> keys(PackedKey{position_bits}, n);
+        order(keys);
+        use(std::as_const(keys));
     } else {
-        SortedIds<WideKey> sorted(WideKey{}, n);
-        sorted.sort(ids, num_embeddings);
-        use(sorted);
+        SortedIds<WideKey> keys(WideKey{}, n);
+        order(keys);
+        use(std::as_const(keys));
     }
+}
+
+// Sorts ids by (id, position) and hands the result to use(sorted).
+template <class I, class Use>
+void with_sorted_ids(const I* ids, std::size_t n, std::uint64_t num_embeddings, Use&& use) {
+    with_id_keys(
+        n, num_embeddings, [&](auto& keys) { keys.sort(ids, num_embeddings); }, use);
 }
 
 }  // namespace fastembed

@@ -272,6 +272,7 @@ std::string describe(const char* what, std::size_t V, std::size_t dim, std::size
            " D=" + std::to_string(dim) + " n=" + std::to_string(n) + " " + ids_name(kind);
 }
 
+// Both orders of reading the table, whichever gather_rows would pick for this shape.
 template <class T, class I>
 void test_gather(std::size_t V, std::size_t dim, std::size_t n, Ids kind, std::mt19937_64& rng) {
     current_case = describe<T, I>("gather", V, dim, n, kind);
@@ -280,7 +281,30 @@ void test_gather(std::size_t V, std::size_t dim, std::size_t n, Ids kind, std::m
     const auto expected = naive_gather(weight, dim, ids);
     for (std::size_t threads = 1; threads <= kMaxThreads; ++threads) {
         CHECK(same_bytes(run_gather(weight, V, dim, ids, threads), expected));
+        std::vector<T> in_id_order(n * dim, static_cast<T>(kSentinel));
+        fastembed::copy_rows_in_id_order(weight.data(), V, dim, ids.data(), n, in_id_order.data());
+        CHECK(same_bytes(in_id_order, expected));
     }
+}
+
+// Which order gather_rows picks: id order only for spread ids into a large table, with threads.
+void test_gather_order_choice() {
+    current_case = "gather order choice";
+    std::mt19937_64 rng(11);
+    const std::size_t V = 1 << 20, row_bytes = 256;  // a 256 MiB table (never allocated)
+    const auto uniform = make_ids<std::int64_t>(Ids::uniform, V, V, rng);
+    const auto zipf = make_ids<std::int64_t>(Ids::zipf, V, V, rng);
+    const auto equal = make_ids<std::int64_t>(Ids::all_equal, V, V, rng);
+    fastembed::set_num_threads(2);
+    CHECK(fastembed::reads_in_id_order(uniform.data(), V, V, row_bytes));
+    CHECK(fastembed::reads_in_id_order(uniform.data(), V / 2, V, row_bytes));
+    CHECK(!fastembed::reads_in_id_order(uniform.data(), V / 2 - 1, V, row_bytes));  // too few
+    CHECK(!fastembed::reads_in_id_order(uniform.data(), V, V, row_bytes / 2));      // rows
+    CHECK(!fastembed::reads_in_id_order(uniform.data(), V, V / 8, row_bytes));      // table
+    CHECK(!fastembed::reads_in_id_order(zipf.data(), V, V, row_bytes));
+    CHECK(!fastembed::reads_in_id_order(equal.data(), V, V, row_bytes));
+    fastembed::set_num_threads(1);
+    CHECK(!fastembed::reads_in_id_order(uniform.data(), V, V, row_bytes));
 }
 
 // Out of place at an odd address: the streaming writer's unaligned head and tail.
@@ -664,6 +688,8 @@ void test_kernels_for(std::mt19937_64& rng) {
     }
     test_gather<T, I>(1, 7, 100, Ids::all_equal, rng);
     test_gather<T, I>(50'000, 8, 50'000, Ids::all_distinct, rng);
+    test_gather<T, I>(70'000, 9, 60'000, Ids::uniform, rng);  // buckets of the top 10 of 17 bits
+    test_gather<T, I>(70'000, 9, 60'000, Ids::zipf, rng);
 
     // scatter_add, blocked path: V * D * sizeof(T) <= 8 MiB and at least 8 rows per id.
     for (std::size_t dim : {1, 7, 17, 64}) {
@@ -801,6 +827,7 @@ int main() {
     test_bags_and_optimizer_for<double, std::int64_t>(rng);
     test_gather_unaligned_streaming_output<float>();
     test_gather_unaligned_streaming_output<double>();
+    test_gather_order_choice();
     test_pool_exceptions_and_nesting();
     test_concurrent_callers();
     test_fork();
