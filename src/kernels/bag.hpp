@@ -38,14 +38,14 @@ struct BagLayout {
 };
 
 // Runs body(first_bag, last_bag) on contiguous bag ranges holding about equal numbers of ids,
-// one range per thread; `bytes_per_id` sizes the thread count.
+// parts_for(threads) of them; `bytes_per_id` sizes the thread count.
 template <class Body>
 void parallel_bags(const BagLayout& bags, std::size_t bytes_per_id, Body&& body) {
     if (bags.num_bags == 0) return;
     const std::size_t first = bags.begin(0);
     const std::size_t ids = bags.end(bags.num_bags - 1) - first;
-    const std::size_t parts =
-        std::min(threads_for_bytes(ids * bytes_per_id + bags.num_bags * 64), bags.num_bags);
+    const std::size_t threads = threads_for_bytes(ids * bytes_per_id + bags.num_bags * 64);
+    const std::size_t parts = std::min(parts_for(threads), bags.num_bags);
     std::vector<std::size_t> cut(parts + 1, bags.num_bags);
     cut[0] = 0;
     for (std::size_t p = 1; p < parts; ++p) {
@@ -57,7 +57,7 @@ void parallel_bags(const BagLayout& bags, std::size_t bytes_per_id, Body&& body)
     }
     run_tasks(parts, [&](std::size_t part) {
         if (cut[part] < cut[part + 1]) body(cut[part], cut[part + 1]);
-    }, parts);
+    }, threads);
 }
 
 // Pooling is latency-bound: it can only keep as many row reads in flight as the out-of-order

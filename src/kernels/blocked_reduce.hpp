@@ -82,7 +82,8 @@ bool blocked_reduce(const I* ids, std::size_t n, std::uint64_t num_embeddings,
     });
 
     // Parts: equal id ranges (every id costs about the same: K counts, at most K rows, one write).
-    const std::size_t parts = std::min(V, threads_for_bytes(V * row_bytes * (blocks + 1)));
+    const std::size_t threads = threads_for_bytes(V * row_bytes * (blocks + 1));
+    const std::size_t parts = std::min(V, parts_for(threads));
     auto part_begin = [&](std::size_t p) { return V * p / parts; };
     auto occurrences = [&](std::size_t v) {
         std::size_t total = 0;
@@ -120,7 +121,7 @@ bool blocked_reduce(const I* ids, std::size_t n, std::uint64_t num_embeddings,
             if (total != 0 || visit_absent_ids) sink.row(p, v, sum, total);
         }
         sink.finish_part(p);
-    }, parts);
+    }, threads);
     return true;
 }
 

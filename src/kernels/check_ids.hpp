@@ -54,9 +54,9 @@ std::size_t first_bad_id(const I* ids, std::size_t begin, std::size_t end, std::
 // Throws IdOutOfRange for the first id (lowest position) outside [0, num_embeddings).
 template <class I>
 void check_ids(const I* ids, std::size_t n, std::size_t num_embeddings) {
-    const std::size_t parts = threads_for_bytes(n * sizeof(I));
-    std::vector<std::size_t> first_bad(parts, n);
-    parallel_ranges(n, parts, [&](std::size_t part, std::size_t begin, std::size_t end) {
+    const std::size_t threads = threads_for_bytes(n * sizeof(I));
+    std::vector<std::size_t> first_bad(parts_for(threads), n);
+    parallel_ranges(n, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
         const std::size_t bad = detail::first_bad_id(ids, begin, end, num_embeddings);
         if (bad != end) first_bad[part] = bad;
     });

@@ -104,11 +104,12 @@ template <class KeyOf>
 void SortedIds<Codec>::scatter_pass(KeyOf key_of, unsigned shift, unsigned digit_bits) {
     const std::size_t buckets = std::size_t{1} << digit_bits;
     const std::uint64_t mask = buckets - 1;
-    const std::size_t parts = threads_for_bytes(3 * size_ * sizeof(Key));
+    const std::size_t threads = threads_for_bytes(3 * size_ * sizeof(Key));
+    const std::size_t parts = parts_for(threads);
     std::vector<std::size_t> offsets(parts * buckets, 0);
     auto digit = [&](const Key& key) { return (codec_.id(key) >> shift) & mask; };
 
-    parallel_ranges(size_, parts, [&](std::size_t part, std::size_t begin, std::size_t end) {
+    parallel_ranges(size_, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
         std::size_t* count = offsets.data() + part * buckets;
         for (std::size_t i = begin; i < end; ++i) ++count[digit(key_of(i))];
     });
@@ -122,7 +123,7 @@ void SortedIds<Codec>::scatter_pass(KeyOf key_of, unsigned shift, unsigned digit
         }
     }
     Key* out = scratch_.get();
-    parallel_ranges(size_, parts, [&](std::size_t part, std::size_t begin, std::size_t end) {
+    parallel_ranges(size_, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
         std::size_t* next = offsets.data() + part * buckets;
         for (std::size_t i = begin; i < end; ++i) {
             const Key key = key_of(i);

@@ -64,9 +64,11 @@ void renorm_rows(T* weight, std::uint64_t num_embeddings, std::size_t dim, const
         std::vector<Rescale> rows;
     };
     with_sorted_ids(ids, n, num_embeddings, [&](const auto& sorted) {
-        const std::size_t parts = threads_for_bytes(n * (sizeof(I) + 16) + n * dim * sizeof(T));
+        const std::size_t threads =
+            threads_for_bytes(n * (sizeof(I) + 16) + n * dim * sizeof(T));
+        const std::size_t parts = parts_for(threads);
         std::vector<PartRescales> found(parts);
-        parallel_ranges(n, parts, [&](std::size_t part, std::size_t begin, std::size_t end) {
+        parallel_ranges(n, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
             for (std::size_t k = begin; k < end; ++k) {
                 const std::uint64_t id = sorted.id(k);
                 if (k > 0 && sorted.id(k - 1) == id) continue;  // not the start of its run
@@ -86,7 +88,7 @@ void renorm_rows(T* weight, std::uint64_t num_embeddings, std::size_t dim, const
                 T* row = weight + rescale.id * dim;
                 for (std::size_t d = 0; d < dim; ++d) row[d] *= scale;
             }
-        }, parts);
+        }, threads);
     });
 }
 

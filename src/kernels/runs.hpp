@@ -49,15 +49,10 @@ struct RunPlan {
     std::size_t num_blocks = 0;
     std::vector<std::uint64_t> id_bounds;  // part p owns ids [id_bounds[p], id_bounds[p + 1])
     std::vector<std::size_t> key_bounds;   // and keys [key_bounds[p], key_bounds[p + 1])
+    std::size_t threads = 1;               // at most this many threads work on the parts
 
     std::size_t num_parts() const { return id_bounds.size() - 1; }
 };
-
-// The cost above weighs a row read like a row written, but a read of a scattered row waits on
-// memory while a written row streams out: on Zipf ids the part holding the frequent ids took
-// 1.7x as long as the other (13 vs 7.5 ms). More parts than threads, claimed as threads free
-// up, absorb that: 4 per thread brought 2 threads from 16.3 to 14.3 ms there.
-inline constexpr std::size_t kPartsPerThread = 4;
 
 // Block length of heavy runs: fixed by the data (never by the thread count), and long enough
 // that the block sums take at most half as many elements as the gradient itself.
@@ -105,8 +100,12 @@ RunPlan plan_runs(const Sorted& sorted, std::uint64_t num_embeddings, std::size_
     const std::size_t total_cost = cost(num_embeddings);
     const std::size_t threads =
         threads_for_bytes(n * row_bytes + (visit_absent_ids ? num_embeddings * row_bytes : 0));
-    const std::size_t parts = std::min<std::size_t>(threads == 1 ? 1 : threads * kPartsPerThread,
-                                                    std::max<std::size_t>(total_cost, 1));
+    plan.threads = threads;
+    // The cost weighs a row read like a row written, but a read of a scattered row waits on
+    // memory while a written row streams out: on Zipf ids the part holding the frequent ids took
+    // 1.7x as long as the other (13 vs 7.5 ms). More parts than threads absorb that: 4 per
+    // thread brought 2 threads from 16.3 to 14.3 ms there.
+    const std::size_t parts = std::min(parts_for(threads), std::max<std::size_t>(total_cost, 1));
     plan.id_bounds.assign(parts + 1, num_embeddings);
     plan.key_bounds.assign(parts + 1, n);
     plan.id_bounds[0] = 0;
@@ -155,7 +154,7 @@ void reduce_runs(const Sorted& sorted, const RunPlan& plan, const Source& source
                 distinct += (k == begin || id != sorted.id(k - 1)) && id != uncounted;
             }
             distinct_in_part[part] = distinct;
-        }, plan.num_parts());
+        }, plan.threads);
         sink.start(distinct_in_part);
     }
 
@@ -229,7 +228,7 @@ void reduce_runs(const Sorted& sorted, const RunPlan& plan, const Source& source
             }
         }
         sink.finish_part(part);
-    }, plan.num_parts());
+    }, plan.threads);
 }
 
 }  // namespace fastembed

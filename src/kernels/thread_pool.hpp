@@ -44,10 +44,23 @@ inline std::size_t threads_for_bytes(std::size_t bytes) {
     return wanted < 1 ? 1 : (wanted < limit ? wanted : limit);
 }
 
-// Splits [0, n) into `parts` contiguous, nearly equal ranges and runs body(part, begin, end) for
-// each, in parallel.
+// Jobs are cut into more parts than threads, which threads claim as they free up: a thread that
+// starts late then takes fewer parts instead of the caller waiting for its equal share. Waking
+// a sleeping helper took ~0.45 ms on the 2-core development VM after 5 ms without calls (20 us
+// back to back), and a 2-thread gather of 64k rows then took 1.1 ms against 0.9 ms at one
+// thread; uneven parts (Zipf ids in a backward) are evened out the same way.
+inline constexpr std::size_t kPartsPerThread = 4;
+
+// How many parts a job for `threads` threads is cut into.
+inline std::size_t parts_for(std::size_t threads) {
+    return threads <= 1 ? 1 : threads * kPartsPerThread;
+}
+
+// Splits [0, n) into parts_for(threads) contiguous, nearly equal ranges and runs
+// body(part, begin, end) for each on up to `threads` threads (a range may be empty).
 template <class Body>
-void parallel_ranges(std::size_t n, std::size_t parts, Body&& body) {
+void parallel_ranges(std::size_t n, std::size_t threads, Body&& body) {
+    const std::size_t parts = parts_for(threads);
     if (parts <= 1 || n <= 1) {
         body(std::size_t{0}, std::size_t{0}, n);
         return;
@@ -55,7 +68,7 @@ void parallel_ranges(std::size_t n, std::size_t parts, Body&& body) {
     run_tasks(
         parts,
         [&](std::size_t part) { body(part, n * part / parts, n * (part + 1) / parts); },
-        parts);
+        threads);
 }
 
 }  // namespace fastembed
