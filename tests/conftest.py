@@ -47,7 +47,7 @@ KERNEL_ID_DTYPES = [np.int32, np.int64]
 # twice that long; 24_000 occurrences of one id make several blocks and a ragged last one.
 HEAVY_RUN_LENGTH = 24_000
 
-ID_DISTRIBUTIONS = ["uniform", "zipf", "heavy"]
+ID_DISTRIBUTIONS = ["uniform", "zipf", "heavy", "sorted"]
 
 # Values written into `out` before a call that must fail, to show that nothing was written.
 SENTINEL = -12345.5
@@ -61,6 +61,7 @@ def make_ids(
     ``uniform``: every id equally likely. ``zipf``: a long-tailed word-frequency law, where a
     few ids take most occurrences. ``heavy``: uniform background plus one id repeated
     ``HEAVY_RUN_LENGTH`` times and a second one 9_000 times (two heavy runs, shuffled in).
+    ``sorted``: uniform ids in nondecreasing order (the kernels' sort skips its passes).
     """
     if distribution == "uniform":
         ids = rng.integers(0, num_embeddings, n)
@@ -72,6 +73,8 @@ def make_ids(
         ids[:HEAVY_RUN_LENGTH] = num_embeddings // 2
         ids[HEAVY_RUN_LENGTH : HEAVY_RUN_LENGTH + 9_000] = num_embeddings - 1
         rng.shuffle(ids)
+    elif distribution == "sorted":
+        ids = np.sort(rng.integers(0, num_embeddings, n))
     else:
         raise ValueError(distribution)
     return ids.astype(dtype)

@@ -142,7 +142,7 @@ def table_beyond_cache() -> np.ndarray:
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("id_dtype", KERNEL_ID_DTYPES)
-@pytest.mark.parametrize("distribution", ["uniform", "zipf"])
+@pytest.mark.parametrize("distribution", ["uniform", "zipf", "sorted"])
 def test_table_beyond_cache(
     table_beyond_cache, distribution, id_dtype, threads, rng, restore_num_threads
 ):

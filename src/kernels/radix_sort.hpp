@@ -83,8 +83,8 @@ class SortedIds {
     void sort_by_top_bits(const I* ids, std::uint64_t num_embeddings, unsigned bits);
 
   private:
-    // Orders the keys by id bits [low_bit, low_bit + bits) in `passes` stable passes (none:
-    // the keys in position order).
+    // Orders the keys by id bits [low_bit, low_bit + bits) in `passes` stable passes (none, or
+    // ids already in order: the keys in position order).
     template <class I>
     void radix_passes(const I* ids, unsigned low_bit, unsigned bits, unsigned passes);
 
@@ -139,7 +139,11 @@ void SortedIds<Codec>::radix_passes(const I* ids, unsigned low_bit, unsigned bit
     auto fresh_key = [&](std::size_t i) {
         return codec_.make(static_cast<std::uint64_t>(ids[i]), i);
     };
-    if (passes == 0) {
+    // Ids that arrive sorted (a range of ids, a batch sorted by its producer) need no pass, and
+    // the check stops at the first descent, at once for shuffled ids. Sorting np.arange(1M)
+    // into 1M rows took 9.2 ms against 3.2 ms for shuffled ids: its buckets hold equal,
+    // power-of-two counts, so the scatter's write streams all land in the same cache sets.
+    if (passes == 0 || std::is_sorted(ids, ids + size_)) {
         Key* keys = keys_.get();
         parallel_ranges(size_, threads_for_bytes(size_ * sizeof(Key)),
                         [&](std::size_t, std::size_t begin, std::size_t end) {

@@ -74,7 +74,7 @@ bool all_sentinel(const std::vector<T>& a) {
 
 // --- inputs ------------------------------------------------------------------------------------
 
-enum class Ids { uniform, zipf, heavy, all_equal, all_distinct };
+enum class Ids { uniform, zipf, heavy, all_equal, all_distinct, sorted };
 
 const char* ids_name(Ids kind) {
     switch (kind) {
@@ -83,6 +83,7 @@ const char* ids_name(Ids kind) {
         case Ids::heavy: return "heavy";
         case Ids::all_equal: return "all_equal";
         case Ids::all_distinct: return "all_distinct";
+        case Ids::sorted: return "sorted";
     }
     return "?";
 }
@@ -97,7 +98,8 @@ std::vector<I> make_ids(Ids kind, std::size_t n, std::size_t V, std::mt19937_64&
     for (std::size_t i = 0; i < n; ++i) {
         switch (kind) {
             case Ids::uniform:
-            case Ids::heavy: ids[i] = static_cast<I>(uniform(rng)); break;
+            case Ids::heavy:
+            case Ids::sorted: ids[i] = static_cast<I>(uniform(rng)); break;
             // Roughly Zipf: id = floor(V^u) - 1 makes small ids exponentially more frequent.
             case Ids::zipf:
                 ids[i] = static_cast<I>(
@@ -113,6 +115,7 @@ std::vector<I> make_ids(Ids kind, std::size_t n, std::size_t V, std::mt19937_64&
         std::shuffle(ids.begin(), ids.end(), rng);
     }
     if (kind == Ids::all_distinct) std::shuffle(ids.begin(), ids.end(), rng);
+    if (kind == Ids::sorted) std::sort(ids.begin(), ids.end());  // the sort's no-pass path
     return ids;
 }
 
@@ -690,6 +693,7 @@ void test_kernels_for(std::mt19937_64& rng) {
     test_gather<T, I>(50'000, 8, 50'000, Ids::all_distinct, rng);
     test_gather<T, I>(70'000, 9, 60'000, Ids::uniform, rng);  // buckets of the top 10 of 17 bits
     test_gather<T, I>(70'000, 9, 60'000, Ids::zipf, rng);
+    test_gather<T, I>(70'000, 9, 60'000, Ids::sorted, rng);
 
     // scatter_add, blocked path: V * D * sizeof(T) <= 8 MiB and at least 8 rows per id.
     for (std::size_t dim : {1, 7, 17, 64}) {
@@ -708,6 +712,8 @@ void test_kernels_for(std::mt19937_64& rng) {
         }
     }
     test_scatter<T, I>(5000, 3, 5000, Ids::all_distinct, Path::sorted_runs, rng);
+    test_scatter<T, I>(5000, 7, 20'000, Ids::sorted, Path::sorted_runs, rng);
+    test_scatter<T, I>(300'000, 8, 60'000, Ids::sorted, Path::sorted_runs, rng);
     test_scatter<T, I>(300'000, 8, 60'000, Ids::uniform, Path::sorted_runs, rng);  // two-pass sort
     test_scatter<T, I>(300'000, 8, 60'000, Ids::heavy, Path::sorted_runs, rng);
     test_scatter<T, I>(3000, 7, 20'000, Ids::heavy, Path::sorted_runs, rng);
