@@ -4,7 +4,7 @@
 //
 // Distinct ids come from the same radix sort the backward uses: a row is handled by the thread
 // owning the start of its run, so no two threads touch a row and the result does not depend on
-// the thread count. Norms are summed in double in element order. All norms are computed before
+// the thread count. Norms are summed in double in a fixed order. All norms are computed before
 // any row is written, so a read-only table is refused before anything changes.
 #pragma once
 
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kernels/radix_sort.hpp"
+#include "kernels/row_ops.hpp"
 #include "kernels/thread_pool.hpp"
 
 namespace fastembed {
@@ -30,18 +31,26 @@ class RenormOfReadOnlyTable : public std::runtime_error {
     double norm;
 };
 
+// Sum of term(row[d]) over the row in double, in four interleaved partial sums (element d goes
+// to sum d % 4) added in a fixed order: one running sum made a norm wait on each addition in
+// turn (a 64-wide row cost ~60 ns, most of a max_norm lookup's time).
+template <class T, class Term>
+double interleaved_sum(const T* row, std::size_t dim, Term term) {
+    double partial[4] = {0.0, 0.0, 0.0, 0.0};
+    std::size_t d = 0;
+    for (; d + 4 <= dim; d += 4) {
+        for (std::size_t lane = 0; lane < 4; ++lane) partial[lane] += term(static_cast<double>(row[d + lane]));
+    }
+    for (std::size_t lane = 0; d < dim; ++d, ++lane) partial[lane] += term(static_cast<double>(row[d]));
+    return (partial[0] + partial[1]) + (partial[2] + partial[3]);
+}
+
 // The p-norm of a row (p > 0, or infinity for the largest magnitude).
 template <class T>
 double row_norm(const T* row, std::size_t dim, double p) {
+    if (p == 2.0) return std::sqrt(interleaved_sum(row, dim, [](double x) { return x * x; }));
+    if (p == 1.0) return interleaved_sum(row, dim, [](double x) { return std::fabs(x); });
     double acc = 0.0;
-    if (p == 2.0) {
-        for (std::size_t d = 0; d < dim; ++d) acc += static_cast<double>(row[d]) * row[d];
-        return std::sqrt(acc);
-    }
-    if (p == 1.0) {
-        for (std::size_t d = 0; d < dim; ++d) acc += std::fabs(static_cast<double>(row[d]));
-        return acc;
-    }
     if (std::isinf(p)) {
         for (std::size_t d = 0; d < dim; ++d) acc = std::fmax(acc, std::fabs(static_cast<double>(row[d])));
         return acc;
@@ -68,8 +77,13 @@ void renorm_rows(T* weight, std::uint64_t num_embeddings, std::size_t dim, const
             threads_for_bytes(n * (sizeof(I) + 16) + n * dim * sizeof(T));
         const std::size_t parts = parts_for(threads);
         std::vector<PartRescales> found(parts);
+        // Rows are visited in id order but with gaps the hardware prefetcher does not bridge:
+        // without prefetching, norms and rescales each waited on memory row by row.
+        const std::size_t row_bytes = dim * sizeof(T);
+        const std::size_t ahead = prefetch_distance(row_bytes);
         parallel_ranges(n, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
             for (std::size_t k = begin; k < end; ++k) {
+                if (k + ahead < end) prefetch_row(weight + sorted.id(k + ahead) * dim, row_bytes);
                 const std::uint64_t id = sorted.id(k);
                 if (k > 0 && sorted.id(k - 1) == id) continue;  // not the start of its run
                 const double norm = row_norm(weight + id * dim, dim, norm_type);
@@ -83,7 +97,10 @@ void renorm_rows(T* weight, std::uint64_t num_embeddings, std::size_t dim, const
             return;
         }
         run_tasks(parts, [&](std::size_t part) {
-            for (const Rescale& rescale : found[part].rows) {
+            const std::vector<Rescale>& rows = found[part].rows;
+            for (std::size_t r = 0; r < rows.size(); ++r) {
+                if (r + ahead < rows.size()) prefetch_row(weight + rows[r + ahead].id * dim, row_bytes);
+                const Rescale& rescale = rows[r];
                 const T scale = static_cast<T>(max_norm / (rescale.norm + 1e-7));
                 T* row = weight + rescale.id * dim;
                 for (std::size_t d = 0; d < dim; ++d) row[d] *= scale;
