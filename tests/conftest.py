@@ -47,7 +47,7 @@ KERNEL_ID_DTYPES = [np.int32, np.int64]
 # twice that long; 24_000 occurrences of one id make several blocks and a ragged last one.
 HEAVY_RUN_LENGTH = 24_000
 
-ID_DISTRIBUTIONS = ["uniform", "zipf", "heavy", "sorted"]
+ID_DISTRIBUTIONS = ["uniform", "zipf", "heavy", "sorted", "tiled"]
 
 # Values written into `out` before a call that must fail, to show that nothing was written.
 SENTINEL = -12345.5
@@ -62,6 +62,7 @@ def make_ids(
     few ids take most occurrences. ``heavy``: uniform background plus one id repeated
     ``HEAVY_RUN_LENGTH`` times and a second one 9_000 times (two heavy runs, shuffled in).
     ``sorted``: uniform ids in nondecreasing order (the kernels' sort skips its passes).
+    ``tiled``: 0, 1, ..., num_embeddings - 1 repeated (equal radix buckets).
     """
     if distribution == "uniform":
         ids = rng.integers(0, num_embeddings, n)
@@ -75,6 +76,8 @@ def make_ids(
         rng.shuffle(ids)
     elif distribution == "sorted":
         ids = np.sort(rng.integers(0, num_embeddings, n))
+    elif distribution == "tiled":
+        ids = np.arange(n) % num_embeddings
     else:
         raise ValueError(distribution)
     return ids.astype(dtype)

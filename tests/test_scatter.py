@@ -77,6 +77,16 @@ def test_counts_of_a_single_heavy_id(rng):
     np.testing.assert_array_equal(result, [[0, 0], [0, 0], [0, 0], [50_001, 50_001], [0, 0]])
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_range_repeated_into_power_of_two_table(threads, rng, restore_num_threads):
+    """0..2^16-1 four times: every radix bucket holds the same power-of-two count."""
+    fastembed.set_num_threads(threads)
+    ids = np.tile(np.arange(2**16), 4)
+    grad = make_integer_grad(ids.shape, 3, np.float32, rng)
+    result = fastembed.scatter_add(grad, ids, 2**16)
+    assert_bitwise_equal(result, reference_scatter_add(grad, ids, 2**16).astype(np.float32))
+
+
 def test_million_row_table_few_ids(rng):
     ids = np.array([[1_000_002, 0], [500_000, 1_000_002], [77, 0]], dtype=np.int64)
     grad = make_grad(ids.shape, 4, np.float32, rng)

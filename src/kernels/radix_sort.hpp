@@ -91,11 +91,28 @@ class SortedIds {
     template <class KeyOf>
     void scatter_pass(KeyOf key_of, unsigned shift, unsigned digit_bits);
 
+    static constexpr std::size_t kKeysPerLine = 64 / sizeof(Key) > 0 ? 64 / sizeof(Key) : 1;
+
     Codec codec_;
     std::size_t size_;
     ScratchArray<Key> keys_;
     ScratchArray<Key> scratch_;
 };
+
+// Whether the first part's bucket starts (offsets[0..buckets), in keys) crowd into a few of
+// the 64 cache sets a 4 KiB stride maps to: more than 4x the even share in one set. Shuffled
+// ids spread them (at most ~1.8x here); fewer than 256 streams fit in the cache anyway.
+template <class Key>
+bool starts_crowd_cache_sets(const std::size_t* offsets, std::size_t buckets) {
+    constexpr std::size_t kLine = 64;
+    constexpr std::size_t kSets = 4096 / kLine;
+    if (buckets < 256) return false;
+    std::size_t per_set[kSets] = {};
+    for (std::size_t bucket = 0; bucket < buckets; ++bucket) {
+        ++per_set[offsets[bucket] * sizeof(Key) / kLine % kSets];
+    }
+    return *std::max_element(per_set, per_set + kSets) * kSets > 4 * buckets;
+}
 
 // One stable counting pass on the digit (id >> shift) & mask: per-part histograms, an exclusive
 // prefix in (digit, part) order, then each part scatters its range in order.
@@ -122,7 +139,24 @@ void SortedIds<Codec>::scatter_pass(KeyOf key_of, unsigned shift, unsigned digit
             running += count;
         }
     }
-    Key* out = scratch_.get();
+    // Ids in a regular stride (a range repeated, a transposed range) give every bucket the same
+    // power-of-two count, so all write streams start in a few cache sets and every store evicts
+    // another stream's line: sorting np.tile(np.arange(100k), 10) took 9.7 ms against 2.6 ms
+    // for shuffled ids. Then each bucket is shifted by its index in cache lines into a padded
+    // copy, which spreads the streams over the sets, and the buckets are copied back packed.
+    const bool crowded = starts_crowd_cache_sets<Key>(offsets.data(), buckets);
+    std::vector<std::size_t> bucket_begin;
+    ScratchArray<Key> padded(crowded ? size_ + buckets * kKeysPerLine : 0);
+    if (crowded) {
+        bucket_begin.resize(buckets + 1, size_);
+        for (std::size_t bucket = 0; bucket < buckets; ++bucket) {
+            bucket_begin[bucket] = offsets[bucket];  // part 0's start is the bucket's
+            for (std::size_t part = 0; part < parts; ++part) {
+                offsets[part * buckets + bucket] += bucket * kKeysPerLine;
+            }
+        }
+    }
+    Key* out = crowded ? padded.get() : scratch_.get();
     parallel_ranges(size_, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
         std::size_t* next = offsets.data() + part * buckets;
         for (std::size_t i = begin; i < end; ++i) {
@@ -130,6 +164,16 @@ void SortedIds<Codec>::scatter_pass(KeyOf key_of, unsigned shift, unsigned digit
             out[next[digit(key)]++] = key;
         }
     });
+    if (crowded) {
+        Key* packed = scratch_.get();
+        parallel_ranges(buckets, threads, [&](std::size_t, std::size_t first, std::size_t last) {
+            for (std::size_t bucket = first; bucket < last; ++bucket) {
+                const std::size_t begin = bucket_begin[bucket];
+                std::copy(out + begin + bucket * kKeysPerLine,
+                          out + bucket_begin[bucket + 1] + bucket * kKeysPerLine, packed + begin);
+            }
+        });
+    }
     keys_.swap(scratch_);
 }
 

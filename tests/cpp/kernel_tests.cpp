@@ -74,7 +74,7 @@ bool all_sentinel(const std::vector<T>& a) {
 
 // --- inputs ------------------------------------------------------------------------------------
 
-enum class Ids { uniform, zipf, heavy, all_equal, all_distinct, sorted };
+enum class Ids { uniform, zipf, heavy, all_equal, all_distinct, sorted, tiled };
 
 const char* ids_name(Ids kind) {
     switch (kind) {
@@ -84,6 +84,7 @@ const char* ids_name(Ids kind) {
         case Ids::all_equal: return "all_equal";
         case Ids::all_distinct: return "all_distinct";
         case Ids::sorted: return "sorted";
+        case Ids::tiled: return "tiled";
     }
     return "?";
 }
@@ -106,7 +107,8 @@ std::vector<I> make_ids(Ids kind, std::size_t n, std::size_t V, std::mt19937_64&
                     std::min<double>(V - 1, std::floor(std::pow(double(V), unit(rng))) - 1));
                 break;
             case Ids::all_equal: ids[i] = static_cast<I>(V / 2); break;
-            case Ids::all_distinct: ids[i] = static_cast<I>(i % V); break;
+            case Ids::all_distinct:
+            case Ids::tiled: ids[i] = static_cast<I>(i % V); break;
         }
     }
     if (kind == Ids::heavy) {
@@ -694,6 +696,7 @@ void test_kernels_for(std::mt19937_64& rng) {
     test_gather<T, I>(70'000, 9, 60'000, Ids::uniform, rng);  // buckets of the top 10 of 17 bits
     test_gather<T, I>(70'000, 9, 60'000, Ids::zipf, rng);
     test_gather<T, I>(70'000, 9, 60'000, Ids::sorted, rng);
+    test_gather<T, I>(1 << 16, 2, 1 << 18, Ids::tiled, rng);  // equal power-of-two buckets
 
     // scatter_add, blocked path: V * D * sizeof(T) <= 8 MiB and at least 8 rows per id.
     for (std::size_t dim : {1, 7, 17, 64}) {
@@ -714,6 +717,9 @@ void test_kernels_for(std::mt19937_64& rng) {
     test_scatter<T, I>(5000, 3, 5000, Ids::all_distinct, Path::sorted_runs, rng);
     test_scatter<T, I>(5000, 7, 20'000, Ids::sorted, Path::sorted_runs, rng);
     test_scatter<T, I>(300'000, 8, 60'000, Ids::sorted, Path::sorted_runs, rng);
+    // A range repeated: every radix bucket holds the same power-of-two count (padded pass).
+    test_scatter<T, I>(1 << 16, 3, 1 << 18, Ids::tiled, Path::sorted_runs, rng);
+    test_scatter<T, I>(1024, 5, 1 << 18, Ids::tiled, Path::blocked, rng);  // and sorted runs
     test_scatter<T, I>(300'000, 8, 60'000, Ids::uniform, Path::sorted_runs, rng);  // two-pass sort
     test_scatter<T, I>(300'000, 8, 60'000, Ids::heavy, Path::sorted_runs, rng);
     test_scatter<T, I>(3000, 7, 20'000, Ids::heavy, Path::sorted_runs, rng);
