@@ -166,9 +166,12 @@ def bench_thread_scaling(
     one, and on a shared machine the memory bandwidth a core gets drifts by more than the ratio
     measured (the same 2-thread backward took 5.2 ms or 7.8 ms a minute apart).
     """
+
+    def call() -> object:
+        return fastembed.scatter_add(grad, ids, num_embeddings)
+
     for threads, method in ((1, ONE_THREAD), (ctx.threads, all_threads(ctx.threads))):
         fastembed.set_num_threads(threads)
-        call = lambda: fastembed.scatter_add(grad, ids, num_embeddings)  # noqa: E731
         ctx.compare(case, SCALING, {method: call}, nbytes, repeats)
     fastembed.set_num_threads(ctx.threads)
 
