@@ -1,6 +1,6 @@
 """fastembed: embedding layers for NumPy at memory speed."""
 
-from . import optim
+from . import optim, text
 from ._bag_functional import (
     embedding_bag,
     embedding_bag_backward,
@@ -12,11 +12,13 @@ from ._threading import _check_environment, get_num_threads, set_num_threads
 from .bag import EmbeddingBag
 from .layers import Embedding
 from .sparse import RowSparseGrad
+from .text import WordVectors
 
 __all__ = [
     "Embedding",
     "EmbeddingBag",
     "RowSparseGrad",
+    "WordVectors",
     "embedding_bag",
     "embedding_bag_backward",
     "embedding_bag_per_sample_weights_backward",
@@ -27,6 +29,7 @@ __all__ = [
     "set_buffer_cache_limit",
     "set_num_threads",
     "sparse_grad",
+    "text",
 ]
 __version__ = "0.1.0"
 

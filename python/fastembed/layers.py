@@ -34,15 +34,17 @@ _OPTION_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _check_table(weight: np.ndarray) -> np.ndarray:
+def check_table(weight: np.ndarray, name: str = "weight") -> np.ndarray:
+    """``weight`` itself if it is a float32/float64 2-d C-contiguous array (TypeError or
+    ValueError naming ``name`` otherwise)."""
     if not isinstance(weight, np.ndarray):
-        raise TypeError(f"weight must be a NumPy array, got {type(weight).__name__}")
+        raise TypeError(f"{name} must be a NumPy array, got {type(weight).__name__}")
     if weight.dtype not in _TABLE_DTYPES:
-        raise TypeError(f"weight must be float32 or float64, got {weight.dtype}")
+        raise TypeError(f"{name} must be float32 or float64, got {weight.dtype}")
     if weight.ndim != 2:
-        raise ValueError(f"weight must be 2-d (num_embeddings, embedding_dim), got {weight.shape}")
+        raise ValueError(f"{name} must be 2-d (num_embeddings, embedding_dim), got {weight.shape}")
     if not weight.flags.c_contiguous:
-        raise ValueError("weight must be C-contiguous (use np.ascontiguousarray)")
+        raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
     return weight
 
 
@@ -188,7 +190,7 @@ class Embedding(TableLayer):
                 raise ValueError("give weight or weights (its Keras spelling), not both")
             weight = _keras_weights(weights)
         if weight is not None:
-            _check_table(weight)
+            check_table(weight)
             for name, given, actual in (
                 ("num_embeddings", num_embeddings, weight.shape[0]),
                 ("embedding_dim", embedding_dim, weight.shape[1]),
