@@ -71,6 +71,9 @@ class EmbeddingBag(TableLayer):
         by :meth:`backward` when the forward had per-sample weights (else None):
         ``grad[i] = grad_output[bag of i] . weight[ids[i]]``, 0 for padding entries.
 
+    ``bag.save(path, optimizer=None)`` and ``EmbeddingBag.load(path, mmap_mode=None,
+    optimizer=None)`` save and load the table with these options, as :class:`Embedding`'s.
+
     Examples
     --------
     >>> bag = EmbeddingBag(weight=np.arange(8, dtype=np.float32).reshape(4, 2), mode="sum")
@@ -78,6 +81,17 @@ class EmbeddingBag(TableLayer):
     array([[2., 4.],
            [6., 7.]], dtype=float32)
     """
+
+    option_defaults: dict[str, Any] = {
+        "mode": "mean",
+        "padding_idx": None,
+        "sparse": False,
+        "include_last_offset": False,
+        "max_norm": None,
+        "norm_type": 2.0,
+        "scale_grad_by_freq": False,
+        "trainable": True,
+    }
 
     def __init__(
         self,

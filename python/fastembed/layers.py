@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -19,6 +19,8 @@ from .sparse import RowSparseGrad
 
 if TYPE_CHECKING:
     from .optim import SparseOptimizer
+
+_Layer = TypeVar("_Layer", bound="TableLayer")
 
 _TABLE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -59,11 +61,123 @@ def _keras_weights(weights: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
 
 class TableLayer:
     """What the layer classes share: their table ``weight``, accumulated ``grad`` and
-    ``trainable``."""
+    ``trainable``, and saving and loading them with their options."""
 
     weight: np.ndarray
     grad: np.ndarray | RowSparseGrad | None
     trainable: bool
+    #: The options (constructor arguments) saved with the table, with their defaults.
+    option_defaults: dict[str, Any]
+
+    def _options(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.option_defaults}
+
+    def save(self, path: str | os.PathLike, optimizer: SparseOptimizer | None = None) -> None:
+        """Write the table and the options to ``path``, atomically.
+
+        ``*.npy``: the table as a ``.npy`` file plus the options in ``<path>.json``. Any other
+        name (``*.npz`` by convention): one uncompressed ``.npz`` archive (members
+        ``weight.npy`` and ``config.npy``) written at exactly ``path``. Both can be loaded
+        memory-mapped with :meth:`load`. Gradients and the last ids are not saved.
+
+        The files are written beside their targets and renamed over them once complete, so
+        ``path`` always holds the old or the new table, whatever crashes or is killed. Saving
+        over the file the table is memory-mapped from is safe: with ``mmap_mode="r"`` or
+        ``"c"`` the map keeps reading the replaced file until it is dropped; with ``"r+"`` the
+        table *is* the file, so ``save`` flushes the map, writes the options, and the layer
+        stays mapped to the live file.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        optimizer : SGD, Adagrad or Adam, optional
+            Makes a training checkpoint (``.npz`` only): the optimizer's class,
+            hyper-parameters and its state for this layer's table go into the same file, for
+            ``load(path, optimizer=...)``.
+
+        Raises
+        ------
+        OSError
+            The file cannot be written (disk full, permission denied, a bad path), naming the
+            path. The old file is left as it was and no temporary file is left behind.
+        ValueError
+            An option cannot be written as JSON, or ``optimizer`` with a ``.npy`` path; raised
+            before anything is written.
+        """
+        config = {"layer": self._kind(), **self._options()}
+        arrays = {}
+        if optimizer is not None:
+            description, optimizer_arrays = optimizer._checkpoint(self)
+            config["optimizer"] = description
+            arrays = {f"optimizer.{name}": array for name, array in optimizer_arrays.items()}
+        save_table(path, self.weight, config, arrays)
+
+    @classmethod
+    def load(
+        cls: type[_Layer],
+        path: str | os.PathLike,
+        mmap_mode: str | None = None,
+        optimizer: SparseOptimizer | None = None,
+    ) -> _Layer:
+        """A layer from a file written by :meth:`save` (or any ``.npy`` table).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        mmap_mode : {None, "r", "c", "r+"}
+            As for ``np.load``: ``None`` reads the table into memory; ``"r"`` (read-only) and
+            ``"c"`` (copy-on-write) map it without reading it, for ``.npy`` and ``.npz`` alike;
+            ``"r+"`` (writes go to the file) is for ``.npy`` only.
+        optimizer : SGD, Adagrad or Adam, optional
+            For a checkpoint (saved with ``optimizer=``): an optimizer of the saved class with
+            the saved hyper-parameters, into which the saved state for this table is restored
+            (the new layer becomes its next table, so a fresh optimizer's ``state_dict()``
+            equals the saved one). Training on gives bitwise what training straight through
+            would have.
+
+        Raises
+        ------
+        ValueError
+            The file is not a fastembed table of this layer class (another archive, a pickle,
+            random bytes, empty, truncated, a newer format, another layer's options), naming
+            the path and what is wrong; or ``optimizer`` is of another class or has other
+            hyper-parameters than the saved one, or the file holds no optimizer state.
+        OSError
+            The file cannot be opened or read.
+        """
+        weight, config, arrays = load_table(path, mmap_mode, with_arrays=optimizer is not None)
+        path = os.fspath(path)
+        kind = config.pop("layer", cls._kind())
+        described = config.pop("optimizer", None)
+        if kind != cls._kind():
+            raise ValueError(f"{path} holds an {kind} layer, not an {cls._kind()}: use {kind}.load")
+        unknown = set(config) - set(cls.option_defaults)
+        if unknown:
+            raise ValueError(f"{path}: unknown options {sorted(unknown)}")
+        try:
+            layer = cls(weight=weight, **config)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path} does not hold a valid {cls._kind()}: {error}") from error
+        if optimizer is not None:
+            if described is None:
+                raise ValueError(
+                    f"{path} holds no optimizer state (it was saved without optimizer=)"
+                )
+            prefix = "optimizer."
+            saved = {n[len(prefix) :]: a for n, a in arrays.items() if n.startswith(prefix)}
+            try:
+                optimizer._restore(layer, described, saved)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{path}: {error}") from error
+        return layer
+
+    @classmethod
+    def _kind(cls) -> str:
+        """The layer class the file records: the one that defines the options."""
+        for klass in cls.__mro__:
+            if "option_defaults" in vars(klass):
+                return klass.__name__
+        raise TypeError(f"{cls.__name__} defines no option_defaults")
 
     @property
     def freeze(self) -> bool:
@@ -166,6 +280,8 @@ class Embedding(TableLayer):
     >>> emb.weight[0]
     array([0., 0., 0.], dtype=float32)
     """
+
+    option_defaults = _OPTION_DEFAULTS
 
     def __init__(
         self,
@@ -339,35 +455,6 @@ class Embedding(TableLayer):
         padding = padding_argument(self.padding_idx, self.num_embeddings)
         scale = self.scale_grad_by_freq
         return (grad_output, self._ids, None, "sum", None, None, padding, scale)
-
-    # --- persistence -------------------------------------------------------------------------
-
-    def _options(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _OPTION_DEFAULTS}
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the table and the options to ``path``.
-
-        ``*.npy``: the table as a ``.npy`` file plus the options in ``<path>.json``. Any other
-        name (``*.npz`` by convention): one uncompressed ``.npz`` archive (members
-        ``weight.npy`` and ``config.npy``) written at exactly ``path``. Both can be loaded
-        memory-mapped with :meth:`load`. Gradients and the last ids are not saved.
-        """
-        save_table(path, self.weight, self._options())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, mmap_mode: str | None = None) -> Embedding:
-        """A layer from a file written by :meth:`save` (or any ``.npy`` table).
-
-        ``mmap_mode`` as for ``np.load``: ``None`` reads the table into memory; ``"r"``
-        (read-only) and ``"c"`` (copy-on-write) map it without reading it, for ``.npy`` and
-        ``.npz`` alike; ``"r+"`` (writes go to the file) is for ``.npy`` only.
-        """
-        weight, options = load_table(path, mmap_mode)
-        unknown = set(options) - set(_OPTION_DEFAULTS)
-        if unknown:
-            raise ValueError(f"{os.fspath(path)}: unknown options {sorted(unknown)}")
-        return cls(weight=weight, **options)
 
     def __getstate__(self) -> dict[str, Any]:
         return {

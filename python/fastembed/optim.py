@@ -142,6 +142,51 @@ class SparseOptimizer:
             else:
                 self._pending[index] = state
 
+    # --- checkpoints (Embedding.save / load with optimizer=) ---------------------------------
+
+    def _checkpoint(self, layer: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """What a checkpoint of ``layer`` stores of this optimizer: a description (class,
+        whether it has stepped the layer) and its arrays (hyper-parameters as
+        :meth:`state_dict` has them, and the layer's state arrays as ``state.<name>``)."""
+        index = self._index(layer)
+        arrays = {name: np.asarray(getattr(self, name)) for name in self.hyperparameters}
+        if index is not None:
+            arrays.update({f"state.{name}": array for name, array in self._states[index].items()})
+        return {"class": type(self).__name__, "stepped": index is not None}, arrays
+
+    def _restore(
+        self, layer: Any, description: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> None:
+        """Adopt ``layer`` as the next table, with the state a :meth:`_checkpoint` saved;
+        ``ValueError`` naming what differs if this optimizer is not the one that saved it."""
+        if not isinstance(description, dict) or description.get("class") != type(self).__name__:
+            saved = description.get("class") if isinstance(description, dict) else description
+            raise ValueError(
+                f"the checkpoint holds the state of a {saved} optimizer, not of a "
+                f"{type(self).__name__}"
+            )
+        for name in self.hyperparameters:
+            if name not in arrays:
+                raise ValueError(f"the checkpoint lacks the hyper-parameter {name}")
+            saved, current = _hyperparameter(arrays[name]), getattr(self, name)
+            if saved != current:
+                raise ValueError(
+                    f"the checkpoint was saved with {type(self).__name__} {name}={saved!r}, this "
+                    f"optimizer has {name}={current!r}"
+                )
+        if not description.get("stepped"):
+            return  # the optimizer had not stepped the layer yet: nothing to restore
+        prefix = "state."
+        state = {
+            n[len(prefix) :]: np.asarray(a, order="C")
+            for n, a in arrays.items()
+            if n.startswith(prefix)
+        }
+        self._check_loaded(state, layer.weight)
+        self._pending.pop(len(self._states), None)
+        self._layers.append(layer)
+        self._states.append(state)
+
     # --- helpers ----------------------------------------------------------------------------
 
     def _index(self, layer: Any) -> int | None:
