@@ -1,18 +1,22 @@
 """What a benchmark suite sees: the run context (timing, recording) and the collected results.
 
-A suite is a module ``bench/suite_<name>.py`` with ``def run(ctx: Context) -> None``, called once
-per thread count. It may also define ``def targets(results: Results) -> list[Target]``, called
-once after every thread count has run, to state the ratios its issue asks for.
+A suite is a module ``bench/suite_<name>.py``; ``bench/README.md`` states the convention (the
+module constants ``HEADLINE_SECONDS``, ``FULL_SECONDS`` and ``PEERS``, ``run(ctx)`` and
+``targets(results)``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import importlib
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
+import fastembed
 import numpy as np
 
 CaseT = TypeVar("CaseT")
@@ -22,8 +26,25 @@ CaseT = TypeVar("CaseT")
 ZIPF_EXPONENT = 1.1
 
 # PyTorch's OpenMP workers keep spinning ~10 ms after each parallel call; on a 2-core machine
-# they would take a core from whatever is timed next, so each method's warm-up waits this long.
+# they would take a core from whatever is timed next, so each block of calls waits this long.
 QUIESCE_SECONDS = 0.03
+
+# The three sizes of a run: a seconds-long smoke test, each suite's headline case (the default
+# run, a few minutes in all), every case at 1 thread and all cores (judges every target).
+QUICK, HEADLINE, FULL = "quick", "headline", "full"
+
+_peers: dict[str, Any] = {}
+
+
+def import_peer(name: str) -> Any:
+    """The optional module ``name`` (``torch``, ``gensim``, ``faiss``...), or None when it is not
+    installed; imported once per process."""
+    if name not in _peers:
+        try:
+            _peers[name] = importlib.import_module(name)
+        except ImportError:
+            _peers[name] = None
+    return _peers[name]
 
 
 def zipf_ids(rng: np.random.Generator, n: int, num_embeddings: int) -> np.ndarray:
@@ -38,9 +59,14 @@ def short_count(count: int) -> str:
     return str(count)
 
 
+def thread_label(threads: int) -> str:
+    return f"{threads} thread{'s' if threads > 1 else ''}"
+
+
 @dataclass(frozen=True)
 class Record:
-    """One method timed on one case: ``seconds`` is the median over ``repeats`` calls."""
+    """One method timed on one case: ``seconds`` is the median of all ``samples``;
+    ``round_seconds`` the median of each round (see ``Context.compare``)."""
 
     suite: str
     threads: int
@@ -51,6 +77,8 @@ class Record:
     min_seconds: float
     repeats: int
     nbytes: int
+    samples: tuple[float, ...] = ()
+    round_seconds: tuple[float, ...] = ()
 
     @property
     def key(self) -> tuple[int, str, str]:
@@ -59,42 +87,107 @@ class Record:
 
 
 @dataclass(frozen=True)
-class Target:
-    """A required speed ratio: every entry of ``ratios`` (label -> ratio) must be >= ``minimum``.
+class Ratio:
+    """How many times faster one method is than another: the median over back-to-back rounds
+    (both methods timed in the same round, one right after the other) and the range."""
 
-    A ratio is "how many times faster" (the other method's time over ours), so an empty
-    ``ratios`` means the comparison could not be made in this run (e.g. torch is missing).
+    median: float
+    low: float
+    high: float
+    pairs: int
+
+    def __str__(self) -> str:
+        if self.pairs < 2:
+            return f"{self.median:.2f}x (1 pair)"
+        return f"{self.median:.2f}x (range {self.low:.2f}-{self.high:.2f} over {self.pairs} pairs)"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A required speed ratio: every entry of ``ratios`` (case -> Ratio) must be >= ``minimum``.
+
+    A ratio is "how many times faster" (the other method's time over ours), judged on the median
+    of its back-to-back pairs. An empty ``ratios`` means the comparison could not be made in this
+    run (a peer is not installed, or the case did not run). ``ours`` and ``other`` name the
+    methods compared (``other`` is a peer library's method for the chart, empty otherwise);
+    ``note`` is printed beside the verdict (e.g. the host's own 1 -> N bandwidth gain).
     """
 
     description: str
     minimum: float
-    ratios: dict[str, float]
+    ratios: dict[str, Ratio]
+    ours: str = ""
+    other: str = ""
+    group: str = ""
+    peer: bool = True
+    note: str = ""
 
     @property
     def status(self) -> str:
         if not self.ratios:
             return "SKIP"
-        return "PASS" if min(self.ratios.values()) >= self.minimum else "FAIL"
+        return "PASS" if min(r.median for r in self.ratios.values()) >= self.minimum else "FAIL"
 
     @property
-    def worst(self) -> tuple[str, float] | None:
+    def worst(self) -> tuple[str, Ratio] | None:
         if not self.ratios:
             return None
-        return min(self.ratios.items(), key=lambda item: item[1])
+        return min(self.ratios.items(), key=lambda item: item[1].median)
 
 
 @dataclass
 class Results:
-    """Every record of a run, in the order recorded."""
+    """Every record of a run, in the order recorded, and the host it ran on."""
 
     records: list[Record] = field(default_factory=list)
+    host: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, threads: int, case: str, group: str, method: str) -> Record | None:
+        for record in self.records:
+            if record.key == (threads, case, group) and record.method == method:
+                return record
+        return None
 
     def seconds(self, threads: int, case: str, group: str, method: str) -> float | None:
         """Median seconds of one method, or None if it was not run."""
-        for record in self.records:
-            if record.key == (threads, case, group) and record.method == method:
-                return record.seconds
-        return None
+        found = self.record(threads, case, group, method)
+        return found.seconds if found is not None else None
+
+    def ratio(self, threads: int, case: str, group: str, ours: str, other: str) -> Ratio | None:
+        """``other``'s time over ``ours``, round by round, or None if either did not run."""
+        mine = self.record(threads, case, group, ours)
+        theirs = self.record(threads, case, group, other)
+        if mine is None or theirs is None:
+            return None
+        pairs = [t / m for m, t in zip(mine.round_seconds, theirs.round_seconds)]
+        if not pairs:
+            pairs = [theirs.seconds / mine.seconds]
+        return Ratio(statistics.median(pairs), min(pairs), max(pairs), len(pairs))
+
+    def speedup(
+        self,
+        minimum: float,
+        group: str,
+        ours: str,
+        other: str,
+        cases: list[str],
+        threads: int | None = None,
+        description: str | None = None,
+        peer: bool = True,
+        note: str = "",
+    ) -> Target:
+        """The target "``ours`` is at least ``minimum`` times faster than ``other``" on each of
+        ``cases`` (those that ran), at ``threads`` (default: the largest thread count run)."""
+        if threads is None:
+            threads = max(self.thread_counts, default=1)
+        ratios = {}
+        for case in cases:
+            found = self.ratio(threads, case, group, ours, other)
+            if found is not None:
+                ratios[case] = found
+        if description is None:
+            description = f"[{thread_label(threads)}] {group}: {ours} vs {other}"
+        return Target(description, minimum, ratios, ours, other, group, peer, note)
 
     def table(self, key: tuple[int, str, str]) -> list[Record]:
         return [record for record in self.records if record.key == key]
@@ -108,22 +201,34 @@ class Results:
         return list(dict.fromkeys(r.case for r in self.records if r.suite == suite))
 
 
+def split_count(count: int, rounds: int) -> list[int]:
+    """``count`` timed calls spread over at most ``rounds`` rounds, as evenly as possible."""
+    rounds = max(1, min(rounds, count))
+    return [count // rounds + (r < count % rounds) for r in range(rounds)]
+
+
 class Context:
     """Handed to a suite's ``run``: settings of this run plus ``compare``, which times and
     records.
 
     Attributes
     ----------
-    quick : bool
-        Tiny sizes: a smoke test that must finish in seconds.
+    mode : str
+        ``"quick"`` (tiny sizes, seconds), ``"headline"`` (the default run: only the suite's
+        headline case, at reduced sizes where the full case would not fit the suite's
+        ``HEADLINE_SECONDS``) or ``"full"`` (every case).
     torch : module or None
-        ``torch`` when importable; a suite skips everything torch-related when None.
+        ``torch`` when importable; a suite skips everything torch-related when None. Other
+        peers: ``ctx.peer("gensim")``.
     rng : numpy.random.Generator
         Seeded, so every run benchmarks the same data.
     threads : int
         Thread count that fastembed and torch are set to for this call of ``run``.
     repeats : int
-        Timed calls per method (after one warm-up call) unless ``compare`` is told otherwise.
+        Timed calls per method unless ``compare`` is told otherwise.
+    rounds : int
+        Rounds the timed calls are spread over (see ``compare``); every ratio's spread comes
+        from them.
     bandwidth : float
         This machine's copy bandwidth in bytes/s (``np.copyto``, bytes read + written).
     """
@@ -132,26 +237,42 @@ class Context:
         self,
         *,
         suite: str,
-        quick: bool,
-        torch: Any,
+        mode: str,
         threads: int,
         repeats: int,
+        rounds: int,
         bandwidth: float,
         case_filters: list[str],
         results: Results,
         on_table: Callable[[tuple[int, str, str]], None],
+        on_progress: Callable[[str, str], None] = lambda case, group: None,
     ) -> None:
         self.suite = suite
-        self.quick = quick
-        self.torch = torch
+        self.mode = mode
+        self.torch = import_peer("torch")
         self.rng = np.random.default_rng(20240601)
         self.threads = threads
         self.repeats = repeats
+        self.rounds = rounds
         self.bandwidth = bandwidth
         self._case_filters = [f.lower() for f in case_filters]
         self._results = results
         self._on_table = on_table
+        self._on_progress = on_progress
         self._open_table: tuple[int, str, str] | None = None
+
+    @property
+    def quick(self) -> bool:
+        return self.mode == QUICK
+
+    @property
+    def headline(self) -> bool:
+        return self.mode == HEADLINE
+
+    @staticmethod
+    def peer(name: str) -> Any:
+        """The optional peer module ``name``, or None when it is not installed."""
+        return import_peer(name)
 
     def with_rngs(self, cases: list[CaseT]) -> list[tuple[CaseT, np.random.Generator]]:
         """Each case with its own generator, seeded from ``rng``: a case gets the same data
@@ -173,50 +294,97 @@ class Context:
         repeats: int | dict[str, int] | None = None,
         setup: Callable[[], object] | None = None,
     ) -> None:
-        """Time ``methods`` on the same data, one after another, and record each median.
+        """Time ``methods`` on the same data and record each one's calls.
 
-        Each method gets one untimed warm-up call (page faults, caches, lazy initialisation),
-        then its timed calls back to back, as a loop calling it would. Before the warm-up a
-        short pause lets other libraries' worker threads go idle (not with ``quick``). Calls
-        are not interleaved across methods: PyTorch's spinning workers would take a core from
-        the call after each of its own, and a pause before every call made each call pay for
-        waking idle cores instead (measured: 4.3 -> 6.2 ms for a 2-thread gather). The garbage
-        collector is paused while timing.
+        The timed calls are spread over ``self.rounds`` rounds; in each round every method runs
+        one block: a short pause that lets other libraries' worker threads go idle (not with
+        ``quick``), one untimed warm-up call (page faults, caches, waking this library's own
+        idle workers), then its timed calls back to back, as a loop calling it would. Two
+        methods' medians in one round are a back-to-back pair: the spread of their ratio over
+        the rounds shows how much the host drifted. Calls are not interleaved one by one:
+        PyTorch's spinning workers would take a core from the call after each of its own, and
+        a pause before every call made each call pay for waking idle cores instead (measured:
+        4.3 -> 6.2 ms for a 2-thread gather). The garbage collector is paused while timing.
 
-        ``repeats``: timed calls per method (default ``self.repeats``), or a dict giving some
-        methods another count. ``setup()``, if given, runs untimed before every call (e.g.
-        restoring an array that a method modifies in place). ``nbytes`` is the memory traffic
-        the operation must move at minimum (the same for every method), from which GB/s is
-        computed. A table is printed as soon as a table of another case or group starts.
+        List fastembed's method first. ``repeats``: timed calls per method (default
+        ``self.repeats``), or a dict giving some methods another count (a method with fewer
+        calls than rounds joins only the first rounds). ``setup()``, if given, runs untimed
+        before every call (e.g. restoring an array that a method modifies in place). ``nbytes``
+        is the memory traffic the operation must move at minimum (the same for every method),
+        from which GB/s is computed. A case and group's table is printed as soon as the next
+        one starts.
         """
         if not self.wants(case):
             return
-        quiesce = 0.0 if self.quick else QUIESCE_SECONDS
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            for method, fn in methods.items():
-                count = repeats.get(method, self.repeats) if isinstance(repeats, dict) else repeats
-                self._timed_call(fn, setup, quiesce)
-                times = [self._timed_call(fn, setup, 0.0) for _ in range(count or self.repeats)]
-                self._store(case, group, method, times, nbytes)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+        self._start(case, group)
+        counts = {
+            method: (repeats.get(method, self.repeats) if isinstance(repeats, dict) else repeats)
+            or self.repeats
+            for method in methods
+        }
+        blocks = {method: split_count(count, self.rounds) for method, count in counts.items()}
+        samples: dict[str, list[list[float]]] = {method: [] for method in methods}
+        with _gc_paused():
+            for round_index in range(max(len(b) for b in blocks.values())):
+                for method, fn in methods.items():
+                    if round_index < len(blocks[method]):
+                        block = self._block(fn, setup, blocks[method][round_index])
+                        samples[method].append(block)
+        for method, rounds in samples.items():
+            self._store(case, group, method, rounds, nbytes)
+
+    def compare_threads(
+        self, case: str, group: str, method: str, fn: Callable[[], object], nbytes: int, pairs: int
+    ) -> None:
+        """Time ``fn`` at 1 fastembed thread and at ``self.threads``, in ``pairs`` interleaved
+        rounds (1 thread, then all, then 1 again...), recorded as the methods
+        ``f"{method}, 1 thread"`` and ``f"{method}, {threads} threads"``: the speed-up's spread
+        over the pairs shows the host's drift, which a 1 -> N ratio of passes minutes apart
+        hides. Each block is a warm-up and ``self.repeats // self.rounds`` timed calls."""
+        if not self.wants(case):
+            return
+        self._start(case, group)
+        per_block = max(1, self.repeats // self.rounds)
+        counts = (1, self.threads)
+        samples: dict[int, list[list[float]]] = {threads: [] for threads in counts}
+        with _gc_paused():
+            try:
+                for _ in range(pairs):
+                    for threads in counts:
+                        fastembed.set_num_threads(threads)
+                        samples[threads].append(self._block(fn, None, per_block))
+            finally:
+                fastembed.set_num_threads(self.threads)
+        for threads, rounds in samples.items():
+            self._store(case, group, f"{method}, {thread_label(threads)}", rounds, nbytes)
+
+    def _start(self, case: str, group: str) -> None:
+        """Print the table before this one, if it is complete, and report progress."""
+        if self._open_table is not None and self._open_table[1:] != (case, group):
+            self._on_table(self._open_table)
+            self._open_table = None
+        self._on_progress(case, group)
+
+    def _block(
+        self, fn: Callable[[], object], setup: Callable[[], object] | None, count: int
+    ) -> list[float]:
+        if not self.quick:
+            time.sleep(QUIESCE_SECONDS)
+        self._timed_call(fn, setup)
+        return [self._timed_call(fn, setup) for _ in range(count)]
 
     @staticmethod
-    def _timed_call(
-        fn: Callable[[], object], setup: Callable[[], object] | None, pause: float
-    ) -> float:
-        if pause:
-            time.sleep(pause)
+    def _timed_call(fn: Callable[[], object], setup: Callable[[], object] | None) -> float:
         if setup is not None:
             setup()
         start = time.perf_counter()
         fn()
         return time.perf_counter() - start
 
-    def _store(self, case: str, group: str, method: str, times: list[float], nbytes: int) -> None:
+    def _store(
+        self, case: str, group: str, method: str, rounds: list[list[float]], nbytes: int
+    ) -> None:
+        times = [t for block in rounds for t in block]
         record = Record(
             suite=self.suite,
             threads=self.threads,
@@ -227,9 +395,9 @@ class Context:
             min_seconds=min(times),
             repeats=len(times),
             nbytes=int(nbytes),
+            samples=tuple(times),
+            round_seconds=tuple(statistics.median(block) for block in rounds),
         )
-        if self._open_table is not None and self._open_table != record.key:
-            self._on_table(self._open_table)
         self._open_table = record.key
         self._results.records.append(record)
 
@@ -238,3 +406,15 @@ class Context:
         if self._open_table is not None:
             self._on_table(self._open_table)
             self._open_table = None
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The garbage collector off for the duration of a ``with`` block (as it was, after)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

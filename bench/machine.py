@@ -1,14 +1,32 @@
-"""The machine a benchmark ran on: its copy bandwidth (the physical reference) and versions."""
+"""The host a benchmark ran on: what every table is read against.
+
+Its caches (as sysfs and as CPUID, through glibc's ``getconf``, report them: in a VM the two can
+disagree by 8x), the copy bandwidth of ``np.copyto`` (the physical reference for GB/s), the
+latency of a dependent random load (what bounds random row reads), and how much a second
+thread adds to streaming bandwidth (what a 1 -> N thread speed-up can reach), plus the
+versions of everything compared.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import statistics
+import subprocess
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from harness import Ratio, thread_label
+
+# Distributions whose versions results.json keeps (those not installed are recorded as None).
+PACKAGES = (
+    "fastembed", "numpy", "torch", "gensim", "faiss-cpu", "scipy", "ml_dtypes", "ray",
+    "matplotlib", "tqdm",
+)  # fmt: skip
 
 
 def available_cores() -> int:
@@ -18,20 +36,154 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
-def copy_bandwidth(nbytes: int, repeats: int) -> float:
-    """Bytes/s of ``np.copyto`` between two ``nbytes`` buffers, counting bytes read + written.
+def _copy_seconds(dst: np.ndarray, src: np.ndarray, threads: int) -> float:
+    """One copy of ``src`` into ``dst``, split into ``threads`` slices copied by as many Python
+    threads (``np.copyto`` releases the GIL while it copies)."""
+    if threads == 1:
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        return time.perf_counter() - start
+    bounds = np.linspace(0, src.size, threads + 1).astype(int)
+    workers = [
+        threading.Thread(target=np.copyto, args=(dst[a:b], src[a:b]))
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return time.perf_counter() - start
 
-    The median of ``repeats`` copies after a first copy that faults both buffers in.
+
+def copy_bandwidth(nbytes: int, repeats: int, threads: int = 1, pairs: int = 0) -> dict[str, Any]:
+    """Bytes/s of ``np.copyto`` between two ``nbytes`` buffers, counting bytes read + written,
+    the median of ``repeats`` copies after a first copy that faults both buffers in.
+
+    With ``threads > 1`` and ``pairs`` rounds, also the streaming gain from 1 to ``threads``
+    threads: in each round ``repeats`` copies by one thread, then as many split across
+    ``threads``, the gain being the ratio of the two medians (a Ratio over the rounds).
     """
     src = np.ones(nbytes, dtype=np.uint8)
     dst = np.empty_like(src)
     np.copyto(dst, src)
-    samples = []
-    for _ in range(repeats):
+    single = [_copy_seconds(dst, src, 1) for _ in range(repeats)]
+    found: dict[str, Any] = {"copy_bandwidth": 2 * nbytes / statistics.median(single)}
+    if threads > 1 and pairs:
+        gains, parallel = [], []
+        for _ in range(pairs):
+            one = statistics.median(_copy_seconds(dst, src, 1) for _ in range(repeats))
+            many = statistics.median(_copy_seconds(dst, src, threads) for _ in range(repeats))
+            gains.append(one / many)
+            parallel.append(many)
+        found["copy_bandwidth_all_threads"] = 2 * nbytes / statistics.median(parallel)
+        found["streaming_gain"] = Ratio(
+            statistics.median(gains), min(gains), max(gains), len(gains)
+        )
+    return found
+
+
+def random_load_ns(nbytes: int, steps: int, rng: np.random.Generator) -> float:
+    """Nanoseconds of one dependent random load over an ``nbytes`` buffer: a walk through one
+    random cycle of int64 slots, each load's address the value the previous load returned.
+
+    The walk is a Python loop; its own cost per step is measured on a 16 KiB cycle (in L1) and
+    subtracted.
+    """
+
+    def walk(size: int) -> float:
+        slots = size // 8
+        order = rng.permutation(slots)
+        successor = np.empty(slots, dtype=np.int64)
+        successor[order] = np.roll(order, -1)
+        view = memoryview(successor)
+        slot = 0
+        for _ in range(steps // 10):  # warm-up: page faults, TLB
+            slot = view[slot]
         start = time.perf_counter()
-        np.copyto(dst, src)
-        samples.append(time.perf_counter() - start)
-    return 2 * nbytes / statistics.median(samples)
+        for _ in range(steps):
+            slot = view[slot]
+        return (time.perf_counter() - start) / steps
+
+    return max(0.0, walk(nbytes) - walk(16 << 10)) * 1e9
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def sysfs_caches() -> dict[str, int]:
+    """Data and unified cache sizes of CPU 0 in bytes, as sysfs reports them ("L1d", "L2"...)."""
+    caches = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        kind, level, size = (_read(index / name) for name in ("type", "level", "size"))
+        if kind == "Instruction" or not level or not size:
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1], 1)
+        caches[f"L{level}{'d' if kind == 'Data' else ''}"] = int(size.rstrip("KMG")) * scale
+    return caches
+
+
+def cpuid_caches() -> dict[str, int]:
+    """Cache sizes as glibc's ``getconf`` reports them (read from CPUID), in bytes."""
+    names = {"LEVEL1_DCACHE_SIZE": "L1d", "LEVEL2_CACHE_SIZE": "L2", "LEVEL3_CACHE_SIZE": "L3"}
+    caches = {}
+    for name, label in names.items():
+        try:
+            value = subprocess.run(
+                ["getconf", name], capture_output=True, text=True, timeout=5, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if value.isdigit() and int(value) > 0:
+            caches[label] = int(value)
+    return caches
+
+
+def measure_host(mode: str, threads: int, rng: np.random.Generator) -> dict[str, Any]:
+    """The host line's numbers (see the module docstring); smaller buffers with ``--quick``."""
+    quick = mode == "quick"
+    mib = 64 if quick else 256
+    host: dict[str, Any] = {
+        "caches_sysfs": sysfs_caches(),
+        "caches_cpuid": cpuid_caches(),
+        "copy_mib": mib,
+        "threads": threads,
+    }
+    host.update(copy_bandwidth(mib << 20, repeats=3 if quick else 5, threads=threads, pairs=3))
+    host["random_load_ns"] = random_load_ns(mib << 20, 20_000 if quick else 200_000, rng)
+    return host
+
+
+def _size(nbytes: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= size:
+            return f"{nbytes / size:g} {unit}"
+    return f"{nbytes} B"
+
+
+def _caches(caches: dict[str, int]) -> str:
+    return " ".join(f"{label} {_size(size)}" for label, size in caches.items()) or "unknown"
+
+
+def format_host(host: dict[str, Any]) -> str:
+    """The host line printed above every table."""
+    line = (
+        f"host: caches (sysfs) {_caches(host['caches_sysfs'])}; (CPUID) "
+        f"{_caches(host['caches_cpuid'])}; copy bandwidth (np.copyto {host['copy_mib']} MiB, "
+        f"read + write) {host['copy_bandwidth'] / 1e9:.1f} GB/s; dependent random load over "
+        f"{host['copy_mib']} MiB {host['random_load_ns']:.0f} ns"
+    )
+    gain = host.get("streaming_gain")
+    if gain is not None:
+        line += (
+            f"; streaming 1 -> {thread_label(host['threads'])} "
+            f"{host['copy_bandwidth_all_threads'] / 1e9:.1f} GB/s, gain {gain}"
+        )
+    return line
 
 
 def _cpu_model() -> str:
@@ -45,18 +197,24 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_info(torch: Any) -> dict[str, Any]:
-    import fastembed
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
+
+def machine_info() -> dict[str, Any]:
     return {
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "available_cores": available_cores(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__ if torch is not None else None,
-        "fastembed": getattr(fastembed, "__version__", None),
+        "packages": package_versions(),
         # Other processes on a shared machine skew multithreaded timings: keep the evidence.
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }

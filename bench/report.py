@@ -37,12 +37,31 @@ def _digits(value: float) -> int:
 
 
 def format_target(target: Target) -> str:
-    line = f"{target.status}  {target.description} (>= {target.minimum:g}x)"
+    """``PASS  description: 1.31x (range 1.20-1.45 over 3 pairs) [on the worst case]; target
+    >= 1x``, then the note."""
     worst = target.worst
-    if worst is not None:
-        label, ratio = worst
-        line += f": worst {ratio:.2f}x on {label}"
+    assert worst is not None, "a target without ratios is reported as skipped, not judged"
+    case, ratio = worst
+    where = (
+        f" on {case}"
+        if len(target.ratios) == 1
+        else f", worst of {len(target.ratios)} cases: {case}"
+    )
+    line = f"{target.status}  {target.description}: {ratio}{where}; target >= {target.minimum:g}x"
+    if target.note:
+        line += f"\n      ({target.note})"
     return line
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclasses (Record, Ratio, Target) as dicts, recursively."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    return value
 
 
 def write_json(
@@ -50,27 +69,21 @@ def write_json(
     *,
     machine: dict[str, Any],
     settings: dict[str, Any],
-    bandwidth: float,
     results: Results,
     targets: list[Target],
+    suite_seconds: dict[str, float],
 ) -> None:
     document = {
         "machine": machine,
+        "host": jsonable(results.host),
         "settings": settings,
-        "copy_bandwidth_bytes_per_s": bandwidth,
+        "copy_bandwidth_bytes_per_s": results.host.get("copy_bandwidth"),
+        "suite_seconds": suite_seconds,
         "results": [
-            {**dataclasses.asdict(record), "gb_per_s": record.nbytes / record.seconds / 1e9}
+            {**jsonable(record), "gb_per_s": record.nbytes / record.seconds / 1e9}
             for record in results.records
         ],
-        "targets": [
-            {
-                "description": t.description,
-                "minimum": t.minimum,
-                "status": t.status,
-                "ratios": t.ratios,
-            }
-            for t in targets
-        ],
+        "targets": [{**jsonable(t), "status": t.status} for t in targets],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")

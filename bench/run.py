@@ -1,30 +1,49 @@
-"""Benchmark fastembed against NumPy and (where importable) PyTorch on the same data.
+"""Benchmark fastembed against NumPy and the peer libraries (PyTorch, gensim, faiss...) on the
+same data.
 
-Usage: ``python bench/run.py [--threads 1,2] [--repeats 7] [--quick] [--suites core,...]
-[--cases SUBSTRING,...] [--json bench/results.json]``
+Usage: ``python bench/run.py [--full | --quick] [--threads 1,2] [--repeats N] [--suites a,b]
+[--cases SUBSTRING,...] [--json bench/results.json] [--plot bench/results.png]``
 
-Runs every suite module ``bench/suite_<name>.py`` (see ``harness.py`` for what a suite gets)
-once per thread count, prints a Markdown table per (thread count, case, group), then the
-suites' target ratios as PASS/FAIL lines, and writes all raw results to JSON.
+- default: each suite's headline case at all cores, a few minutes in all (each suite has a
+  budget, ``HEADLINE_SECONDS``); the targets its cases allow are judged.
+- ``--full``: every case at 1 thread and at all cores; judges every issue's target.
+- ``--quick``: tiny sizes, a smoke run of seconds (its ratios mean nothing).
+
+It prints the host line (caches, copy bandwidth, random-load latency, 1 -> N streaming gain:
+every table is read against it), a Markdown table per (thread count, case, group), the targets
+as PASS/FAIL lines with the spread of their back-to-back pairs, writes every number to
+``bench/results.json`` and, where matplotlib is installed, the chart ``bench/results.png``.
+
+A suite is a module ``bench/suite_<name>.py``, found by its name; ``bench/README.md`` gives the
+convention a new suite follows (``HEADLINE_SECONDS``, ``FULL_SECONDS``, ``PEERS``,
+``run(ctx)``, ``targets(results)``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import importlib.util
 import os
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import fastembed
-from harness import Context, Results, Target
-from machine import available_cores, copy_bandwidth, machine_info
+import numpy as np
+from chart import chart_title, draw
+from harness import FULL, HEADLINE, QUICK, Context, Results, Target, import_peer, thread_label
+from machine import available_cores, format_host, machine_info, measure_host
+from progress import ClearingStdout, Progress, clock
 from report import format_table, format_target, write_json
 
 BENCH_DIR = Path(__file__).resolve().parent
+INSTALL_PEERS = 'pip install ".[bench]"'
+# A suite that does not state its budgets is given these (seconds on a 2-core machine).
+DEFAULT_BUDGETS = {QUICK: 3.0, HEADLINE: 20.0, FULL: 60.0}
+# The default run must fit this (the README's promise), host line and imports included.
+HEADLINE_TOTAL_SECONDS = 180.0
 
 
 def discover_suites() -> dict[str, ModuleType]:
@@ -32,32 +51,38 @@ def discover_suites() -> dict[str, ModuleType]:
     return {name: importlib.import_module(f"suite_{name}") for name in names}
 
 
-def import_torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
+def budget(suite: ModuleType, mode: str) -> float:
+    """Seconds one pass of ``suite`` is expected to take in ``mode`` (on a 2-core machine)."""
+    attribute = {HEADLINE: "HEADLINE_SECONDS", FULL: "FULL_SECONDS"}.get(mode)
+    return float(getattr(suite, attribute, DEFAULT_BUDGETS[mode]) if attribute else 3.0)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--full", action="store_true", help="every case, 1 thread and all cores")
+    sizes.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     parser.add_argument(
         "--threads",
         type=lambda text: [int(t) for t in text.split(",")],
-        default=sorted({1, available_cores()}),
-        help="comma-separated thread counts (default: 1 and all cores)",
+        default=None,
+        help="comma-separated thread counts (default: all cores; 1 and all cores with --full "
+        "and --quick)",
     )
-    parser.add_argument("--repeats", type=int, default=None, help="timed calls (default 7)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per method")
     parser.add_argument("--suites", default=None, help="comma-separated (default: all)")
     parser.add_argument(
         "--cases", default="", help="run only cases whose name contains one of these substrings"
     )
     parser.add_argument("--json", type=Path, default=BENCH_DIR / "results.json")
+    parser.add_argument("--plot", type=Path, default=BENCH_DIR / "results.png")
     args = parser.parse_args(argv)
+    args.mode = FULL if args.full else QUICK if args.quick else HEADLINE
+    if args.threads is None:
+        cores = available_cores()
+        args.threads = [cores] if args.mode == HEADLINE else sorted({1, cores})
     if args.repeats is None:
-        args.repeats = 3 if args.quick else 7
+        args.repeats = {QUICK: 3, HEADLINE: 6, FULL: 7}[args.mode]
     if args.repeats < 1 or min(args.threads) < 1:
         parser.error("--repeats and --threads must be >= 1")
     return args
@@ -74,8 +99,25 @@ def select_suites(requested: str | None) -> dict[str, ModuleType]:
     return {name: suites[name] for name in names}
 
 
-def set_threads(threads: int, torch: Any) -> None:
+def missing_peers(suites: dict[str, ModuleType]) -> str:
+    """One sentence naming the optional packages that are not installed and what they would
+    add, or "" when everything is there."""
+    losses: dict[str, list[str]] = {}
+    for name, suite in suites.items():
+        for peer in getattr(suite, "PEERS", ()):
+            if importlib.util.find_spec(peer) is None:
+                losses.setdefault(peer, []).append(name)
+    parts = [f"{peer} (comparisons in {', '.join(names)})" for peer, names in losses.items()]
+    if importlib.util.find_spec("matplotlib") is None:
+        parts.append("matplotlib (the chart)")
+    if not parts:
+        return ""
+    return f"Not installed, so skipped: {'; '.join(parts)}. `{INSTALL_PEERS}` brings them in.\n"
+
+
+def set_threads(threads: int) -> None:
     fastembed.set_num_threads(threads)
+    torch = import_peer("torch")
     if torch is not None:
         torch.set_num_threads(threads)
 
@@ -84,46 +126,93 @@ def _format_load(load: tuple[float, ...] | None) -> str:
     return " ".join(f"{x:.2f}" for x in load) if load else "unknown"
 
 
+def print_targets(targets: list[Target], mode: str) -> None:
+    judged = [t for t in targets if t.ratios]
+    print("## Targets\n")
+    if mode == QUICK:
+        print("(--quick sizes are too small for these ratios to mean anything)\n")
+    elif mode == HEADLINE:
+        print("(on the headline cases only; `--full` judges every case of every target)\n")
+    print(
+        "Each ratio is the median over back-to-back pairs (both methods timed in the same round, "
+        "one right after the other), with its range.\n"
+    )
+    for target in judged:
+        print(format_target(target))
+    skipped = len(targets) - len(judged)
+    if skipped:
+        print(f"\n{skipped} more need a peer that is not installed (see the top) or a case "
+              "that did not run.")  # fmt: skip
+    print()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     suites = select_suites(args.suites)
-    torch = import_torch()
-    machine = machine_info(torch)
-    mib = 64 if args.quick else 256
-    bandwidth = copy_bandwidth(mib << 20, repeats=args.repeats)
-    load = _format_load(machine["load_average_at_start"])
-    print(f"# fastembed benchmarks{' (quick)' if args.quick else ''}\n")
+    steps = [(threads, name) for threads in args.threads for name in suites]
+    progress = Progress(
+        [(f"{name}, {thread_label(threads)}", budget(suites[name], args.mode))
+         for threads, name in steps]
+    )  # fmt: skip
+    stdout = ClearingStdout(sys.stdout, progress) if sys.stderr.isatty() else sys.stdout
+    with contextlib.redirect_stdout(stdout):  # type: ignore[type-var]
+        return run(args, suites, steps, progress)
+
+
+def run(
+    args: argparse.Namespace,
+    suites: dict[str, ModuleType],
+    steps: list[tuple[int, str]],
+    progress: Progress,
+) -> int:
+    machine = machine_info()
+    label = {QUICK: " (quick)", HEADLINE: " (headline cases; --full for all)", FULL: " (full)"}
+    print(f"# fastembed benchmarks{label[args.mode]}\n")
+    missing = missing_peers(suites)
+    if missing:
+        print(missing)
+    planned = sum(budget(suites[name], args.mode) for _, name in steps)
+    if args.mode == HEADLINE and planned > HEADLINE_TOTAL_SECONDS:
+        print(
+            f"(the suites' headline budgets add up to {planned:.0f} s, over the default run's "
+            f"{HEADLINE_TOTAL_SECONDS:.0f} s: lower HEADLINE_SECONDS or the sizes)\n"
+        )
+    results = Results()
+    results.host = measure_host(args.mode, max(args.threads), np.random.default_rng(7))
+    bandwidth = results.host["copy_bandwidth"]
     print(
         f"{machine['cpu_model']}, {machine['available_cores']} cores available; "
-        f"numpy {machine['numpy']}, torch {machine['torch'] or 'not importable'}; "
-        f"thread counts {args.threads}; median of {args.repeats} timed calls after a warm-up "
-        f"unless stated; copy bandwidth (np.copyto "
-        f"{mib} MiB, read + write) {bandwidth / 1e9:.1f} GB/s; load average {load}\n",
+        f"numpy {machine['packages']['numpy']}, torch {machine['packages']['torch'] or 'absent'}; "
+        f"thread counts {args.threads}; each method's {args.repeats} timed calls in up to 3 "
+        f"rounds, each after a warm-up; median; load average "
+        f"{_format_load(machine['load_average_at_start'])}\n\n{format_host(results.host)}\n",
         flush=True,
     )
-
-    results = Results()
 
     def print_table(key: tuple[int, str, str]) -> None:
         print(format_table(results.table(key), bandwidth), flush=True)
 
-    started = time.perf_counter()
-    for threads in args.threads:
-        set_threads(threads, torch)
-        for name, suite in suites.items():
-            ctx = Context(
-                suite=name,
-                quick=args.quick,
-                torch=torch,
-                threads=threads,
-                repeats=args.repeats,
-                bandwidth=bandwidth,
-                case_filters=[f for f in args.cases.split(",") if f],
-                results=results,
-                on_table=print_table,
-            )
-            suite.run(ctx)
-            ctx.finish()
+    suite_seconds: dict[str, float] = {}
+    for threads, name in steps:
+        progress.next_step()
+        set_threads(threads)
+        ctx = Context(
+            suite=name,
+            mode=args.mode,
+            threads=threads,
+            repeats=args.repeats,
+            rounds=3,
+            bandwidth=bandwidth,
+            case_filters=[f for f in args.cases.split(",") if f],
+            results=results,
+            on_table=print_table,
+            on_progress=progress.update,
+        )
+        suites[name].run(ctx)
+        ctx.finish()
+    progress.finish()
+    for (threads, name), seconds in zip(steps, progress.step_seconds):
+        suite_seconds[f"{name}, {thread_label(threads)}"] = seconds
 
     machine["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     targets: list[Target] = []
@@ -131,30 +220,38 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(suite, "targets"):
             targets.extend(suite.targets(results))
     if targets:
-        print("## Targets\n")
-        if args.quick:
-            print("(--quick sizes are too small for these ratios to mean anything)\n")
-        for target in targets:
-            print(format_target(target))
-        print()
+        print_targets(targets, args.mode)
 
+    print(
+        "Time per suite (budget): "
+        + ", ".join(
+            f"{step} {seconds:.0f} s ({budget(suites[name], args.mode):.0f} s)"
+            for (step, seconds), (_, name) in zip(suite_seconds.items(), steps)
+        )
+    )
     write_json(
         args.json,
         machine=machine,
         settings={
+            "mode": args.mode,
             "threads": args.threads,
             "repeats": args.repeats,
-            "quick": args.quick,
             "suites": list(suites),
             "cases": args.cases,
         },
-        bandwidth=bandwidth,
         results=results,
         targets=targets,
+        suite_seconds=suite_seconds,
     )
+    drawn = ""
+    if importlib.util.find_spec("matplotlib") is not None:
+        title = chart_title(machine, results.host, max(args.threads), args.mode)
+        if draw(args.plot, targets, title):
+            drawn = f", chart -> {args.plot}"
     print(
-        f"{len(results.records)} results in {time.perf_counter() - started:.0f} s "
-        f"(load average at the end {_format_load(machine['load_average_at_end'])}) -> {args.json}"
+        f"{len(results.records)} results in {clock(progress.elapsed())} "
+        f"(load average at the end {_format_load(machine['load_average_at_end'])}) "
+        f"-> {args.json}{drawn}"
     )
     return 0
 
