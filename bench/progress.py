@@ -51,12 +51,18 @@ class Progress:
         self.clear()
 
     def left(self) -> float:
-        """Seconds left: the budgets still to come, scaled by the pace so far."""
-        pace = self._done_seconds / self._done_budget if self._done_budget else 1.0
+        """Seconds left: the budgets still to come, scaled by the pace so far (the current
+        step counts once it has overrun its budget)."""
+        if self._step < 0:
+            return sum(budget for _, budget in self._steps)
+        budget = self._steps[self._step][1]
         in_step = time.perf_counter() - self._step_started
-        current = max(0.0, self._steps[self._step][1] - in_step / pace) if self._step >= 0 else 0
+        spent, planned = self._done_seconds, self._done_budget
+        if in_step > budget:
+            spent, planned = spent + in_step, planned + budget
+        pace = spent / planned if planned else 1.0
         later = sum(budget for _, budget in self._steps[self._step + 1 :])
-        return pace * (current + later)
+        return max(0.0, pace * budget - in_step) + pace * later
 
     def update(self, case: str, group: str) -> None:
         """A new case (or group of it) starts in the current step."""

@@ -141,8 +141,10 @@ def print_targets(targets: list[Target], mode: str) -> None:
         print(format_target(target))
     skipped = len(targets) - len(judged)
     if skipped:
-        print(f"\n{skipped} more need a peer that is not installed (see the top) or a case "
-              "that did not run.")  # fmt: skip
+        print(
+            f"\n{skipped} more target(s) had nothing to judge in this run (their cases were not "
+            "run, or they need a peer named at the top)."
+        )
     print()
 
 

@@ -10,7 +10,7 @@ import fastembed
 import numpy as np
 from harness import ZIPF_EXPONENT, Context, Results, Target, short_count, thread_label, zipf_ids
 
-HEADLINE_SECONDS = 35
+HEADLINE_SECONDS = 20
 FULL_SECONDS = 150
 PEERS = ("torch",)
 # Interleaved 1-thread / all-thread rounds that the backward's thread speed-up is judged on.
