@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -105,10 +104,10 @@ def missing_peers(suites: dict[str, ModuleType]) -> str:
     losses: dict[str, list[str]] = {}
     for name, suite in suites.items():
         for peer in getattr(suite, "PEERS", ()):
-            if importlib.util.find_spec(peer) is None:
+            if import_peer(peer) is None:
                 losses.setdefault(peer, []).append(name)
     parts = [f"{peer} (comparisons in {', '.join(names)})" for peer, names in losses.items()]
-    if importlib.util.find_spec("matplotlib") is None:
+    if import_peer("matplotlib") is None:
         parts.append("matplotlib (the chart)")
     if not parts:
         return ""
@@ -129,21 +128,22 @@ def _format_load(load: tuple[float, ...] | None) -> str:
 def print_targets(targets: list[Target], mode: str) -> None:
     judged = [t for t in targets if t.ratios]
     print("## Targets\n")
-    if mode == QUICK:
-        print("(--quick sizes are too small for these ratios to mean anything)\n")
-    elif mode == HEADLINE:
-        print("(on the headline cases only; `--full` judges every case of every target)\n")
-    print(
-        "Each ratio is the median over back-to-back pairs (both methods timed in the same round, "
-        "one right after the other), with its range.\n"
-    )
+    if judged:
+        if mode == QUICK:
+            print("(--quick sizes are too small for these ratios to mean anything)\n")
+        elif mode == HEADLINE:
+            print("(on the headline cases only; `--full` judges every case of every target)\n")
+        print(
+            "Each ratio is the median over back-to-back pairs (both methods timed in the same "
+            "round, one right after the other), with its range.\n"
+        )
     for target in judged:
         print(format_target(target))
     skipped = len(targets) - len(judged)
     if skipped:
         print(
-            f"\n{skipped} more target(s) had nothing to judge in this run (their cases were not "
-            "run, or they need a peer named at the top)."
+            f"\n{skipped} {'more ' if judged else ''}target(s) had nothing to judge in this run "
+            "(their cases were not run, or they need a peer named at the top)."
         )
     print()
 
@@ -182,9 +182,10 @@ def run(
     results = Results()
     results.host = measure_host(args.mode, max(args.threads), np.random.default_rng(7))
     bandwidth = results.host["copy_bandwidth"]
+    torch = import_peer("torch")
     print(
         f"{machine['cpu_model']}, {machine['available_cores']} cores available; "
-        f"numpy {machine['packages']['numpy']}, torch {machine['packages']['torch'] or 'absent'}; "
+        f"numpy {np.__version__}, torch {torch.__version__ if torch else 'not installed'}; "
         f"thread counts {args.threads}; each method's {args.repeats} timed calls in up to 3 "
         f"rounds, each after a warm-up; median; load average "
         f"{_format_load(machine['load_average_at_start'])}\n\n{format_host(results.host)}\n",
@@ -246,7 +247,7 @@ def run(
         suite_seconds=suite_seconds,
     )
     drawn = ""
-    if importlib.util.find_spec("matplotlib") is not None:
+    if import_peer("matplotlib") is not None:
         title = chart_title(machine, results.host, max(args.threads), args.mode)
         if draw(args.plot, targets, title):
             drawn = f", chart -> {args.plot}"
