@@ -389,12 +389,6 @@ def test_a_part_of_a_table_mapped_r_plus_is_not_saved_over_its_file(tmp_path, rn
     assert files_in(tmp_path) == before
 
 
-def test_npz_cannot_be_mapped_r_plus(tmp_path):
-    fastembed.Embedding(4, 2, seed=0).save(tmp_path / "t.npz")
-    with pytest.raises(ValueError, match="r\\+"):
-        fastembed.Embedding.load(tmp_path / "t.npz", mmap_mode="r+")
-
-
 # --- .npy + .json pairs ----------------------------------------------------------------------
 
 

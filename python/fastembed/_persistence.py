@@ -276,8 +276,10 @@ def _load_npz(
                     f"{path} has no {_WEIGHT}.npy member (it holds {sorted(archive.namelist())}): "
                     "not a table saved by fastembed"
                 )
-            headers = {
-                name: _member_header(archive, info, size, path) for name, info in members.items()
+            headers = {  # a checkpoint's further members only where they are read
+                name: _member_header(archive, info, size, path)
+                for name, info in members.items()
+                if with_arrays or name in (_WEIGHT, _CONFIG)
             }
             config: dict[str, Any] = {}
             if _CONFIG in members:
@@ -285,7 +287,6 @@ def _load_npz(
             config = _checked_config(config, path)
             weight_header = _table_header(headers[_WEIGHT], path)
             dtype = _stored_dtype(weight_header.dtype, config, path)
-            extra = {name: _check_header(headers[name], path) for name in members}
         with _content_errors(path, io_errors=False):
             if mmap_mode is None:
                 weight = _read_member(archive, members[_WEIGHT])
@@ -293,8 +294,8 @@ def _load_npz(
                 weight = _map_member(path, members[_WEIGHT], weight_header, mmap_mode)
             arrays = {
                 name: _read_member(archive, members[name])
-                for name in extra
-                if with_arrays and name not in (_WEIGHT, _CONFIG)
+                for name in headers
+                if name not in (_WEIGHT, _CONFIG)
             }
     return weight.view(dtype) if dtype != weight.dtype else weight, config, arrays
 
