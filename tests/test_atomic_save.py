@@ -413,3 +413,19 @@ def test_a_side_file_written_by_hand_needs_no_checksum(tmp_path, rng):
     (tmp_path / "t.npy.json").write_text('{"padding_idx": 0, "sparse": true}')
     emb = fastembed.Embedding.load(tmp_path / "t.npy")
     assert emb.padding_idx == 0 and emb.sparse
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_numpy_writer_failing_names_the_path(name, tmp_path, rng, monkeypatch):
+    old, new = saved_pair(tmp_path, name, rng)
+    before = files_in(tmp_path)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "save", full_disk)
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(OSError, match=f"cannot save .*{name}.*No space left"):
+        new.save(tmp_path / name)
+    monkeypatch.undo()
+    assert files_in(tmp_path) == before

@@ -107,7 +107,11 @@ def test_loaded_layers_join_an_optimizer_as_its_next_tables(tmp_path):
 @pytest.mark.parametrize(
     ("saved", "given", "match"),
     [
-        (lambda: Adam(), lambda: SGD(lr=0.1), "state of a Adam optimizer, not of a SGD"),
+        (
+            lambda: Adam(),
+            lambda: SGD(lr=0.1),
+            "holds Adam optimizer state, the optimizer given is SGD",
+        ),
         (lambda: Adam(lr=0.01), lambda: Adam(lr=0.02), "lr=0.01, this optimizer has lr=0.02"),
         (
             lambda: Adam(betas=(0.9, 0.99)),

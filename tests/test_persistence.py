@@ -169,3 +169,17 @@ def test_repr_shows_size_dtype_and_non_default_options():
     )
     frozen = fastembed.Embedding.from_pretrained(np.zeros((4, 2), np.float32))
     assert repr(frozen) == "Embedding(4, 2, dtype=float32, trainable=False)"
+
+
+@pytest.mark.parametrize("name", ["t.npz", "t.npy"])
+@pytest.mark.parametrize("mmap_mode", [None, "r"])
+def test_files_record_the_table_dtype_even_where_numpy_stores_raw_bytes(name, mmap_mode, tmp_path):
+    """bfloat16 is stored by NumPy as '|V2': the recorded dtype name brings it back."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from fastembed._persistence import load_table, save_table
+
+    table = np.arange(12, dtype=np.float32).reshape(4, 3).astype(ml_dtypes.bfloat16)
+    save_table(tmp_path / name, table, {"sparse": True})
+    loaded, config, _ = load_table(tmp_path / name, mmap_mode)
+    assert loaded.dtype == table.dtype and config == {"sparse": True}
+    assert_bitwise_equal(np.asarray(loaded), table)

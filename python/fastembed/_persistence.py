@@ -52,7 +52,6 @@ _NPY_MAGIC = b"\x93NUMPY"
 _LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # zip local file header, 30 bytes
 _LOCAL_HEADER_SIGNATURE = b"PK\x03\x04"
 _MMAP_MODES = (None, "r", "r+", "c")
-_WRITE_CHUNK = 1 << 24  # bytes per write of a .npy's data
 # What a .npy side file records about its .npy, beside the options.
 _SIZE_KEY = "npy_size"
 _CHECKSUM_KEY = "npy_header_sha256"
@@ -111,10 +110,7 @@ def save_table(
     table = np.ascontiguousarray(weight)
     header = _npy_header_bytes(table)
     with atomic_write_all([path, side]) as (npy, json_file):
-        npy.write(header)
-        data = table.reshape(-1).view(np.uint8)  # any dtype's bytes, bfloat16's too
-        for start in range(0, data.size, _WRITE_CHUNK):
-            npy.write(data[start : start + _WRITE_CHUNK])
+        np.save(npy, table, allow_pickle=False)  # writes exactly `header`, then the data
         json_file.write(_side_text(config, header, len(header) + table.nbytes))
 
 

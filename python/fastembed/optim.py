@@ -162,7 +162,7 @@ class SparseOptimizer:
         if not isinstance(description, dict) or description.get("class") != type(self).__name__:
             saved = description.get("class") if isinstance(description, dict) else description
             raise ValueError(
-                f"the checkpoint holds the state of a {saved} optimizer, not of a "
+                f"the checkpoint holds {saved} optimizer state, the optimizer given is "
                 f"{type(self).__name__}"
             )
         for name in self.hyperparameters:
