@@ -429,3 +429,13 @@ def test_numpy_writer_failing_names_the_path(name, tmp_path, rng, monkeypatch):
         new.save(tmp_path / name)
     monkeypatch.undo()
     assert files_in(tmp_path) == before
+
+
+def test_a_table_mapped_r_plus_from_a_file_since_replaced_is_saved_as_a_copy(tmp_path, rng):
+    path = tmp_path / "t.npy"
+    fastembed.Embedding(weight=make_table(20, 4, np.float32, rng)).save(path)
+    live = fastembed.Embedding.load(path, mmap_mode="r+")
+    fastembed.Embedding(weight=make_table(20, 4, np.float32, rng)).save(path)  # renamed over it
+    live.weight[1] = 7  # written to the replaced file, which only the map still holds
+    live.save(path)
+    assert_bitwise_equal(fastembed.Embedding.load(path).weight, np.asarray(live.weight))

@@ -147,16 +147,16 @@ def _mapped_in_place(weight: np.ndarray, path: str) -> bool:
     file would cut the map off from it."""
     if not isinstance(weight, np.memmap) or weight.mode not in ("r+", "w+"):
         return False
+    root = weight  # views (a dtype view, a slice) keep the memmap they come from as .base
+    while isinstance(root.base, np.memmap):
+        root = root.base
     try:
-        if not os.path.samefile(weight.filename, path):
+        if not os.path.samefile(weight.filename, path) or not _maps_the_file_at(root, path):
             return False
         with open(path, "rb") as file:
             header = _read_header(file)
     except (OSError, ValueError, TypeError):
         return False  # not a .npy now: it is replaced like any other file
-    root = weight  # views (a dtype view, a slice) keep the memmap they come from as .base
-    while isinstance(root.base, np.memmap):
-        root = root.base
     whole = (
         isinstance(root.base, mmap.mmap)
         and root.offset == header.length
@@ -169,6 +169,23 @@ def _mapped_in_place(weight: np.ndarray, path: str) -> bool:
             f"cannot save {path}: the table is a part of an array mapped 'r+' from {path} itself; "
             "save it to another path"
         )
+    return True
+
+
+def _maps_the_file_at(root: np.memmap, path: str) -> bool:
+    """Whether the file now at ``path`` is the one ``root`` maps, not another renamed over it
+    since (then the map holds a replaced file's pages). Read from /proc/self/maps where there
+    is one (Linux); elsewhere the name is trusted."""
+    address, inode = root.ctypes.data, os.stat(path).st_ino
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                start, end = (int(bound, 16) for bound in fields[0].split("-"))
+                if start <= address < end:
+                    return int(fields[4]) == inode
+    except (OSError, ValueError, IndexError):
+        pass
     return True
 
 
