@@ -119,8 +119,9 @@ import numpy as np
 import fastembed
 from fastembed.optim import Adam
 
-directory, cases = os.environ["FUZZ_DIRECTORY"], int(os.environ["FUZZ_CASES"])
-rng = np.random.default_rng(5)
+directory = os.environ["FUZZ_DIRECTORY"]
+window, random_cases = int(os.environ["FUZZ_WINDOW"]), int(os.environ["FUZZ_RANDOM"])
+rng = np.random.default_rng(int(os.environ["FUZZ_SEED"]))
 emb = fastembed.Embedding(weight=rng.standard_normal((7, 3)).astype(np.float32), padding_idx=1,
                           max_norm=9.0, sparse=True)
 opt = Adam(lr=0.01)
@@ -160,15 +161,16 @@ def structure(name, data):
 
 def mutations(name, data):
     points = structure(name, data)
-    near = sorted({min(max(o + d, 0), len(data)) for o in points for d in range(-3, 4)})
+    shifts = range(-window, window + 1)
+    near = sorted({min(max(o + d, 0), len(data)) for o in points for d in shifts})
     for cut in near:
         yield f"cut at {cut}", data[:cut]
-    for offset in near[:-1]:
+    for offset in near:
         if offset < len(data):
             damaged = bytearray(data)
             damaged[offset] ^= 1 << int(rng.integers(8))
             yield f"bit flip at {offset}", bytes(damaged)
-    while True:
+    for _ in range(random_cases):
         damaged = bytearray(data)
         for _ in range(int(rng.integers(1, 4))):
             damaged[int(rng.integers(len(data)))] ^= 1 << int(rng.integers(8))
@@ -176,14 +178,12 @@ def mutations(name, data):
             damaged = damaged[:int(rng.integers(len(damaged) + 1))]
         yield "random flips", bytes(damaged)
 
-failures, outcomes, done = [], {"loaded": 0, "ValueError": 0}, 0
-per_source = cases // len(sources)
+failures, outcomes, done, files = [], {"loaded": 0, "ValueError": 0}, 0, 0
 for name, (original, loaders) in sources.items():
     path = os.path.join(directory, name)
     table_path = path[:-len(".json")] if name.endswith(".json") else path
-    for count, (what, data) in enumerate(mutations(name, original)):
-        if count >= per_source:
-            break
+    for what, data in mutations(name, original):
+        files += 1
         with open(path, "wb") as file:
             file.write(data)
         for layer_class, options in loaders:
@@ -206,18 +206,29 @@ for name, (original, loaders) in sources.items():
     with open(path, "wb") as file:
         file.write(original)
 with open(os.path.join(directory, "result.json"), "w") as file:
-    json.dump({"failures": failures[:20], "count": len(failures), "loads": done,
-               **outcomes}, file)
+    json.dump({"failures": failures[:20], "count": len(failures), "files": files,
+               "loads": done, **outcomes}, file)
 """
 
 
-def test_fuzz_damaged_files_raise_only_value_errors(tmp_path):
-    cases = 20_000 if RUN_SLOW else 1_000
+@pytest.mark.parametrize("seed", range(8) if RUN_SLOW else [0])
+def test_fuzz_damaged_files_raise_only_value_errors(seed, tmp_path):
+    """Cuts and bit flips at and around every structure offset (zip records and their size,
+    offset and name-length fields, .npy magic and header ends, JSON braces) of a checkpoint, a
+    bag table and a .npy + .json pair, then random flips; each damaged file loaded read and
+    mapped. FASTEMBED_RUN_SLOW=1: 8 seeds, a wider window, 10x the random cases."""
     directory = tmp_path / "fuzz"
     directory.mkdir()
-    child = run_python(FUZZ, FUZZ_DIRECTORY=str(directory), FUZZ_CASES=str(cases))
+    child = run_python(
+        FUZZ,
+        FUZZ_DIRECTORY=str(directory),
+        FUZZ_WINDOW="3" if RUN_SLOW else "1",
+        FUZZ_RANDOM="1000" if RUN_SLOW else "150",
+        FUZZ_SEED=str(seed),
+    )
     assert child.returncode == 0, f"the loader crashed (status {child.returncode}): {child.stderr}"
     result = json.loads((directory / "result.json").read_text())
     assert result["count"] == 0, result["failures"]
+    assert result["files"] >= 1_000, result
     assert result["ValueError"] > result["loads"] // 3, result  # most damage is found
     assert result["loaded"] > 0, result  # flips in the data load: nothing checks those bytes
