@@ -68,8 +68,8 @@ class Progress:
         """A new case (or group of it) starts in the current step."""
         name = self._steps[self._step][0]
         line = (
-            f"[{self._step + 1}/{len(self._steps)}] {name} · {case} · {group} · "
-            f"{clock(self.elapsed())} elapsed, about {clock(self.left())} left"
+            f"[{self._step + 1}/{len(self._steps)}] {clock(self.elapsed())} elapsed, about "
+            f"{clock(self.left())} left · {name} · {case} · {group}"
         )
         if self._live:
             self.clear()
