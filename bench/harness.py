@@ -29,6 +29,10 @@ ZIPF_EXPONENT = 1.1
 # they would take a core from whatever is timed next, so each block of calls waits this long.
 QUIESCE_SECONDS = 0.03
 
+# A method whose calls take longer than this gets a warm-up call in its first round only: what
+# a warm-up absorbs after the pause (waking idle worker threads, ~2 ms) is under 1% of its call.
+WARM_UP_BELOW_SECONDS = 0.25
+
 # The three sizes of a run: a seconds-long smoke test, each suite's headline case (the default
 # run, a few minutes in all), every case at 1 thread and all cores (judges every target).
 QUICK, HEADLINE, FULL = "quick", "headline", "full"
@@ -299,7 +303,8 @@ class Context:
         The timed calls are spread over ``self.rounds`` rounds; in each round every method runs
         one block: a short pause that lets other libraries' worker threads go idle (not with
         ``quick``), one untimed warm-up call (page faults, caches, waking this library's own
-        idle workers), then its timed calls back to back, as a loop calling it would. Two
+        idle workers; only in the first round for calls slower than WARM_UP_BELOW_SECONDS),
+        then its timed calls back to back, as a loop calling it would. Two
         methods' medians in one round are a back-to-back pair: the spread of their ratio over
         the rounds shows how much the host drifted. Calls are not interleaved one by one:
         PyTorch's spinning workers would take a core from the call after each of its own, and
@@ -328,8 +333,10 @@ class Context:
             for round_index in range(max(len(b) for b in blocks.values())):
                 for method, fn in methods.items():
                     if round_index < len(blocks[method]):
-                        block = self._block(fn, setup, blocks[method][round_index])
-                        samples[method].append(block)
+                        done = samples[method]
+                        warm_up = not done or statistics.median(done[-1]) < WARM_UP_BELOW_SECONDS
+                        block = self._block(fn, setup, blocks[method][round_index], warm_up)
+                        done.append(block)
         for method, rounds in samples.items():
             self._store(case, group, method, rounds, nbytes)
 
@@ -352,7 +359,7 @@ class Context:
                 for _ in range(pairs):
                     for threads in counts:
                         fastembed.set_num_threads(threads)
-                        samples[threads].append(self._block(fn, None, per_block))
+                        samples[threads].append(self._block(fn, None, per_block, True))
             finally:
                 fastembed.set_num_threads(self.threads)
         for threads, rounds in samples.items():
@@ -366,11 +373,16 @@ class Context:
         self._on_progress(case, group)
 
     def _block(
-        self, fn: Callable[[], object], setup: Callable[[], object] | None, count: int
+        self,
+        fn: Callable[[], object],
+        setup: Callable[[], object] | None,
+        count: int,
+        warm_up: bool,
     ) -> list[float]:
         if not self.quick:
             time.sleep(QUIESCE_SECONDS)
-        self._timed_call(fn, setup)
+        if warm_up:
+            self._timed_call(fn, setup)
         return [self._timed_call(fn, setup) for _ in range(count)]
 
     @staticmethod
