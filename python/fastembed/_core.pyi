@@ -98,3 +98,23 @@ def adam_update(
     exp_avg: np.ndarray,
     exp_avg_sq: np.ndarray,
 ) -> None: ...
+def word2vec_train_batches(
+    syn0: np.ndarray,
+    syn1neg: np.ndarray,
+    corpus_ids: np.ndarray,
+    sentence_bounds: np.ndarray,
+    keep_probability: np.ndarray,
+    negative_weights: np.ndarray,
+    *,
+    skip_gram: bool,
+    window: int,
+    negative: int,
+    seed: int,
+    alpha: float,
+    min_alpha: float,
+    epochs: int,
+    batch_words: int,
+    epoch: int,
+    first_batch: int,
+    last_batch: int,
+) -> tuple[float, int, int]: ...

@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
     fastembed::bindings::register_memory(m);
     fastembed::bindings::register_bag(m);
     fastembed::bindings::register_optim(m);
+    fastembed::bindings::register_word2vec(m);
 }

@@ -12,5 +12,6 @@ void register_sparse(pybind11::module_& m);
 void register_memory(pybind11::module_& m);
 void register_bag(pybind11::module_& m);
 void register_optim(pybind11::module_& m);
+void register_word2vec(pybind11::module_& m);
 
 }  // namespace fastembed::bindings
