@@ -20,7 +20,7 @@ def speedup_bars(targets: list[Target]) -> list[tuple[str, float, float, float, 
         if not target.peer:
             continue
         for case, ratio in target.ratios.items():
-            label = f"{case} · {target.group}\n{target.ours} vs {target.other}"
+            label = f"{target.group} · {case}\nvs {target.other}"
             bars.append((label, ratio.median, ratio.low, ratio.high, target.minimum))
     return bars
 
@@ -31,35 +31,54 @@ def draw(path: Path, targets: list[Target], title: str) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     bars = speedup_bars(targets)
     if not bars:
         return False
     labels, medians, lows, highs, minimums = zip(*bars)
-    rows = range(len(bars))
-    figure, axes = plt.subplots(figsize=(11, 1.2 + 0.42 * len(bars)))
-    colors = ["tab:green" if m >= t else "tab:red" for m, t in zip(medians, minimums)]
-    errors = [
-        [m - lo for m, lo in zip(medians, lows)],
-        [hi - m for m, hi in zip(medians, highs)],
-    ]
+    rows = list(range(len(bars)))
+    figure, axes = plt.subplots(figsize=(12, 1.4 + 0.45 * len(bars)))
+    met = [m >= t for m, t in zip(medians, minimums)]
     # Bars grow from 1x: rightwards where fastembed is faster, leftwards where it is slower.
-    widths = [m - 1.0 for m in medians]
-    axes.barh(rows, widths, left=1.0, xerr=errors, color=colors, alpha=0.8, capsize=3)
-    axes.scatter(minimums, rows, marker="|", s=300, color="black", zorder=3, label="target")
-    axes.axvline(1.0, color="black", linewidth=1)
+    axes.barh(
+        rows,
+        [m - 1.0 for m in medians],
+        left=1.0,
+        color=["tab:green" if ok else "tab:red" for ok in met],
+        alpha=0.75,
+    )
+    axes.errorbar(
+        medians,
+        rows,
+        xerr=[[m - lo for m, lo in zip(medians, lows)], [hi - m for m, hi in zip(medians, highs)]],
+        fmt="none",
+        ecolor="black",
+        capsize=3,
+        linewidth=1,
+        label="range over the back-to-back pairs",
+    )
+    axes.scatter(minimums, rows, marker="|", s=260, color="tab:blue", zorder=3, label="target")
+    axes.axvline(1.0, color="black", linewidth=1.2)
     axes.set_xscale("log")
-    axes.set_yticks(list(rows), labels, fontsize=7)
+    axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}x"))
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    low, high = min(min(lows), 0.8), max(max(highs), max(minimums))
+    axes.set_xlim(low / 1.3, high * 1.6)
+    for row, median, top in zip(rows, medians, highs):
+        axes.annotate(f"{median:.2f}x", (max(median, top), row), xytext=(5, -3),
+                      textcoords="offset points", fontsize=8)  # fmt: skip
+    axes.set_yticks(rows, labels, fontsize=8)
     axes.invert_yaxis()
-    axes.set_xlabel("speed-up of fastembed (the peer's time / fastembed's), log scale; 1x = level")
-    axes.set_title(title, fontsize=9)
+    axes.grid(axis="x", which="major", alpha=0.3)
+    axes.set_xlabel("fastembed's speed-up: the peer's time / fastembed's (median of the pairs), "
+                    "log scale; green: target met, red: missed")  # fmt: skip
+    axes.set_title(title, fontsize=10)
     axes.legend(loc="lower right", fontsize=8)
-    for row, median in zip(rows, medians):
-        axes.annotate(f"{median:.2f}x", (median, row), xytext=(4, -3), textcoords="offset points",
-                      fontsize=7)  # fmt: skip
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
     return True
 

@@ -84,21 +84,25 @@ def copy_bandwidth(nbytes: int, repeats: int, threads: int = 1, pairs: int = 0) 
 
 
 def random_load_ns(nbytes: int, steps: int, rng: np.random.Generator) -> float:
-    """Nanoseconds of one dependent random load over an ``nbytes`` buffer: a walk through one
-    random cycle of int64 slots, each load's address the value the previous load returned.
+    """Nanoseconds of one dependent random load over an ``nbytes`` buffer: a walk through a
+    random cycle of cache lines spread over the whole buffer, each load's address the value the
+    previous load returned.
 
-    The walk is a Python loop; its own cost per step is measured on a 16 KiB cycle (in L1) and
-    subtracted.
+    The cycle has ``steps`` lines (those a walk visits: building it costs as much as walking
+    it), drawn at random from the buffer, every page of which is touched first. The walk is a
+    Python loop; its own cost per step, measured on a 16 KiB cycle (in L1), is subtracted.
     """
+    slots_per_line = 64 // 8
 
     def walk(size: int) -> float:
-        slots = size // 8
-        order = rng.permutation(slots)
-        successor = np.empty(slots, dtype=np.int64)
-        successor[order] = np.roll(order, -1)
+        successor = np.empty(size // 8, dtype=np.int64)
+        successor.fill(0)  # every page faulted in before the walk
+        lines = rng.permutation(np.unique(rng.integers(0, successor.size // slots_per_line, steps)))
+        slots = lines * slots_per_line
+        successor[slots] = np.roll(slots, -1)
         view = memoryview(successor)
-        slot = 0
-        for _ in range(steps // 10):  # warm-up: page faults, TLB
+        slot = int(slots[0])
+        for _ in range(steps // 10):  # warm-up: the loop itself
             slot = view[slot]
         start = time.perf_counter()
         for _ in range(steps):
@@ -153,7 +157,7 @@ def measure_host(mode: str, threads: int, rng: np.random.Generator) -> dict[str,
         "copy_mib": mib,
         "threads": threads,
     }
-    host.update(copy_bandwidth(mib << 20, repeats=3 if quick else 5, threads=threads, pairs=3))
+    host.update(copy_bandwidth(mib << 20, repeats=3, threads=threads, pairs=3))
     host["random_load_ns"] = random_load_ns(mib << 20, 20_000 if quick else 200_000, rng)
     return host
 
