@@ -14,7 +14,7 @@ import fastembed
 import numpy as np
 from harness import Context, short_count
 
-HEADLINE_SECONDS = 8
+HEADLINE_SECONDS = 10
 FULL_SECONDS = 130
 PEERS = ("torch",)
 
