@@ -32,19 +32,26 @@ class Progress:
         self._step_started = self._started
         self._done_seconds = 0.0  # actual time of the finished steps
         self._done_budget = 0.0  # their budgets
+        self._step_cpu = time.process_time()
+        # Wall and CPU seconds (all threads of this process) of each finished step: on a busy
+        # machine the first grows, the second hardly moves.
         self.step_seconds: list[float] = []
+        self.step_cpu_seconds: list[float] = []
 
     def elapsed(self) -> float:
         return time.perf_counter() - self._started
 
     def next_step(self) -> None:
         now = time.perf_counter()
+        cpu = time.process_time()
         if self._step >= 0:
             self.step_seconds.append(now - self._step_started)
+            self.step_cpu_seconds.append(cpu - self._step_cpu)
             self._done_seconds += now - self._step_started
             self._done_budget += self._steps[self._step][1]
         self._step += 1
         self._step_started = now
+        self._step_cpu = cpu
 
     def finish(self) -> None:
         self.next_step()

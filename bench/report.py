@@ -71,7 +71,7 @@ def write_json(
     settings: dict[str, Any],
     results: Results,
     targets: list[Target],
-    suite_seconds: dict[str, float],
+    suite_seconds: dict[str, dict[str, float]],
 ) -> None:
     document = {
         "machine": machine,

