@@ -346,47 +346,63 @@ Stats train_batches(const Tables<T>& tables, const Corpus& corpus, const double*
         batch.source_row.resize(examples * slots);
 
         // Phase A: negatives, dots, coefficients and input errors, each example on its own.
-        const std::size_t example_bytes = slots * dim * sizeof(T) * 2;
+        // The target rows are random reads of syn1neg that wait on memory (a dot product was
+        // 38% of the time, nearly all of it in its first load), so each example's targets are
+        // drawn and their rows prefetched kAhead examples before it is computed.
+        constexpr std::size_t kAhead = 2;
+        const std::size_t row_bytes = dim * sizeof(T);
+        auto draw = [&](std::size_t e) {
+            const std::size_t c = batch.center[e];
+            std::uint64_t key;  // names the example: its center's position (and its context's)
+            std::uint32_t source_row;
+            if (s.skip_gram) {
+                key = random_at(s.seed, Stream::negative, epoch, batch.kept_positions[c],
+                                batch.kept_positions[batch.input_index[e]]);
+                source_row = static_cast<std::uint32_t>(batch.input_ids[e]);
+                prefetch_row(tables.syn0 + static_cast<std::size_t>(source_row) * dim, row_bytes);
+            } else {
+                key = random_at(s.seed, Stream::negative, epoch, batch.kept_positions[c]);
+                source_row = static_cast<std::uint32_t>(e);
+            }
+            for (std::size_t k = 0; k < slots; ++k) {
+                const std::int32_t target =
+                    k == 0 ? batch.kept_ids[c] : static_cast<std::int32_t>(negatives.draw(mix(key + k)));
+                batch.targets[e * slots + k] = target;
+                batch.source_row[e * slots + k] = source_row;
+                prefetch_row(tables.syn1neg + static_cast<std::size_t>(target) * dim, row_bytes);
+            }
+        };
+        auto train_example = [&](std::size_t e) {
+            const std::int32_t word = batch.targets[e * slots];
+            const T* input = s.skip_gram ? tables.syn0 + static_cast<std::size_t>(batch.input_ids[e]) * dim
+                                         : batch.pooled.data() + e * dim;
+            T* error = batch.errors.data() + e * dim;
+            std::fill(error, error + dim, T(0));
+            double loss = 0;
+            for (std::size_t k = 0; k < slots; ++k) {
+                const std::size_t slot = e * slots + k;
+                const std::int32_t target = batch.targets[slot];
+                if (k != 0 && target == word) {  // a negative that is the word itself: skipped, as gensim
+                    batch.coefficients[slot] = T(0);
+                    continue;
+                }
+                const T* output = tables.syn1neg + static_cast<std::size_t>(target) * dim;
+                const double x = static_cast<double>(dot(input, output, dim));
+                const std::ptrdiff_t at = SigmoidTable::slot(x);
+                const double label = k == 0 ? 1.0 : 0.0;
+                const T g = static_cast<T>((label - sigmoid.sigmoid(at)) * alpha);
+                batch.coefficients[slot] = g;
+                axpy(error, g, output, dim);
+                loss -= k == 0 ? sigmoid.log_sigmoid(at) : sigmoid.log_sigmoid(SigmoidTable::slot(-x));
+            }
+            batch.losses[e] = loss;
+        };
+        const std::size_t example_bytes = slots * row_bytes * 2;
         parallel_ranges(examples, threads_for_bytes(examples * example_bytes), [&](std::size_t, std::size_t lo, std::size_t hi) {
+            for (std::size_t e = lo; e < std::min(hi, lo + kAhead); ++e) draw(e);
             for (std::size_t e = lo; e < hi; ++e) {
-                const std::size_t c = batch.center[e];
-                const std::int32_t word = batch.kept_ids[c];
-                const std::uint64_t position = batch.kept_positions[c];
-                const T* input;
-                std::uint64_t key;  // names the example: its center's position (and its context's)
-                if (s.skip_gram) {
-                    input = tables.syn0 + static_cast<std::size_t>(batch.input_ids[e]) * dim;
-                    key = random_at(s.seed, Stream::negative, epoch, position,
-                                    batch.kept_positions[batch.input_index[e]]);
-                } else {
-                    input = batch.pooled.data() + e * dim;
-                    key = random_at(s.seed, Stream::negative, epoch, position);
-                }
-                const std::uint32_t source_row =
-                    s.skip_gram ? static_cast<std::uint32_t>(batch.input_ids[e]) : static_cast<std::uint32_t>(e);
-                T* error = batch.errors.data() + e * dim;
-                std::fill(error, error + dim, T(0));
-                double loss = 0;
-                for (std::size_t k = 0; k < slots; ++k) {
-                    const std::size_t slot = e * slots + k;
-                    const std::int32_t target =
-                        k == 0 ? word : static_cast<std::int32_t>(negatives.draw(mix(key + k)));
-                    batch.targets[slot] = target;
-                    batch.source_row[slot] = source_row;
-                    if (k != 0 && target == word) {  // a negative that is the word itself: skipped, as gensim
-                        batch.coefficients[slot] = T(0);
-                        continue;
-                    }
-                    const T* output = tables.syn1neg + static_cast<std::size_t>(target) * dim;
-                    const double x = static_cast<double>(dot(input, output, dim));
-                    const std::ptrdiff_t at = SigmoidTable::slot(x);
-                    const double label = k == 0 ? 1.0 : 0.0;
-                    const T g = static_cast<T>((label - sigmoid.sigmoid(at)) * alpha);
-                    batch.coefficients[slot] = g;
-                    axpy(error, g, output, dim);
-                    loss -= k == 0 ? sigmoid.log_sigmoid(at) : sigmoid.log_sigmoid(SigmoidTable::slot(-x));
-                }
-                batch.losses[e] = loss;
+                if (e + kAhead < hi) draw(e + kAhead);
+                train_example(e);
             }
         });
         for (std::size_t e = 0; e < examples; ++e) stats.loss += batch.losses[e];
