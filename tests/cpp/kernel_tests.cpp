@@ -29,6 +29,7 @@
 #include "kernels/gather.hpp"
 #include "kernels/optimizers.hpp"
 #include "kernels/radix_sort.hpp"
+#include "kernels/route.hpp"
 #include "kernels/row_source.hpp"
 #include "kernels/runs.hpp"
 #include "kernels/scatter.hpp"
@@ -665,6 +666,64 @@ void test_sgd(std::size_t V, std::size_t dim, std::size_t n, Ids kind, std::mt19
     }
 }
 
+// Routing to shards against a naive stable bucketing, then each shard's rows placed back: the
+// result is the plain gather of the whole table. Placement is a template, so both are run.
+template <class T, class I, class Placement>
+void test_route_with(const char* name, std::size_t V, std::size_t dim, std::size_t n,
+                     std::size_t shards, const Placement& placement, Ids kind, std::mt19937_64& rng) {
+    current_case = describe<T, I>(name, V, dim, n, kind) + " shards=" + std::to_string(shards);
+    const auto ids = make_ids<I>(kind, n, V, rng);
+    std::vector<std::int64_t> expected_positions;
+    for (std::size_t s = 0; s < shards; ++s) {
+        for (std::size_t i = 0; i < n; ++i) {
+            if (placement.shard(static_cast<std::uint64_t>(ids[i])) == s) expected_positions.push_back(static_cast<std::int64_t>(i));
+        }
+    }
+    // Each shard's table: its rows of a whole table, in local order.
+    const auto weight = make_values<T>(V * dim, false, rng);
+    std::vector<std::vector<T>> tables(shards);
+    for (std::size_t id = 0; id < V; ++id) {
+        auto& table = tables[placement.shard(id)];
+        const std::size_t local = placement.local(id);
+        if (table.size() < (local + 1) * dim) table.resize((local + 1) * dim);
+        std::copy(weight.begin() + id * dim, weight.begin() + (id + 1) * dim, table.begin() + local * dim);
+    }
+    const auto expected = naive_gather(weight, dim, ids);
+    for (std::size_t threads = 1; threads <= kMaxThreads; threads += 3) {
+        fastembed::set_num_threads(threads);
+        std::vector<I> local(n);
+        std::vector<std::int64_t> positions(n), offsets(shards + 1);
+        fastembed::route_ids(ids.data(), n, shards, placement, local.data(), positions.data(), offsets.data());
+        CHECK(positions == expected_positions);
+        std::vector<T> out(n * dim, static_cast<T>(kSentinel));
+        for (std::size_t s = 0; s < shards; ++s) {
+            const auto begin = static_cast<std::size_t>(offsets[s]), end = static_cast<std::size_t>(offsets[s + 1]);
+            for (std::size_t k = begin; k < end; ++k) {
+                CHECK(placement.shard(static_cast<std::uint64_t>(ids[positions[k]])) == s);
+                CHECK(placement.local(static_cast<std::uint64_t>(ids[positions[k]])) == static_cast<std::uint64_t>(local[k]));
+            }
+            const I* rows = local.data() + begin;
+            fastembed::place_rows(tables[s].data(), dim, [rows](std::size_t j) { return static_cast<std::size_t>(rows[j]); },
+                                  positions.data() + begin, end - begin, out.data());
+        }
+        CHECK(static_cast<std::size_t>(offsets[shards]) == n);
+        CHECK(same_bytes(out, expected));
+    }
+}
+
+template <class T, class I>
+void test_route(std::mt19937_64& rng) {
+    for (std::size_t shards : {1, 3, 4, 7}) {
+        for (Ids kind : {Ids::uniform, Ids::zipf, Ids::sorted}) {
+            const std::size_t V = 10'007, n = 30'000;
+            test_route_with<T, I>("route range", V, 9, n, shards,
+                                  fastembed::RangePlacement{(V + shards - 1) / shards}, kind, rng);
+            test_route_with<T, I>("route modulo", V, 9, n, shards, fastembed::ModuloPlacement{shards}, kind, rng);
+        }
+    }
+    test_route_with<T, I>("route range, empty", 5, 3, 0, 4, fastembed::RangePlacement{2}, Ids::uniform, rng);
+}
+
 template <class T, class I>
 void test_bags_and_optimizer_for(std::mt19937_64& rng) {
     // Bags of up to 0..3 ids (many empty), 0..40, 0..2000; D = 1, odd widths, long rows.
@@ -681,6 +740,7 @@ void test_bags_and_optimizer_for(std::mt19937_64& rng) {
     test_sgd<T, I>(300'000, 8, 60'000, Ids::uniform, rng);  // sorted runs
     test_sgd<T, I>(3000, 17, 20'000, Ids::heavy, rng);      // heavy runs cut into blocks
     test_sgd<T, I>(1, 5, 300, Ids::all_equal, rng);
+    test_route<T, I>(rng);
 }
 
 template <class T, class I>

@@ -1,0 +1,223 @@
+"""Issue 17's benchmark: ShardedEmbedding (4 shards) on the local and the Ray engine against a
+single Embedding: a lookup of N ids, one training step (lookup, backward, Adam), and the load
+balance of the "range" and "modulo" placements on Zipf ids.
+
+Ray runs on this machine only (loopback, no dashboard, usage statistics off), with the 4 shard
+actors on fractional CPUs, and is shut down at the end of every call of ``run``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import fastembed
+import numpy as np
+from fastembed.distributed import RayEngine, ShardedEmbedding
+from fastembed.distributed.layout import Layout
+from harness import ZIPF_EXPONENT, Context, Ratio, Results, Target, short_count
+
+# Before anything imports ray: otherwise it reports usage to an outside host.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+HEADLINE_SECONDS = 25  # Ray's start (~5-10 s) included
+FULL_SECONDS = 120
+PEERS = ("ray",)
+
+NUM_SHARDS = 4
+SINGLE = "Embedding (one table)"
+LOCAL = f"ShardedEmbedding local, {NUM_SHARDS} shards"
+RAY = f"ShardedEmbedding ray, {NUM_SHARDS} shards"
+LOOKUP = "lookup"
+STEP = "training step (lookup + backward + Adam)"
+
+# (placement, case) -> {"distinct": max/mean, "requests": max/mean}, filled by run().
+BALANCE: dict[tuple[str, str], dict[str, float]] = {}
+
+
+@dataclass(frozen=True)
+class Case:
+    num_embeddings: int
+    dim: int
+    n: int
+    distribution: str
+
+    @property
+    def name(self) -> str:
+        size = f"V={short_count(self.num_embeddings)} D={self.dim} N={short_count(self.n)}"
+        return f"{size} {self.distribution}"
+
+
+def cases(ctx: Context) -> list[Case]:
+    """Zipf and uniform ids at V=1M, D=64, N=1M; the headline is a small Zipf case."""
+    zipf = f"zipf({ZIPF_EXPONENT}) ranks"
+    if ctx.quick:
+        return [Case(10_000, 64, 10_000, zipf), Case(10_000, 64, 10_000, "uniform")]
+    if ctx.headline:
+        return [Case(100_000, 64, 100_000, zipf)]
+    return [Case(1_000_000, 64, 1_000_000, zipf), Case(1_000_000, 64, 1_000_000, "uniform")]
+
+
+def zipf_ranks(rng: np.random.Generator, n: int, num_embeddings: int) -> np.ndarray:
+    """Ids 0..V-1 with P(id) proportional to (id + 1) ** -a: Zipf over the vocabulary itself,
+    drawn by inverting its CDF (NumPy's unbounded sampler wrapped with % V would pile its huge
+    draws onto multiples of small powers of two)."""
+    weights = np.arange(1, num_embeddings + 1, dtype=np.float64) ** -ZIPF_EXPONENT
+    cdf = np.cumsum(weights)
+    cdf /= cdf[-1]
+    return np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), num_embeddings - 1)
+
+
+def make_ids(case: Case, rng: np.random.Generator) -> np.ndarray:
+    if case.distribution == "uniform":
+        return rng.integers(0, case.num_embeddings, case.n, dtype=np.int64)
+    return zipf_ranks(rng, case.n, case.num_embeddings).astype(np.int64)
+
+
+def balance(ids: np.ndarray, layout: Layout) -> dict[str, float]:
+    """max/mean over shards of the distinct rows and of the requests each shard gets."""
+    shards = layout.owner(ids)[0]
+    requests = np.bincount(shards, minlength=layout.num_shards)
+    distinct = np.bincount(layout.owner(np.unique(ids))[0], minlength=layout.num_shards)
+    return {
+        "distinct": float(distinct.max() / distinct.mean()),
+        "requests": float(requests.max() / requests.mean()),
+    }
+
+
+def start_ray(ray: Any, threads: int) -> bool:
+    """Starts a local Ray for the suite unless one is running; whether it started one."""
+    if ray is None or ray.is_initialized():
+        return False
+    ray.init(
+        address="local",
+        num_cpus=max(threads, 1),
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        object_store_memory=2 << 30,
+        log_to_driver=False,
+    )
+    return True
+
+
+def run(ctx: Context) -> None:
+    print(
+        f"sharded suite, {ctx.threads} thread(s): {NUM_SHARDS} shards, float32, int64 ids; "
+        f"zipf ids = ranks 1..V with P ~ rank^-{ZIPF_EXPONENT} (id = rank - 1); the Ray "
+        f"engine's {NUM_SHARDS} actors share {ctx.threads} CPU(s), one kernel thread each; "
+        f"GB/s counts ids + rows written.\n",
+        flush=True,
+    )
+    ray = ctx.peer("ray")
+    started = start_ray(ray, ctx.threads)
+    try:
+        for case, rng in ctx.with_rngs(cases(ctx)):
+            if ctx.wants(case.name):
+                bench_case(ctx, case, rng, ray is not None)
+                gc.collect()
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def bench_case(ctx: Context, case: Case, rng: np.random.Generator, with_ray: bool) -> None:
+    V, D = case.num_embeddings, case.dim
+    ids = make_ids(case, rng)
+    for placement in ("range", "modulo"):
+        BALANCE[(placement, case.name)] = balance(ids, Layout(V, NUM_SHARDS, placement))
+    print(
+        f"{case.name}: max/mean over shards, range: distinct rows "
+        f"{BALANCE[('range', case.name)]['distinct']:.3f}, requests "
+        f"{BALANCE[('range', case.name)]['requests']:.3f}; modulo: distinct rows "
+        f"{BALANCE[('modulo', case.name)]['distinct']:.3f}, requests "
+        f"{BALANCE[('modulo', case.name)]['requests']:.3f}\n",
+        flush=True,
+    )
+    weight = rng.standard_normal((V, D), dtype=np.float32)
+    grad = rng.standard_normal((case.n, D), dtype=np.float32)
+    single = fastembed.Embedding(weight=weight)
+    tables: dict[str, Any] = {
+        LOCAL: ShardedEmbedding.from_embedding(single, NUM_SHARDS, placement="modulo")
+    }
+    if with_ray:
+        engine = RayEngine(num_cpus=ctx.threads / NUM_SHARDS, threads_per_shard=1, timeout=600)
+        tables[RAY] = ShardedEmbedding.from_embedding(
+            single, NUM_SHARDS, engine=engine, placement="modulo"
+        )
+    tables[SINGLE] = single
+    expected = tables[SINGLE].forward(ids)
+    for name, table in tables.items():
+        if not np.array_equal(table.forward(ids), expected):
+            raise AssertionError(f"{name} disagrees with the single table on {case.name}")
+    del expected
+    nbytes = ids.nbytes + case.n * D * 4
+    ctx.compare(case.name, LOOKUP, {name: lookup(t, ids) for name, t in tables.items()}, nbytes)
+    ctx.compare(
+        case.name,
+        STEP,
+        {name: step(t, ids, grad) for name, t in tables.items()},
+        3 * nbytes,
+        repeats=min(ctx.repeats, 5),
+    )
+    for table in tables.values():
+        if isinstance(table, ShardedEmbedding):
+            table.close()
+
+
+def lookup(table: Any, ids: np.ndarray) -> Callable[[], object]:
+    return lambda: table.forward(ids)
+
+
+def step(table: Any, ids: np.ndarray, grad: np.ndarray) -> Callable[[], object]:
+    optimizer = fastembed.optim.Adam(lr=1e-3)
+
+    def train() -> None:
+        table.forward(ids)
+        table.backward(grad, optimizer=optimizer)
+
+    return train
+
+
+def targets(results: Results) -> list[Target]:
+    """Issue 17: the local engine within 1.2x of one table, Ray within 4x (both groups, at every
+    thread count); modulo placement's balance on Zipf ids."""
+    names = results.cases("sharded")
+    found = []
+    for threads in results.thread_counts:
+        for engine, slack in ((LOCAL, 1.2), (RAY, 4.0)):
+            for group in (LOOKUP, STEP):
+                found.append(
+                    results.speedup(
+                        1 / slack,
+                        group,
+                        engine,
+                        SINGLE,
+                        names,
+                        threads,
+                        description=f"[{threads} thr] {group}: {engine} within {slack}x of 1 table",
+                        peer=False,
+                    )
+                )
+    for measure, limit in (("distinct", 1.1), ("requests", 1.25)):
+        ratios = {}
+        for (placement, case), value in BALANCE.items():
+            if placement == "modulo" and "zipf" in case:
+                headroom = limit / value[measure]
+                ratios[case] = Ratio(headroom, headroom, headroom, 1)
+        found.append(
+            Target(
+                f"modulo placement, Zipf ids: max/mean {measure} per shard <= {limit} "
+                f"(ratio = {limit} / measured)",
+                1.0,
+                ratios,
+                peer=False,
+                note=", ".join(
+                    f"{placement} {value[measure]:.3f}"
+                    for (placement, case), value in BALANCE.items()
+                    if "zipf" in case
+                ),
+            )
+        )
+    return found

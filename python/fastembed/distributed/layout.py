@@ -1,0 +1,68 @@
+"""Where each row of a row-sharded table lives: the placement arithmetic and the routing call.
+
+The arithmetic here mirrors ``RangePlacement`` and ``ModuloPlacement`` in
+``src/kernels/route.hpp``; the routing of a batch of ids is that kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import _core
+
+PLACEMENTS = ("range", "modulo")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """``num_embeddings`` rows on ``num_shards`` shards.
+
+    ``"range"``: shard ``s`` holds the contiguous rows ``[s * r, (s + 1) * r)`` with
+    ``r = ceil(num_embeddings / num_shards)`` (the last shards may hold fewer, or none).
+    ``"modulo"``: shard ``s`` holds the rows ``s, s + num_shards, s + 2 * num_shards, ...``, which
+    spreads frequent ids (usually the small ones) over every shard.
+    """
+
+    num_embeddings: int
+    num_shards: int
+    placement: str
+
+    @property
+    def rows_per_shard(self) -> int:
+        """Rows of the fullest shard (the stride of a range placement)."""
+        return max(1, -(-self.num_embeddings // self.num_shards))
+
+    def rows(self, shard: int) -> range:
+        """The global row ids shard ``shard`` holds, in its own row order."""
+        if self.placement == "modulo":
+            return range(shard, self.num_embeddings, self.num_shards)
+        start = min(self.num_embeddings, shard * self.rows_per_shard)
+        return range(start, min(self.num_embeddings, start + self.rows_per_shard))
+
+    def owner(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(shard, row within the shard)`` of each global id (checked by the caller)."""
+        divisor = self.num_shards if self.placement == "modulo" else self.rows_per_shard
+        quotient, remainder = np.divmod(ids, divisor)
+        return (remainder, quotient) if self.placement == "modulo" else (quotient, remainder)
+
+    def route(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(local, positions, offsets)``: the ids (int32 or int64, any shape, C-contiguous)
+        bucketed by shard in one C++ pass. Shard ``s`` gets ``local[offsets[s]:offsets[s + 1]]``,
+        its own rows of the ids at the flat ``positions`` in the same slice, in position order.
+        An id out of range raises ``IndexError`` naming it and its position, before anything
+        else happens.
+        """
+        return _core.route_ids(
+            ids, self.num_embeddings, self.num_shards, self.placement == "modulo"
+        )
+
+    def assemble(self, tables: list[np.ndarray]) -> np.ndarray:
+        """The whole table from the shards' tables (a new array)."""
+        dim = tables[0].shape[1]
+        whole = np.empty((self.num_embeddings, dim), dtype=tables[0].dtype)
+        for shard, table in enumerate(tables):
+            rows = self.rows(shard)
+            whole[rows.start : rows.stop : rows.step] = table
+        return whole
