@@ -7,13 +7,33 @@
 // `padding_idx` are skipped: they add nothing and do not count toward the mean. A bag with no
 // other entry gives zeros.
 //
+// The pooling loop (as FBGEMM's): a bag's output row is cut into column blocks of a few vector
+// registers; for each block the bag's rows are read and combined into an accumulator that stays
+// in registers, and the block is stored once per bag. Every output element is still the rows'
+// values combined in position order (the first copied, the others added, no FMA), so the block
+// width, the position chunks and the CPU never change a bit.
+//
 // Determinism: each bag is pooled by one thread, in position order, so the split among threads
-// never changes the arithmetic.
+// never changes the arithmetic either.
+//
+// Adding a row reader (a table stored another way: float16, 8-bit row-wise quantized, ...):
+// the loop reads the table only through a reader, a small class with
+//     using value_type = T;               // what rows are pooled in: float or double (= out's)
+//     std::size_t dim() const;            // elements per row
+//     std::size_t row_bytes() const;      // bytes of one stored row (the prefetched span)
+//     const void* row_address(std::size_t id) const;  // where row `id` starts
+//     FASTEMBED_ALWAYS_INLINE void load(std::size_t id, std::size_t col, std::size_t width,
+//                                       T* values) const;  // values[j] = row id's element
+//                                                          // col + j, j < width
+// (see PlainRows below). `load` must be always-inline: the loop calls it with a constant width
+// for whole blocks, which turns values[] into registers, and the AVX2 copy of the loop only
+// vectorises what is inlined into it. Then call pool_rows_with(reader, ...).
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -67,81 +87,297 @@ void parallel_bags(const BagLayout& bags, std::size_t bytes_per_id, Body&& body)
 // same additions in the same order (no FMA), so results are bitwise the same on any CPU.
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__AVX2__)
 #define FASTEMBED_BAG_AVX2_CLONE 1
+#endif
+#if defined(__GNUC__) || defined(__clang__)
 #define FASTEMBED_ALWAYS_INLINE __attribute__((always_inline)) inline
+// Loops over an accumulator's vectors must be unrolled for the vectors to become registers.
+#define FASTEMBED_UNROLL _Pragma("GCC unroll 16")
 #else
 #define FASTEMBED_ALWAYS_INLINE inline
+#define FASTEMBED_UNROLL
 #endif
+
+// The row reader of a plain float or double table (C-contiguous, dim elements per row).
+template <class T>
+class PlainRows {
+  public:
+    using value_type = T;
+
+    PlainRows(const T* table, std::size_t dim) : table_(table), dim_(dim) {}
+
+    std::size_t dim() const { return dim_; }
+    std::size_t row_bytes() const { return dim_ * sizeof(T); }
+    const void* row_address(std::size_t id) const { return table_ + id * dim_; }
+    FASTEMBED_ALWAYS_INLINE void load(std::size_t id, std::size_t col, std::size_t width,
+                                      T* values) const {
+        const T* __restrict row = table_ + id * dim_ + col;
+        for (std::size_t j = 0; j < width; ++j) values[j] = row[j];
+    }
+
+  private:
+    const T* table_;
+    std::size_t dim_;
+};
+
+// Bytes of one bag's rows that the passes over its column blocks re-read from the cache: a bag
+// whose rows take several blocks is pooled in chunks of positions whose rows fit in this, each
+// chunk's partial result stored in the output row between chunks (exactly: a store and a load
+// change no bit). Only speed depends on it.
+inline constexpr std::size_t kPoolingChunkBytes = std::size_t{16} << 10;
 
 namespace detail {
 
-// Pools bags [first_bag, last_bag) into out; Mode and Weighted are fixed at compile time so the
-// inner loops carry no per-element branches on them.
-template <BagMode Mode, bool Weighted, class T, class I>
-FASTEMBED_ALWAYS_INLINE void pool_bags(const T* weight, std::size_t dim, const I* ids, const BagLayout& bags,
-               std::size_t first_bag, std::size_t last_bag, const T* per_sample_weights,
-               std::int64_t padding_idx, T* out, std::int64_t* argmax) {
-    const std::size_t row_bytes = dim * sizeof(T);
-    const std::size_t ahead = prefetch_distance(row_bytes);
-    const std::size_t stop = bags.end(last_bag - 1);
-    for (std::size_t bag = first_bag; bag < last_bag; ++bag) {
-        T* __restrict acc = out + bag * dim;
-        std::int64_t* arg = Mode == BagMode::max && argmax != nullptr ? argmax + bag * dim : nullptr;
-        std::size_t count = 0;
-        for (std::size_t i = bags.begin(bag); i < bags.end(bag); ++i) {
-            if (i + ahead < stop) {
-                prefetch_row(weight + static_cast<std::size_t>(ids[i + ahead]) * dim, row_bytes);
-            }
-            if (static_cast<std::int64_t>(ids[i]) == padding_idx) continue;
-            const T* __restrict row = weight + static_cast<std::size_t>(ids[i]) * dim;
-            if constexpr (Mode == BagMode::max) {
-                // Strictly greater: the first position holding the maximum wins, as in PyTorch.
-                if (count == 0) {
-                    std::copy(row, row + dim, acc);
-                    if (arg != nullptr) std::fill(arg, arg + dim, static_cast<std::int64_t>(i));
-                } else if (arg != nullptr) {
-                    for (std::size_t d = 0; d < dim; ++d) {
-                        if (row[d] > acc[d]) {
-                            acc[d] = row[d];
-                            arg[d] = static_cast<std::int64_t>(i);
-                        }
-                    }
-                } else {
-                    for (std::size_t d = 0; d < dim; ++d) acc[d] = row[d] > acc[d] ? row[d] : acc[d];
-                }
-            } else if constexpr (Weighted) {
-                const T scale = per_sample_weights[i];
-                if (count == 0) {
-                    for (std::size_t d = 0; d < dim; ++d) acc[d] = scale * row[d];
-                } else {
-                    for (std::size_t d = 0; d < dim; ++d) acc[d] += scale * row[d];
-                }
-            } else {
-                if (count == 0) {
-                    std::copy(row, row + dim, acc);
-                } else {
-                    add_row(acc, row, dim);
-                }
-            }
-            ++count;
-        }
-        if (count == 0) {
-            std::fill(acc, acc + dim, T(0));
-            if (arg != nullptr) std::fill(arg, arg + dim, std::int64_t{-1});
-        } else if (Mode == BagMode::mean && count > 1) {
-            const T size = static_cast<T>(count);
-            for (std::size_t d = 0; d < dim; ++d) acc[d] /= size;
-        }
+// The accumulator's registers: GCC/Clang vectors of `Bytes` bytes of T (one lane of T elsewhere),
+// and Mask, the same lanes as integers of T's width (a comparison's result; for max it also
+// holds the positions of the maxima, relative to the chunk).
+#if defined(__GNUC__) || defined(__clang__)
+template <class T, std::size_t Bytes>
+struct Vector {
+    typedef T type __attribute__((vector_size(Bytes)));
+    typedef decltype(type{} > type{}) mask;
+    typedef std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t> lane_int;
+    static constexpr std::size_t lanes = Bytes / sizeof(T);
+};
+#else
+template <class T, std::size_t Bytes>
+struct Vector {
+    using type = T;
+    using lane_int = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+    using mask = lane_int;
+    static constexpr std::size_t lanes = 1;
+};
+#endif
+
+// Helpers that pass vectors by reference: a 32-byte vector by value in the signature of a
+// function compiled without AVX changes its ABI (GCC warns), although these are always inlined.
+
+// to = from in the lanes where `mask` is set (all ones; true in the one-lane fallback).
+template <class V, class M>
+FASTEMBED_ALWAYS_INLINE void blend(V& to, const M& mask, const V& from) {
+    if constexpr (std::is_arithmetic_v<V>) {
+        if (mask) to = from;
+    } else {
+        M bits_to, bits_from;
+        std::memcpy(&bits_to, &to, sizeof to);
+        std::memcpy(&bits_from, &from, sizeof from);
+        bits_to = (mask & bits_from) | (~mask & bits_to);
+        std::memcpy(&to, &bits_to, sizeof to);
     }
 }
 
+// Every lane of `to` = value.
+template <class Vec>
+FASTEMBED_ALWAYS_INLINE void fill_lanes(typename Vec::mask& to, std::int64_t value) {
+    to = typename Vec::mask{} + static_cast<typename Vec::lane_int>(value);
+}
+
+// to = the first `n` (at most Vec::lanes) elements of `from`, zeros after them...
+template <class Vec, class T>
+FASTEMBED_ALWAYS_INLINE void load_vector(typename Vec::type& to, const T* from, std::size_t n) {
+    T values[Vec::lanes];
+    for (std::size_t j = 0; j < Vec::lanes; ++j) values[j] = j < n ? from[j] : T(0);
+    std::memcpy(&to, values, sizeof to);
+}
+
+// ...and back.
+template <class Vec, class T>
+FASTEMBED_ALWAYS_INLINE void store_vector(T* to, const typename Vec::type& from, std::size_t n) {
+    T values[Vec::lanes];
+    std::memcpy(values, &from, sizeof from);
+    for (std::size_t j = 0; j < n; ++j) to[j] = values[j];
+}
+
+// Everything a pooling loop needs besides the bag range; T is the reader's value_type.
+template <class Reader, class I>
+struct BagJob {
+    using T = typename Reader::value_type;
+    const Reader& rows;
+    const I* ids;
+    const BagLayout& bags;
+    const T* per_sample_weights;  // only with sum, else null
+    std::int64_t padding_idx;
+    T* out;
+    std::int64_t* argmax;     // only with max, may be null
+    std::size_t ahead;        // prefetch distance, in positions
+    std::size_t chunk_rows;   // positions per chunk (see kPoolingChunkBytes)
+};
+
+// Pools columns [col, col + width) of positions [begin, end) of one bag into Count vectors of
+// Vec (width == Count * lanes, or less than one vector's lanes when Count == 1 and !Whole).
+// `count` entries of the bag were pooled before, their partial result in out_row and arg_row.
+// Returns the count including this chunk's entries. On the bag's last chunk (`last`), finishes
+// the bag (mean's division, zeros for an empty bag).
+template <BagMode Mode, bool Weighted, bool Track, class Vec, std::size_t Count, bool Whole,
+          class Reader, class I>
+FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I>& job, std::size_t begin,
+                                               std::size_t end, std::size_t stop, bool prefetch,
+                                               std::size_t col, std::size_t width,
+                                               std::size_t count, bool last,
+                                               typename Reader::value_type* out_row,
+                                               std::int64_t* arg_row) {
+    using T = typename Reader::value_type;
+    using V = typename Vec::type;
+    using M = typename Vec::mask;
+    constexpr std::size_t kLanes = Vec::lanes;
+    const std::size_t tail = Whole ? kLanes : width;  // elements of the last vector
+    const std::size_t row_bytes = job.rows.row_bytes();
+
+    // Vector k holds columns col + k * kLanes + [0, kLanes); only `tail` of the last one are real.
+    auto lanes_of = [tail](std::size_t k) { return k + 1 == Count ? tail : kLanes; };
+    V acc[Count] = {};
+    [[maybe_unused]] M at[Count] = {};  // max: chunk offset of each lane's maximum, -1 if it came before the chunk
+    if (count != 0) {
+        FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
+            load_vector<Vec>(acc[k], out_row + col + k * kLanes, lanes_of(k));
+        }
+        if constexpr (Track) for (std::size_t k = 0; k < Count; ++k) fill_lanes<Vec>(at[k], -1);
+    }
+    for (std::size_t i = begin; i < end; ++i) {
+        if (prefetch && i + job.ahead < stop) {
+            prefetch_row(job.rows.row_address(static_cast<std::size_t>(job.ids[i + job.ahead])),
+                         row_bytes);
+        }
+        const auto id = static_cast<std::int64_t>(job.ids[i]);
+        if (id == job.padding_idx) continue;
+        V values[Count];
+        FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
+            const std::size_t n = lanes_of(k);
+            T lanes[kLanes];
+            for (std::size_t j = n; j < kLanes; ++j) lanes[j] = T(0);
+            job.rows.load(static_cast<std::size_t>(id), col + k * kLanes, n, lanes);
+            std::memcpy(&values[k], lanes, sizeof lanes);
+        }
+        if constexpr (Weighted) {
+            const T scale = job.per_sample_weights[i];
+            FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) values[k] = scale * values[k];
+        }
+        if (count == 0) {
+            FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) acc[k] = values[k];
+            if constexpr (Track) {
+                FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
+                    fill_lanes<Vec>(at[k], static_cast<std::int64_t>(i - begin));
+                }
+            }
+        } else if constexpr (Mode == BagMode::max) {
+            // Strictly greater: the first position holding the maximum wins, as in PyTorch.
+            [[maybe_unused]] M offset{};
+            if constexpr (Track) fill_lanes<Vec>(offset, static_cast<std::int64_t>(i - begin));
+            FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
+                const M greater = values[k] > acc[k];
+                blend(acc[k], greater, values[k]);
+                if constexpr (Track) blend(at[k], greater, offset);
+            }
+        } else {
+            FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) acc[k] += values[k];
+        }
+        ++count;
+    }
+    if (count == 0 && !last) return 0;
+    if (count == 0) {
+        FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) acc[k] = V{};
+    } else if (last && Mode == BagMode::mean && count > 1) {
+        const T size = static_cast<T>(count);
+        FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) acc[k] = acc[k] / size;
+    }
+    FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
+        store_vector<Vec>(out_row + col + k * kLanes, acc[k], lanes_of(k));
+    }
+    if constexpr (Track) {
+        FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
+            typename Vec::lane_int offsets[kLanes];
+            std::memcpy(offsets, &at[k], sizeof offsets);
+            for (std::size_t j = 0; j < lanes_of(k); ++j) {
+                std::int64_t& arg = arg_row[col + k * kLanes + j];
+                if (count == 0) {
+                    arg = -1;
+                } else if (offsets[j] >= 0) {
+                    arg = static_cast<std::int64_t>(begin) + offsets[j];
+                }
+            }
+        }
+    }
+    return count;
+}
+
+// Pools columns [col, dim) of a chunk, where dim - col < 2 * Count vectors: one block of Count
+// vectors if that many columns remain, then the rest in halving counts, then a last vector of
+// fewer lanes.
+template <BagMode Mode, bool Weighted, bool Track, class Vec, std::size_t Count, class Reader,
+          class I>
+FASTEMBED_ALWAYS_INLINE std::size_t pool_remaining_columns(
+    const BagJob<Reader, I>& job, std::size_t begin, std::size_t end, std::size_t stop,
+    std::size_t col, std::size_t count, bool last, typename Reader::value_type* out_row,
+    std::int64_t* arg_row) {
+    constexpr std::size_t kWidth = Count * Vec::lanes;
+    const std::size_t dim = job.rows.dim();
+    std::size_t result = count;  // unchanged if no column remains
+    if (dim - col >= kWidth) {
+        result = pool_block<Mode, Weighted, Track, Vec, Count, true>(job, begin, end, stop, col == 0, col,
+                                                              kWidth, count, last, out_row, arg_row);
+        col += kWidth;
+    }
+    if constexpr (Count == 1) {
+        if (col < dim) {
+            result = pool_block<Mode, Weighted, Track, Vec, 1, false>(job, begin, end, stop, col == 0, col,
+                                                               dim - col, count, last, out_row,
+                                                               arg_row);
+        }
+    } else {
+        if (col < dim) {
+            result = pool_remaining_columns<Mode, Weighted, Track, Vec, Count / 2>(
+                job, begin, end, stop, col, count, last, out_row, arg_row);
+        }
+    }
+    return result;
+}
+
+// Pools bags [first_bag, last_bag) with accumulators of 8 vectors of VectorBytes (4 when max
+// also tracks the positions of the maxima, which take as many registers again); Mode, Weighted,
+// Track (argmax wanted) and the widths are fixed at compile time so the inner loops carry no
+// branches on them and the accumulators stay in registers.
+template <BagMode Mode, bool Weighted, bool Track, std::size_t VectorBytes, class Reader, class I>
+FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I>& job, std::size_t first_bag,
+                                       std::size_t last_bag) {
+    using T = typename Reader::value_type;
+    using Vec = Vector<T, VectorBytes>;
+    constexpr std::size_t kCount = Track ? 4 : 8;
+    constexpr std::size_t kWidth = kCount * Vec::lanes;
+    const std::size_t dim = job.rows.dim();
+    const std::size_t stop = job.bags.end(last_bag - 1);
+    for (std::size_t bag = first_bag; bag < last_bag; ++bag) {
+        T* out_row = job.out + bag * dim;
+        std::int64_t* arg_row = Track ? job.argmax + bag * dim : nullptr;
+        const std::size_t bag_end = job.bags.end(bag);
+        std::size_t count = 0;
+        std::size_t begin = job.bags.begin(bag);
+        do {
+            const std::size_t end = bag_end - begin > job.chunk_rows ? begin + job.chunk_rows : bag_end;
+            const bool last = end == bag_end;
+            const std::size_t before = count;
+            std::size_t col = 0;
+            for (; col + 2 * kWidth <= dim; col += kWidth) {
+                count = pool_block<Mode, Weighted, Track, Vec, kCount, true>(
+                    job, begin, end, stop, col == 0, col, kWidth, before, last, out_row, arg_row);
+            }
+            count = pool_remaining_columns<Mode, Weighted, Track, Vec, kCount>(job, begin, end, stop, col,
+                                                                        before, last, out_row, arg_row);
+            begin = end;
+        } while (begin < bag_end);
+    }
+}
+
+template <BagMode Mode, bool Weighted, bool Track, class Reader, class I>
+void pool_bags_baseline(const BagJob<Reader, I>& job, std::size_t first_bag, std::size_t last_bag) {
+    // Half the 16 SSE2 / NEON registers hold the accumulator.
+    pool_bags<Mode, Weighted, Track, 16>(job, first_bag, last_bag);
+}
+
 #ifdef FASTEMBED_BAG_AVX2_CLONE
-template <BagMode Mode, bool Weighted, class T, class I>
-__attribute__((target("avx2"))) void pool_bags_avx2(
-    const T* weight, std::size_t dim, const I* ids, const BagLayout& bags, std::size_t first_bag,
-    std::size_t last_bag, const T* per_sample_weights, std::int64_t padding_idx, T* out,
-    std::int64_t* argmax) {
-    pool_bags<Mode, Weighted>(weight, dim, ids, bags, first_bag, last_bag, per_sample_weights,
-                              padding_idx, out, argmax);
+template <BagMode Mode, bool Weighted, bool Track, class Reader, class I>
+__attribute__((target("avx2"))) void pool_bags_avx2(const BagJob<Reader, I>& job,
+                                                    std::size_t first_bag, std::size_t last_bag) {
+    // Half the 16 AVX2 registers hold the accumulator.
+    pool_bags<Mode, Weighted, Track, 32>(job, first_bag, last_bag);
 }
 
 inline bool cpu_has_avx2() {
@@ -150,53 +386,71 @@ inline bool cpu_has_avx2() {
 }
 #endif
 
-template <BagMode Mode, bool Weighted, class T, class I>
-void pool_bags_on_this_cpu(const T* weight, std::size_t dim, const I* ids, const BagLayout& bags,
-                           std::size_t first_bag, std::size_t last_bag, const T* per_sample_weights,
-                           std::int64_t padding_idx, T* out, std::int64_t* argmax) {
+template <BagMode Mode, bool Weighted, bool Track, class Reader, class I>
+void pool_bags_on_this_cpu(const BagJob<Reader, I>& job, std::size_t first_bag, std::size_t last_bag) {
 #ifdef FASTEMBED_BAG_AVX2_CLONE
     if (cpu_has_avx2()) {
-        pool_bags_avx2<Mode, Weighted>(weight, dim, ids, bags, first_bag, last_bag,
-                                       per_sample_weights, padding_idx, out, argmax);
+        pool_bags_avx2<Mode, Weighted, Track>(job, first_bag, last_bag);
         return;
     }
+#elif defined(__AVX2__)
+    pool_bags<Mode, Weighted, Track, 32>(job, first_bag, last_bag);
+    return;
 #endif
-    pool_bags<Mode, Weighted>(weight, dim, ids, bags, first_bag, last_bag, per_sample_weights,
-                              padding_idx, out, argmax);
+    pool_bags_baseline<Mode, Weighted, Track>(job, first_bag, last_bag);
 }
 
 }  // namespace detail
 
-// The pooling alone, for ids that have already passed check_ids: out[b, :] = pooled rows of bag
-// b. `per_sample_weights` (one per flat id, or null) only with sum. `argmax` (num_bags x dim,
-// or null) receives, for max, the position of the id that gave each element, -1 for an empty
-// bag.
-template <class T, class I>
-void pool_rows(const T* weight, std::size_t dim, const I* ids, const BagLayout& bags, BagMode mode,
-               const T* per_sample_weights, std::int64_t padding_idx, T* out, std::int64_t* argmax) {
+// The pooling alone, through a row reader (see the top of this file), for ids that have already
+// passed check_ids: out[b, :] = pooled rows of bag b. `per_sample_weights` (one per flat id, or
+// null) only with sum. `argmax` (num_bags x dim, or null) receives, for max, the position of the
+// id that gave each element, -1 for an empty bag.
+template <class Reader, class I>
+void pool_rows_with(const Reader& rows, const I* ids, const BagLayout& bags, BagMode mode,
+                    const typename Reader::value_type* per_sample_weights, std::int64_t padding_idx,
+                    typename Reader::value_type* out, std::int64_t* argmax) {
+    const std::size_t dim = rows.dim();
     if (dim == 0) return;
-    parallel_bags(bags, dim * sizeof(T) + sizeof(I), [&](std::size_t first, std::size_t last) {
-        auto pool = [&](auto mode_tag, auto weighted_tag) {
-            detail::pool_bags_on_this_cpu<decltype(mode_tag)::value, decltype(weighted_tag)::value>(
-                weight, dim, ids, bags, first, last, per_sample_weights, padding_idx, out, argmax);
+    const std::size_t row_bytes = rows.row_bytes();
+    const std::size_t chunk_rows = std::max<std::size_t>(kPoolingChunkBytes / row_bytes, 8);
+    const detail::BagJob<Reader, I> job{rows, ids, bags, per_sample_weights, padding_idx, out, argmax,
+                                        prefetch_distance(row_bytes), chunk_rows};
+    parallel_bags(bags, row_bytes + sizeof(I), [&](std::size_t first, std::size_t last) {
+        auto pool = [&](auto mode_tag, auto weighted_tag, auto track_tag) {
+            detail::pool_bags_on_this_cpu<decltype(mode_tag)::value, decltype(weighted_tag)::value,
+                                          decltype(track_tag)::value>(job, first, last);
         };
-        using Unweighted = std::false_type;
+        using Yes = std::true_type;
+        using No = std::false_type;
         switch (mode) {
             case BagMode::sum:
                 if (per_sample_weights != nullptr) {
-                    pool(std::integral_constant<BagMode, BagMode::sum>{}, std::true_type{});
+                    pool(std::integral_constant<BagMode, BagMode::sum>{}, Yes{}, No{});
                 } else {
-                    pool(std::integral_constant<BagMode, BagMode::sum>{}, Unweighted{});
+                    pool(std::integral_constant<BagMode, BagMode::sum>{}, No{}, No{});
                 }
                 break;
             case BagMode::mean:
-                pool(std::integral_constant<BagMode, BagMode::mean>{}, Unweighted{});
+                pool(std::integral_constant<BagMode, BagMode::mean>{}, No{}, No{});
                 break;
             case BagMode::max:
-                pool(std::integral_constant<BagMode, BagMode::max>{}, Unweighted{});
+                if (argmax != nullptr) {
+                    pool(std::integral_constant<BagMode, BagMode::max>{}, No{}, Yes{});
+                } else {
+                    pool(std::integral_constant<BagMode, BagMode::max>{}, No{}, No{});
+                }
                 break;
         }
     });
+}
+
+// The pooling of a plain float or double table.
+template <class T, class I>
+void pool_rows(const T* weight, std::size_t dim, const I* ids, const BagLayout& bags, BagMode mode,
+               const T* per_sample_weights, std::int64_t padding_idx, T* out, std::int64_t* argmax) {
+    pool_rows_with(PlainRows<T>(weight, dim), ids, bags, mode, per_sample_weights, padding_idx, out,
+                   argmax);
 }
 
 // The forward of a pooled lookup: range check, then pool_rows.
