@@ -127,3 +127,11 @@ def route_ids(
 def place_rows(
     source: np.ndarray, positions: np.ndarray, out: np.ndarray, rows: np.ndarray | None = None
 ) -> None: ...
+def read_word2vec(
+    file: bytes | memoryview | np.ndarray,
+    binary: bool,
+    no_header: bool,
+    limit: int | None,
+    dtype: np.dtype,
+) -> tuple[list[str], np.ndarray]: ...
+def format_word2vec_text(keys: list[str], vectors: np.ndarray) -> bytes: ...

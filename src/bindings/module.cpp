@@ -13,4 +13,5 @@ PYBIND11_MODULE(_core, m) {
     fastembed::bindings::register_optim(m);
     fastembed::bindings::register_word2vec(m);
     fastembed::bindings::register_route(m);
+    fastembed::bindings::register_text(m);
 }

@@ -14,5 +14,6 @@ void register_bag(pybind11::module_& m);
 void register_optim(pybind11::module_& m);
 void register_word2vec(pybind11::module_& m);
 void register_route(pybind11::module_& m);
+void register_text(pybind11::module_& m);
 
 }  // namespace fastembed::bindings

@@ -18,6 +18,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -26,8 +27,10 @@
 #include "kernels/bag_backward.hpp"
 #include "kernels/blocked_reduce.hpp"
 #include "kernels/check_ids.hpp"
+#include "kernels/format_vectors.hpp"
 #include "kernels/gather.hpp"
 #include "kernels/optimizers.hpp"
+#include "kernels/parse_vectors.hpp"
 #include "kernels/radix_sort.hpp"
 #include "kernels/route.hpp"
 #include "kernels/row_source.hpp"
@@ -930,6 +933,57 @@ void test_fork() {
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+// word2vec text: rows of random bit patterns formatted and parsed back to the same bits, on 1
+// and 3 threads; a truncated binary file and a bad row name their lines.
+template <class T>
+void test_word2vec_files(std::mt19937_64& rng) {
+    using Bits = std::conditional_t<std::is_same_v<T, float>, std::uint32_t, std::uint64_t>;
+    const std::size_t count = 300, dim = 7;
+    std::vector<T> rows(count * dim);
+    for (T& value : rows) {
+        const auto bits = static_cast<Bits>(rng());
+        std::memcpy(&value, &bits, sizeof(T));
+        if (std::isnan(value)) value = T(0.5);  // "nan" reads back as one NaN pattern
+    }
+    std::vector<std::string> key_storage(count);
+    std::vector<std::string_view> keys(count);
+    for (std::size_t i = 0; i < count; ++i) keys[i] = key_storage[i] = "k" + std::to_string(i);
+    const std::size_t threads_before = fastembed::get_num_threads();
+    for (std::size_t threads : {1, 3}) {
+        current_case = std::string("word2vec text, ") + (sizeof(T) == 4 ? "float" : "double") +
+                       ", threads=" + std::to_string(threads);
+        fastembed::set_num_threads(threads);
+        const std::string text = std::to_string(count) + " " + std::to_string(dim) + "\n" +
+                                 fastembed::format_text_rows(keys, rows.data(), dim);
+        using fastembed::kNoLimit;
+        const auto layout = fastembed::scan_text(text.data(), text.size(), false, kNoLimit);
+        CHECK(layout.rows.size() == count && layout.dim == dim && layout.pending.empty());
+        std::vector<T> parsed(count * dim);
+        std::vector<fastembed::Span> spans(count);
+        fastembed::parse_text_rows(text.data(), layout, parsed.data(), spans.data());
+        CHECK(std::memcmp(parsed.data(), rows.data(), rows.size() * sizeof(T)) == 0);
+        CHECK(text.substr(spans[5].offset, spans[5].size) == "k5");
+        const std::string bad = "2 2\na 1 2\nb 1 x\n";
+        const auto bad_layout = fastembed::scan_text(bad.data(), bad.size(), false, kNoLimit);
+        std::vector<T> two(4);
+        try {
+            fastembed::parse_text_rows(bad.data(), bad_layout, two.data(), spans.data());
+            CHECK(false);
+        } catch (const fastembed::VectorsFileError& e) {
+            CHECK(e.line == 3);
+        }
+        std::string binary = "1 3\nw ";
+        binary.append(reinterpret_cast<const char*>(rows.data()), 2 * sizeof(float));
+        try {
+            fastembed::scan_binary(binary.data(), binary.size(), kNoLimit);
+            CHECK(false);
+        } catch (const fastembed::VectorsFileError& e) {
+            CHECK(e.line == 2);
+        }
+    }
+    fastembed::set_num_threads(threads_before);
+}
+
 }  // namespace
 
 int main() {
@@ -948,6 +1002,8 @@ int main() {
     test_pool_exceptions_and_nesting();
     test_concurrent_callers();
     test_fork();
+    test_word2vec_files<float>(rng);
+    test_word2vec_files<double>(rng);
     if (failures != 0) {
         std::fprintf(stderr, "kernel_tests: %d of %d checks failed\n", failures, checks);
         return 1;

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Iterable
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
+from .._checks import as_int
 from .._functional import gather
 from ..layers import Embedding, check_table
+from ._correlation import Correlation, pearson_spearman
+from ._word2vec_format import read_word2vec, write_word2vec
 
 # What gensim treats as one key (anything else given to ``wv[...]`` is a list of keys).
 _KEY_TYPES = (str, bytes, int, np.integer)
@@ -142,3 +147,141 @@ class WordVectors:
         """
         options.setdefault("trainable", False)
         return Embedding(weight=self.vectors, **options)
+
+    @classmethod
+    def load_word2vec_format(
+        cls,
+        path: str | os.PathLike,
+        binary: bool = False,
+        limit: int | None = None,
+        dtype: DTypeLike = np.float32,
+        no_header: bool = False,
+    ) -> WordVectors:
+        """Reads a file in the word2vec format, as gensim's ``KeyedVectors.load_word2vec_format``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A text file ("<count> <dim>" header, then "<key> <v1> ... <vdim>" per line: what
+            the word2vec C tool, gensim and fastText's ``.vec`` write), or with ``binary=True``
+            the binary format (header line, then per vector "<key> " and dim float32s). Files
+            ending in ``.gz`` or ``.bz2`` are decompressed first.
+        binary : bool, default False
+        limit : int, optional
+            Read only the first ``limit`` vectors.
+        dtype : float32 (default) or float64
+            The table's dtype. Text numbers are rounded to it once, correctly (as ``strtof`` /
+            ``strtod``), so a file loads to the same bits as in gensim.
+        no_header : bool, default False
+            A text file without the header line (GloVe): every line is a vector, the dimension
+            is the first line's number of values.
+
+        Raises
+        ------
+        ValueError
+            For a malformed file, naming it and the line (the header is line 1): a header that
+            is not two integers, fewer or more vectors than it announces, a row with too few or
+            too many numbers, something that is not a number, a truncated binary file, a key
+            that is not valid UTF-8. Nothing is returned then.
+
+        Notes
+        -----
+        The file is memory-mapped and parsed in C++ on all threads (``fastembed.set_num_threads``).
+        A key that occurs twice keeps its first vector, as in gensim.
+        """
+        keys, vectors = read_word2vec(
+            path, binary=binary, limit=limit, dtype=dtype, no_header=no_header
+        )
+        return cls(keys, vectors)
+
+    def save_word2vec_format(self, path: str | os.PathLike, binary: bool = False) -> None:
+        """Writes the vectors in gensim's word2vec format, atomically (the old file is replaced
+        only once the new one is complete).
+
+        Text: "<count> <dim>" then "<key> <v1> ... <vdim>" per row, each value the shortest
+        decimal that reads back to the same value (``str`` of a NumPy scalar, as gensim
+        writes). Binary (``binary=True``): the header line, then per row "<key> " and the
+        vector as float32 bytes, without separators (as gensim writes). Rows in ``index_to_key``
+        order; keys must be non-empty and contain no space or newline (``ValueError``).
+        """
+        write_word2vec(path, self.index_to_key, self.vectors, binary=binary)
+
+    def evaluate_word_pairs(
+        self,
+        path: str | os.PathLike,
+        delimiter: str = "\t",
+        restrict_vocab: int = 300000,
+        case_insensitive: bool = True,
+    ) -> tuple[Correlation, Correlation, float]:
+        """How well cosine similarities agree with human judgements (gensim's
+        ``evaluate_word_pairs``), e.g. on WordSim-353.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Lines "word_a<delimiter>word_b<delimiter>score"; lines starting with "#" and lines
+            that do not split into three fields with a numeric score are skipped.
+        restrict_vocab : int, default 300000
+            Only the first ``restrict_vocab`` keys count as known.
+        case_insensitive : bool, default True
+            Compare upper-cased words; of several keys with the same upper-case form, the first
+            (the most frequent in a frequency-sorted file) is used.
+
+        Returns
+        -------
+        ((pearson, p_value), (spearman, p_value), oov_percent)
+            The correlations between the scores and the model's similarities over the pairs
+            whose words are both known, and the percentage of pairs skipped as unknown.
+            p-values are two-sided, from SciPy when it is installed, else computed here.
+
+        Raises
+        ------
+        ValueError
+            If no pair could be evaluated.
+        """
+        restrict_vocab = as_int(restrict_vocab, "restrict_vocab", 0)
+        known = self.index_to_key[:restrict_vocab]
+        fold = str.upper if case_insensitive else str
+        vocabulary = {fold(key): row for row, key in reversed(list(enumerate(known)))}
+        pairs: list[tuple[int, int]] = []
+        scores: list[float] = []
+        unknown = 0
+        with open(path, encoding="utf-8") as file:
+            for line in file:
+                if line.startswith("#"):
+                    continue
+                fields = [fold(field) for field in line.split(delimiter)]
+                if len(fields) != 3:
+                    continue
+                try:
+                    score = float(fields[2])
+                except ValueError:
+                    continue
+                rows = vocabulary.get(fields[0]), vocabulary.get(fields[1])
+                if None in rows:
+                    unknown += 1
+                    continue
+                pairs.append(rows)  # type: ignore[arg-type]
+                scores.append(score)
+        if not pairs:
+            raise ValueError(
+                f"no word pair of {os.fspath(path)} could be evaluated (none has both words "
+                f"among the first {restrict_vocab} keys, or the file is not in the format)"
+            )
+        rows = np.array(pairs, dtype=np.int64)
+        pearson, spearman = pearson_spearman(
+            np.array(scores), self._cosines(rows[:, 0], rows[:, 1])
+        )
+        return pearson, spearman, unknown / (len(pairs) + unknown) * 100
+
+    def _cosines(self, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
+        """Cosine similarity of each pair of rows, rounded as gensim rounds it: each vector
+        scaled by 1 / its norm in float64, rounded to the table's dtype, then one dot product
+        per pair in that dtype (a zero vector stays zero)."""
+        units = []
+        for rows in (rows_a, rows_b):
+            wide = gather(self.vectors, rows).astype(np.float64)
+            norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))[:, None]
+            scaled = np.where(norms > 0, wide * (1.0 / np.where(norms > 0, norms, 1.0)), wide)
+            units.append(scaled.astype(self.vectors.dtype))
+        return np.array([np.dot(a, b) for a, b in zip(*units)], dtype=np.float64)
