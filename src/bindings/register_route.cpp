@@ -3,8 +3,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -21,16 +21,38 @@ namespace {
 // Shard numbers are held in 32 bits by the routing pass; far more shards than any cluster has.
 constexpr long long kMaxShards = 1 << 20;
 
+// Calls f(placement) with the placement of num_embeddings rows on num_shards shards.
+template <class F>
+void with_placement(std::uint64_t rows, std::uint64_t shards, bool modulo, F&& f) {
+    if (modulo) {
+        f(ModuloPlacement{shards});
+    } else {
+        f(RangePlacement{rows == 0 ? 1 : (rows + shards - 1) / shards});
+    }
+}
+
+// Rows that shard s holds (python/fastembed/distributed/layout.py says the same).
+std::uint64_t rows_of_shard(std::uint64_t rows, std::uint64_t shards, std::uint64_t s, bool modulo) {
+    if (modulo) return rows > s ? (rows - 1 - s) / shards + 1 : 0;
+    const std::uint64_t per_shard = rows == 0 ? 1 : (rows + shards - 1) / shards;
+    const std::uint64_t begin = std::min(rows, s * per_shard);
+    return std::min(rows, begin + per_shard) - begin;
+}
+
+void require_num_shards(long long num_shards) {
+    if (num_shards < 1 || num_shards > kMaxShards) {
+        throw py::value_error("num_shards must be in [1, " + std::to_string(kMaxShards) + "], got " +
+                              std::to_string(num_shards));
+    }
+}
+
 // (local, positions, offsets): the ids bucketed by shard, see route_ids in kernels/route.hpp.
 // local has the ids' dtype; an id out of range raises IndexError before anything is computed.
 py::tuple route_ids(const py::array& ids, long long num_embeddings, long long num_shards,
                     bool modulo) {
     require_ids(ids);
     require_num_embeddings(num_embeddings);
-    if (num_shards < 1 || num_shards > kMaxShards) {
-        throw py::value_error("num_shards must be in [1, " + std::to_string(kMaxShards) + "], got " +
-                              std::to_string(num_shards));
-    }
+    require_num_shards(num_shards);
     const auto rows = static_cast<std::uint64_t>(num_embeddings);
     const auto shards = static_cast<std::uint64_t>(num_shards);
     const auto n = static_cast<std::size_t>(ids.size());
@@ -44,42 +66,27 @@ py::tuple route_ids(const py::array& ids, long long num_embeddings, long long nu
         using I = std::remove_const_t<std::remove_pointer_t<decltype(id_data)>>;
         check_ids(id_data, n, static_cast<std::size_t>(rows));
         I* local_ids = static_cast<I*>(local_data);
-        if (modulo) {
-            fastembed::route_ids(id_data, n, shards, ModuloPlacement{shards}, local_ids, position_data,
-                                 offset_data);
-        } else {
-            const std::uint64_t per_shard = rows == 0 ? 1 : (rows + shards - 1) / shards;
-            fastembed::route_ids(id_data, n, shards, RangePlacement{per_shard}, local_ids, position_data,
-                                 offset_data);
-        }
+        with_placement(rows, shards, modulo, [&](const auto& placement) {
+            fastembed::route_ids(id_data, n, shards, placement, local_ids, position_data, offset_data);
+        });
     });
     return py::make_tuple(local, positions, offsets);
 }
 
-// out[positions[j]] = source[rows[j]] (source[j] without rows): rows of a shard put back at the
-// caller's positions. out is (N, D) and writeable; positions are int64 in [0, N) and distinct.
-void place_rows(const py::array& source, const py::array& positions, const py::array& out,
-                const std::optional<py::array>& rows) {
+// out[positions[j]] = source[j]: the rows a shard looked up put back at the caller's positions.
+// out is (N, D) and writeable; positions are int64 in [0, N) and distinct.
+void place_rows(const py::array& source, const py::array& positions, const py::array& out) {
     if (source.ndim() != 2 || out.ndim() != 2 || source.shape(1) != out.shape(1)) {
         throw py::value_error("source and out must be 2-d with the same row length, got shapes " +
                               shape_string(source) + " and " + shape_string(out));
     }
-    if (!py::isinstance<py::array_t<std::int64_t>>(positions) || positions.ndim() != 1) {
-        throw py::type_error("positions must be a 1-d int64 array, got " + dtype_name(positions) +
-                             " of shape " + shape_string(positions));
+    if (!py::isinstance<py::array_t<std::int64_t>>(positions) || positions.ndim() != 1 ||
+        positions.shape(0) != source.shape(0)) {
+        throw py::value_error("positions must be 1-d int64 with one entry per row of source, got " +
+                              dtype_name(positions) + " of shape " + shape_string(positions));
     }
     require_layout(positions, "positions", false);
     const auto n = static_cast<std::size_t>(positions.shape(0));
-    if (rows) {
-        require_ids(*rows);
-        if (rows->ndim() != 1 || static_cast<std::size_t>(rows->shape(0)) != n) {
-            throw py::value_error("rows must have the shape of positions, " + shape_string(positions) +
-                                  ", got " + shape_string(*rows));
-        }
-    } else if (static_cast<std::size_t>(source.shape(0)) != n) {
-        throw py::value_error("source must have one row per position, " + std::to_string(n) +
-                              ", got shape " + shape_string(source));
-    }
     dispatch_float(source, "source", [&](auto float_tag) {
         using T = typename decltype(float_tag)::type;
         require_dtype<T>(out, "out", "source");
@@ -94,18 +101,62 @@ void place_rows(const py::array& source, const py::array& positions, const py::a
         call_with_ids(positions, static_cast<std::size_t>(out.shape(0)), [&](const auto* checked) {
             check_ids(checked, n, static_cast<std::size_t>(out.shape(0)));
         });
-        if (!rows) {
-            py::gil_scoped_release release;
-            fastembed::place_rows(source_data, dim, [](std::size_t j) { return j; }, position_data, n,
-                                  out_data);
-            return;
+        py::gil_scoped_release release;
+        fastembed::place_rows(source_data, dim, [](std::size_t j) { return j; }, position_data, n, out_data);
+    });
+}
+
+// out (N, D) = the rows of ids (any shape, N = ids.size) read from the shards' tables, which
+// hold the rows of a (num_embeddings, D) table placed on len(tables) shards. Every id is checked
+// (IndexError) and every table's shape (ValueError: the rows its placement gives it) first.
+void gather_sharded(const std::vector<py::array>& tables, const py::array& ids, const py::array& out,
+                    long long num_embeddings, bool modulo) {
+    require_ids(ids);
+    require_num_embeddings(num_embeddings);
+    require_num_shards(static_cast<long long>(tables.size()));
+    const auto rows = static_cast<std::uint64_t>(num_embeddings);
+    const auto shards = static_cast<std::uint64_t>(tables.size());
+    const auto n = static_cast<std::size_t>(ids.size());
+    if (out.ndim() != 2 || static_cast<std::size_t>(out.shape(0)) != n) {
+        throw py::value_error("out must have shape (ids.size, D), got " + shape_string(out));
+    }
+    dispatch_float(out, "out", [&](auto float_tag) {
+        using T = typename decltype(float_tag)::type;
+        require_layout(out, "out", true);
+        std::vector<const T*> pointers(tables.size());
+        for (std::size_t s = 0; s < tables.size(); ++s) {
+            const py::array& table = tables[s];
+            require_dtype<T>(table, "each shard's table", "out");
+            require_layout(table, "each shard's table", false);
+            const std::uint64_t held = rows_of_shard(rows, shards, s, modulo);
+            if (table.ndim() != 2 || static_cast<std::uint64_t>(table.shape(0)) != held ||
+                table.shape(1) != out.shape(1)) {
+                throw py::value_error("shard " + std::to_string(s) + "'s table has shape " +
+                                      shape_string(table) + ", expected (" + std::to_string(held) +
+                                      ", " + std::to_string(out.shape(1)) + ")");
+            }
+            require_disjoint(out, "out", table, "a shard's table");
+            pointers[s] = static_cast<const T*>(table.data());
         }
-        call_with_ids(*rows, static_cast<std::size_t>(source.shape(0)), [&](const auto* row_data) {
-            check_ids(row_data, n, static_cast<std::size_t>(source.shape(0)));
-            fastembed::place_rows(source_data, dim,
-                                  [row_data](std::size_t j) { return static_cast<std::size_t>(row_data[j]); },
-                                  position_data, n, out_data);
+        T* out_data = static_cast<T*>(py::array(out).mutable_data());
+        const auto dim = static_cast<std::size_t>(out.shape(1));
+        call_with_ids(ids, static_cast<std::size_t>(rows), [&](const auto* id_data) {
+            check_ids(id_data, n, static_cast<std::size_t>(rows));
+            with_placement(rows, shards, modulo, [&](const auto& placement) {
+                using Rows = ShardedRows<T, std::decay_t<decltype(placement)>>;
+                copy_rows_at(Rows{pointers.data(), placement, dim}, rows, dim, id_data, n, out_data);
+            });
         });
+    });
+}
+
+// IndexError for the first id outside [0, num_embeddings), naming it and its position.
+void check_ids_in_range(const py::array& ids, long long num_embeddings) {
+    require_ids(ids);
+    require_num_embeddings(num_embeddings);
+    const auto rows = static_cast<std::size_t>(num_embeddings);
+    call_with_ids(ids, rows, [&](const auto* id_data) {
+        check_ids(id_data, static_cast<std::size_t>(ids.size()), rows);
     });
 }
 
@@ -114,8 +165,10 @@ void place_rows(const py::array& source, const py::array& positions, const py::a
 void register_route(py::module_& m) {
     m.def("route_ids", &route_ids, py::arg("ids"), py::arg("num_embeddings"), py::arg("num_shards"),
           py::arg("modulo"));
-    m.def("place_rows", &place_rows, py::arg("source"), py::arg("positions"), py::arg("out"),
-          py::arg("rows") = py::none());
+    m.def("place_rows", &place_rows, py::arg("source"), py::arg("positions"), py::arg("out"));
+    m.def("gather_sharded", &gather_sharded, py::arg("tables"), py::arg("ids"), py::arg("out"),
+          py::arg("num_embeddings"), py::arg("modulo"));
+    m.def("check_ids", &check_ids_in_range, py::arg("ids"), py::arg("num_embeddings"));
 }
 
 }  // namespace fastembed::bindings

@@ -58,9 +58,19 @@ bool reads_in_id_order(const I* ids, std::size_t n, std::size_t num_embeddings,
            sample_is_spread(ids, n, num_embeddings);
 }
 
-// out[i] = weight[ids[i]] for i in [0, n), reading rows in position order.
-template <class T, class I>
-void copy_rows_in_position_order(const T* weight, std::size_t dim, const I* ids, std::size_t n,
+// Where row `id` of a plain table starts. The copies below take any such `row_at(id)`: a
+// sharded table's rows live in several arrays (kernels/route.hpp).
+template <class T>
+struct TableRows {
+    const T* weight;
+    std::size_t dim;
+
+    const T* operator()(std::uint64_t id) const { return weight + id * dim; }
+};
+
+// out[i] = row_at(ids[i]) for i in [0, n), reading rows in position order.
+template <class T, class I, class RowAt>
+void copy_rows_in_position_order(const RowAt& row_at, std::size_t dim, const I* ids, std::size_t n,
                                  T* out) {
     const std::size_t row_bytes = dim * sizeof(T);
     const RowWriter writer(n * row_bytes, row_bytes);
@@ -68,18 +78,16 @@ void copy_rows_in_position_order(const T* weight, std::size_t dim, const I* ids,
     parallel_ranges(n, threads_for_bytes(2 * n * row_bytes + n * sizeof(I)),
                     [&](std::size_t, std::size_t begin, std::size_t end) {
         for (std::size_t i = begin; i < end; ++i) {
-            if (i + ahead < end) {
-                prefetch_row(weight + static_cast<std::size_t>(ids[i + ahead]) * dim, row_bytes);
-            }
-            writer.copy(out + i * dim, weight + static_cast<std::size_t>(ids[i]) * dim, row_bytes);
+            if (i + ahead < end) prefetch_row(row_at(static_cast<std::uint64_t>(ids[i + ahead])), row_bytes);
+            writer.copy(out + i * dim, row_at(static_cast<std::uint64_t>(ids[i])), row_bytes);
         }
         writer.finish();
     });
 }
 
 // The same copy, reading rows in the order of the ids' top bits.
-template <class T, class I>
-void copy_rows_in_id_order(const T* weight, std::size_t num_embeddings, std::size_t dim,
+template <class T, class I, class RowAt>
+void copy_rows_in_id_order(const RowAt& row_at, std::size_t num_embeddings, std::size_t dim,
                            const I* ids, std::size_t n, T* out) {
     const std::size_t row_bytes = dim * sizeof(T);
     const RowWriter writer(n * row_bytes, row_bytes);
@@ -91,24 +99,31 @@ void copy_rows_in_id_order(const T* weight, std::size_t num_embeddings, std::siz
             parallel_ranges(n, threads_for_bytes(2 * n * row_bytes),
                             [&](std::size_t, std::size_t begin, std::size_t end) {
                 for (std::size_t k = begin; k < end; ++k) {
-                    if (k + ahead < end) prefetch_row(weight + keys.id(k + ahead) * dim, row_bytes);
-                    writer.copy(out + keys.position(k) * dim, weight + keys.id(k) * dim, row_bytes);
+                    if (k + ahead < end) prefetch_row(row_at(keys.id(k + ahead)), row_bytes);
+                    writer.copy(out + keys.position(k) * dim, row_at(keys.id(k)), row_bytes);
                 }
                 writer.finish();
             });
         });
 }
 
-// The copy alone, for ids that have already passed check_ids.
+// The copy alone, for ids that have already passed check_ids: rows row_at(id) of a table of
+// num_embeddings rows of `dim` elements.
+template <class T, class I, class RowAt>
+void copy_rows_at(const RowAt& row_at, std::size_t num_embeddings, std::size_t dim, const I* ids,
+                  std::size_t n, T* out) {
+    if (n == 0 || dim == 0) return;
+    if (reads_in_id_order(ids, n, num_embeddings, dim * sizeof(T))) {
+        copy_rows_in_id_order(row_at, num_embeddings, dim, ids, n, out);
+    } else {
+        copy_rows_in_position_order(row_at, dim, ids, n, out);
+    }
+}
+
 template <class T, class I>
 void copy_rows(const T* weight, std::size_t num_embeddings, std::size_t dim, const I* ids,
                std::size_t n, T* out) {
-    if (n == 0 || dim == 0) return;
-    if (reads_in_id_order(ids, n, num_embeddings, dim * sizeof(T))) {
-        copy_rows_in_id_order(weight, num_embeddings, dim, ids, n, out);
-    } else {
-        copy_rows_in_position_order(weight, dim, ids, n, out);
-    }
+    copy_rows_at(TableRows<T>{weight, dim}, num_embeddings, dim, ids, n, out);
 }
 
 template <class T, class I>

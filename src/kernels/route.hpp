@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "kernels/buffer.hpp"
+#include "kernels/gather.hpp"
 #include "kernels/radix_sort.hpp"
 #include "kernels/row_ops.hpp"
 #include "kernels/thread_pool.hpp"
@@ -83,5 +84,17 @@ void place_rows(const T* source, std::size_t dim, RowOf row_of, const std::int64
         writer.finish();
     });
 }
+
+// Where row `id` of a sharded table starts: tables[s] holds shard s's rows.
+template <class T, class Placement>
+struct ShardedRows {
+    const T* const* tables;
+    Placement placement;
+    std::size_t dim;
+
+    const T* operator()(std::uint64_t id) const {
+        return tables[placement.shard(id)] + placement.local(id) * dim;
+    }
+};
 
 }  // namespace fastembed

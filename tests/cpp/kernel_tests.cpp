@@ -291,7 +291,8 @@ void test_gather(std::size_t V, std::size_t dim, std::size_t n, Ids kind, std::m
     for (std::size_t threads = 1; threads <= kMaxThreads; ++threads) {
         CHECK(same_bytes(run_gather(weight, V, dim, ids, threads), expected));
         std::vector<T> in_id_order(n * dim, static_cast<T>(kSentinel));
-        fastembed::copy_rows_in_id_order(weight.data(), V, dim, ids.data(), n, in_id_order.data());
+        fastembed::copy_rows_in_id_order(fastembed::TableRows<T>{weight.data(), dim}, V, dim, ids.data(), n,
+                                         in_id_order.data());
         CHECK(same_bytes(in_id_order, expected));
     }
 }
@@ -755,6 +756,16 @@ void test_route_with(const char* name, std::size_t V, std::size_t dim, std::size
         }
         CHECK(static_cast<std::size_t>(offsets[shards]) == n);
         CHECK(same_bytes(out, expected));
+        // Without routing: rows read straight from the shards' tables, in both orders.
+        std::vector<const T*> pointers(shards);
+        for (std::size_t s = 0; s < shards; ++s) pointers[s] = tables[s].data();
+        const fastembed::ShardedRows<T, Placement> sharded{pointers.data(), placement, dim};
+        std::vector<T> direct(n * dim, static_cast<T>(kSentinel));
+        fastembed::copy_rows_in_position_order(sharded, dim, ids.data(), n, direct.data());
+        CHECK(same_bytes(direct, expected));
+        std::vector<T> in_id_order(n * dim, static_cast<T>(kSentinel));
+        fastembed::copy_rows_in_id_order(sharded, V, dim, ids.data(), n, in_id_order.data());
+        CHECK(same_bytes(in_id_order, expected));
     }
 }
 

@@ -19,14 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import _threading
+from .. import _core, _threading
+from .layout import Layout
 from .shard import OptimizerConfig, Shard
 
 # How a shard is built: the name of a Shard constructor (drawn, from_rows, from_checkpoint) and
 # its arguments.
 Builder = tuple[str, tuple]
-# The routing of one batch: (local, positions, offsets), see Layout.route.
-Routed = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class ShardError(RuntimeError):
@@ -72,11 +71,11 @@ class LocalEngine:
         """Rebuilds every shard (from a checkpoint, say)."""
         self.start(builders, threads_per_shard)
 
-    def lookup(self, routed: Routed, out: np.ndarray) -> None:
-        local, positions, offsets = routed
-        for shard, part in zip(self._shards, _slices(offsets)):
-            if part.stop > part.start:
-                shard.lookup_into(local[part], positions[part], out)
+    def lookup(self, layout: Layout, ids: np.ndarray, out: np.ndarray) -> None:
+        """``out`` (N, D) = the rows of ``ids``, read from the shards' tables in one pass (the
+        shards are in this process: nothing to bucket). IndexError before any row is read."""
+        tables = [shard.weight for shard in self._shards]
+        _core.gather_sharded(tables, ids, out, layout.num_embeddings, layout.placement == "modulo")
 
     def step(self, config: OptimizerConfig, parts: list[tuple[np.ndarray, np.ndarray]]) -> None:
         for shard, (rows, sums) in zip(self._shards, parts):
@@ -249,10 +248,10 @@ class RayEngine:
                 raise ShardError(shard, f"failed: {error}") from error
         return results
 
-    def lookup(self, routed: Routed, out: np.ndarray) -> None:
-        from .. import _core
-
-        local, positions, offsets = routed
+    def lookup(self, layout: Layout, ids: np.ndarray, out: np.ndarray) -> None:
+        """Buckets the ids by shard (IndexError before any shard is asked), asks every shard
+        with ids for its rows at once, and puts each answer back at its positions in ``out``."""
+        local, positions, offsets = layout.route(ids)
         parts = _slices(offsets)
         calls = {
             s: self._actors[s].lookup.remote(local[part])

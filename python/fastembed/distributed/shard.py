@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _core, optim
+from .. import optim
 from .._atomic import atomic_write
 from .._functional import gather
 from .._initializers import counter_rows
@@ -142,11 +142,6 @@ class Shard:
     def lookup(self, local_ids: np.ndarray) -> np.ndarray:
         """Its rows ``local_ids`` (an array of the shard's own row numbers)."""
         return gather(self.weight, local_ids)
-
-    def lookup_into(self, local_ids: np.ndarray, positions: np.ndarray, out: np.ndarray) -> None:
-        """``out[positions] = weight[local_ids]``: the rows written straight to the caller's
-        places in ``out`` (N, D), without an intermediate array (the in-process engine)."""
-        _core.place_rows(self.weight, positions, out, local_ids)
 
     def step(self, config: OptimizerConfig, local_rows: np.ndarray, sums: np.ndarray) -> None:
         """One optimizer step: row ``local_rows[k]`` (sorted, distinct) has the summed gradient

@@ -242,31 +242,35 @@ class ShardedEmbedding:
         (embedding_dim,)``, any ids shape and integer dtype. Every id is checked before any
         shard is asked (``IndexError`` naming the id and its position). The ids are remembered
         for :meth:`backward`."""
-        return self._lookup(self._route(ids))
+        self._check_open()
+        converted = as_ids(ids)
+        out = self._lookup(converted)
+        self._remember(ids, converted)
+        return out
 
     __call__ = forward
 
     def forward_async(self, ids: ArrayLike) -> concurrent.futures.Future:
-        """:meth:`forward` as a ``concurrent.futures.Future``: the ids are checked and routed
-        now (errors raise here), the shards are asked in the background."""
-        routed = self._route(ids)
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(1, "ShardedEmbedding")
-        return self._executor.submit(self._lookup, routed)
-
-    def _route(self, ids: ArrayLike) -> tuple[tuple, tuple]:
+        """:meth:`forward` as a ``concurrent.futures.Future``: the ids are checked now (errors
+        raise here, and the ids are remembered for :meth:`backward`), the shards are asked in
+        the background."""
         self._check_open()
         converted = as_ids(ids)
-        routed = self._layout.route(converted)
+        _core.check_ids(converted, self.num_embeddings)
+        self._remember(ids, converted)
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, "ShardedEmbedding")
+        return self._executor.submit(self._lookup, converted)
+
+    def _remember(self, ids: ArrayLike, converted: np.ndarray) -> None:
+        """Keeps the ids for backward, copied if they are the caller's array (as Embedding)."""
         caller_owns = converted is ids or not converted.flags.owndata
         self._ids = converted.copy() if caller_owns else converted
-        return routed, converted.shape
 
-    def _lookup(self, request: tuple[tuple, tuple]) -> np.ndarray:
-        routed, shape = request
+    def _lookup(self, ids: np.ndarray) -> np.ndarray:
         # From the recycled buffers, as a single layer's result: no fresh pages to fault in.
-        out = _core.empty((*shape, self.embedding_dim), self.dtype)
-        self._engine.lookup(routed, out.reshape(-1, self.embedding_dim))
+        out = _core.empty((*ids.shape, self.embedding_dim), self.dtype)
+        self._engine.lookup(self._layout, ids, out.reshape(-1, self.embedding_dim))
         return out
 
     def backward(self, grad_output: np.ndarray, optimizer: Any = None) -> RowSparseGrad | None:
