@@ -9,18 +9,18 @@ actors on fractional CPUs, and is shut down at the end of every call of ``run``.
 from __future__ import annotations
 
 import gc
-import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import fastembed
 import numpy as np
 from fastembed.distributed import RayEngine, ShardedEmbedding
+from fastembed.distributed.engines import keep_ray_local
 from fastembed.distributed.layout import Layout
 from harness import ZIPF_EXPONENT, Context, Ratio, Results, Target, short_count
 
-# Before anything imports ray: otherwise it reports usage to an outside host.
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Before anything imports ray: loopback only, and no usage report to an outside host.
+keep_ray_local()
 
 HEADLINE_SECONDS = 25  # Ray's start (~5-10 s) included
 FULL_SECONDS = 120

@@ -18,10 +18,11 @@ from conftest import assert_bitwise_equal
 
 if "asan" in os.environ.get("LD_PRELOAD", ""):
     pytest.skip("Ray's binaries do not run under the ASan preload", allow_module_level=True)
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-ray = pytest.importorskip("ray")
-
 from fastembed.distributed import RayEngine, ShardedEmbedding, ShardError  # noqa: E402
+from fastembed.distributed.engines import keep_ray_local  # noqa: E402
+
+keep_ray_local()  # before ray is imported: loopback only, no usage report
+ray = pytest.importorskip("ray")
 
 V, D = 211, 8
 
@@ -103,6 +104,11 @@ def test_a_killed_shard_raises_shard_error_and_restores_from_a_checkpoint(ray_cl
 
     actors = list(table._engine._actors)
     table.close()
+    # ray.kill is asynchronous: a call sent right after it may still be served, so each actor is
+    # asked until it is gone (bounded; a call to an ended actor raises RayActorError).
+    deadline = time.monotonic() + 30
     for actor in actors:
         with pytest.raises(ray.exceptions.RayActorError):
-            ray.get(actor.ready.remote(), timeout=30)
+            while time.monotonic() < deadline:
+                ray.get(actor.ready.remote(), timeout=30)
+                time.sleep(0.1)

@@ -120,9 +120,24 @@ class _ShardActor:
         return self._shard.table()
 
 
-def import_ray() -> Any:
-    """``ray``, imported with its usage statistics off (otherwise it contacts an outside host)."""
+def keep_ray_local() -> None:
+    """Sets the environment a one-machine Ray needs here; call it before ``ray`` is imported.
+
+    Usage statistics off (otherwise Ray contacts an outside host), and, unless ``RAY_ADDRESS``
+    names a cluster to join, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: Ray then takes the loopback
+    address as the node's address and binds every server to 127.0.0.1. Without it, Ray on Linux
+    advertises and listens on the machine's network interface even when ``ray.init`` is given
+    ``_node_ip_address="127.0.0.1"``. Ray reads both variables when it is imported; a value the
+    caller set already is kept.
+    """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not os.environ.get("RAY_ADDRESS"):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def import_ray() -> Any:
+    """``ray``, imported as :func:`keep_ray_local` sets it up."""
+    keep_ray_local()
     try:
         import ray
     except ImportError as error:
