@@ -14,7 +14,7 @@ import numpy as np
 from fastembed.text import Vocabulary
 from harness import ZIPF_EXPONENT, Context, Results, Target, short_count
 
-HEADLINE_SECONDS = 15
+HEADLINE_SECONDS = 10
 FULL_SECONDS = 240  # gensim reads a 100k x 300 text file in about a minute; it runs twice
 PEERS = ("gensim",)
 
@@ -45,9 +45,10 @@ def load_cases(ctx: Context) -> list[LoadCase]:
 
 
 def token_counts(ctx: Context) -> list[int]:
+    """The issue's 10M-token corpus (not in the default run, whose headline is a file load)."""
     if ctx.quick:
         return [100_000]
-    return [1_000_000] if ctx.headline else [10_000_000]
+    return [] if ctx.headline else [10_000_000]
 
 
 def run(ctx: Context) -> None:

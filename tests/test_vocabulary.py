@@ -131,6 +131,10 @@ def test_bad_options():
         Vocabulary.from_texts(["a"], num_words=2.5)
     with pytest.raises(TypeError, match="text"):
         Vocabulary.from_texts([3])
+    with pytest.raises(TypeError, match="list of texts"):
+        Vocabulary.from_texts("one text")
+    with pytest.raises(TypeError, match="list of texts"):
+        Vocabulary.from_texts(["a"]).texts_to_sequences("a")
 
 
 def test_pad_sequences_as_keras():

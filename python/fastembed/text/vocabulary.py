@@ -114,6 +114,7 @@ class Vocabulary:
             split=split,
             oov_token=oov_token,
         )  # checks the options before the texts are read
+        _require_collection(texts)
         counts: Counter[str] = Counter()
         for text in texts:
             counts.update(vocabulary._words(text))
@@ -160,6 +161,7 @@ class Vocabulary:
     def texts_to_sequences(self, texts: Iterable[str | Sequence[str]]) -> list[list[int]]:
         """Each text as a list of ids (Keras ``texts_to_sequences``): unknown words, and ids
         ``>= num_words``, are dropped, or become the OOV id when there is an ``oov_token``."""
+        _require_collection(texts)
         oov = self._oov_index
         index = self._emittable_index()
         lookup = index.get
@@ -235,6 +237,15 @@ class Vocabulary:
             "split": self.split,
             "oov_token": self.oov_token,
         }
+
+
+def _require_collection(texts: object) -> None:
+    """TypeError for one str given where a list of texts belongs (it would be read as texts of
+    one character each)."""
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(
+            f"texts must be a list of texts, got one {type(texts).__name__}: wrap it in [ ]"
+        )
 
 
 def pad_sequences(
