@@ -25,9 +25,9 @@ constexpr long long kMaxShards = 1 << 20;
 template <class F>
 void with_placement(std::uint64_t rows, std::uint64_t shards, bool modulo, F&& f) {
     if (modulo) {
-        f(ModuloPlacement{shards});
+        f(ModuloPlacement{Divisor(shards)});
     } else {
-        f(RangePlacement{rows == 0 ? 1 : (rows + shards - 1) / shards});
+        f(RangePlacement{Divisor(rows == 0 ? 1 : (rows + shards - 1) / shards)});
     }
 }
 

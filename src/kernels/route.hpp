@@ -18,21 +18,45 @@
 
 namespace fastembed {
 
+// Division by a fixed divisor (>= 1), the cost of every row address of a sharded table: a
+// 64-bit div takes tens of cycles, as long as a lookup's row copy. A power of two is a shift
+// and a mask; other divisors divide in 32 bits where the id fits (every table below 4G rows).
+class Divisor {
+  public:
+    explicit Divisor(std::uint64_t divisor)
+        : divisor_(divisor), power_of_two_((divisor & (divisor - 1)) == 0),
+          shift_(bit_width(divisor) - 1) {}
+
+    std::uint64_t quotient(std::uint64_t x) const {
+        if (power_of_two_) return x >> shift_;
+        if ((x >> 32) == 0 && (divisor_ >> 32) == 0) {
+            return static_cast<std::uint32_t>(x) / static_cast<std::uint32_t>(divisor_);
+        }
+        return x / divisor_;
+    }
+    std::uint64_t remainder(std::uint64_t x) const { return x - quotient(x) * divisor_; }
+
+  private:
+    std::uint64_t divisor_;
+    bool power_of_two_;
+    unsigned shift_;
+};
+
 // Shard s holds the contiguous rows [s * rows_per_shard, (s + 1) * rows_per_shard).
 struct RangePlacement {
-    std::uint64_t rows_per_shard;  // >= 1
+    Divisor rows_per_shard;  // >= 1
 
-    std::uint64_t shard(std::uint64_t id) const { return id / rows_per_shard; }
-    std::uint64_t local(std::uint64_t id) const { return id % rows_per_shard; }
+    std::uint64_t shard(std::uint64_t id) const { return rows_per_shard.quotient(id); }
+    std::uint64_t local(std::uint64_t id) const { return rows_per_shard.remainder(id); }
 };
 
 // Shard s holds the rows s, s + num_shards, s + 2 * num_shards, ...: frequent ids, which are
 // usually the small ones, land on every shard.
 struct ModuloPlacement {
-    std::uint64_t num_shards;  // >= 1
+    Divisor num_shards;  // >= 1
 
-    std::uint64_t shard(std::uint64_t id) const { return id % num_shards; }
-    std::uint64_t local(std::uint64_t id) const { return id / num_shards; }
+    std::uint64_t shard(std::uint64_t id) const { return num_shards.remainder(id); }
+    std::uint64_t local(std::uint64_t id) const { return num_shards.quotient(id); }
 };
 
 // Buckets ids[0..n) (already checked against the table) by shard: for k in

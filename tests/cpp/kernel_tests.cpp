@@ -769,17 +769,33 @@ void test_route_with(const char* name, std::size_t V, std::size_t dim, std::size
     }
 }
 
+// Divisor against / and %: powers of two, 32-bit and 64-bit operands.
+void test_divisor(std::mt19937_64& rng) {
+    current_case = "divisor";
+    for (std::uint64_t d : {std::uint64_t{1}, std::uint64_t{2}, std::uint64_t{3}, std::uint64_t{4},
+                            std::uint64_t{7}, std::uint64_t{1} << 20, std::uint64_t{1000003},
+                            (std::uint64_t{1} << 33) + 5, std::uint64_t{1} << 40}) {
+        const fastembed::Divisor divisor(d);
+        for (int k = 0; k < 2000; ++k) {
+            const std::uint64_t x = k < 1000 ? rng() % (std::uint64_t{1} << 32) : rng() >> 1;
+            CHECK(divisor.quotient(x) == x / d);
+            CHECK(divisor.remainder(x) == x % d);
+        }
+    }
+}
+
 template <class T, class I>
 void test_route(std::mt19937_64& rng) {
     for (std::size_t shards : {1, 3, 4, 7}) {
         for (Ids kind : {Ids::uniform, Ids::zipf, Ids::sorted}) {
             const std::size_t V = 10'007, n = 30'000;
-            test_route_with<T, I>("route range", V, 9, n, shards,
-                                  fastembed::RangePlacement{(V + shards - 1) / shards}, kind, rng);
-            test_route_with<T, I>("route modulo", V, 9, n, shards, fastembed::ModuloPlacement{shards}, kind, rng);
+            const fastembed::Divisor per_shard((V + shards - 1) / shards), modulo(shards);
+            test_route_with<T, I>("route range", V, 9, n, shards, fastembed::RangePlacement{per_shard}, kind, rng);
+            test_route_with<T, I>("route modulo", V, 9, n, shards, fastembed::ModuloPlacement{modulo}, kind, rng);
         }
     }
-    test_route_with<T, I>("route range, empty", 5, 3, 0, 4, fastembed::RangePlacement{2}, Ids::uniform, rng);
+    test_route_with<T, I>("route range, empty", 5, 3, 0, 4, fastembed::RangePlacement{fastembed::Divisor(2)},
+                          Ids::uniform, rng);
 }
 
 template <class T, class I>
@@ -1010,6 +1026,7 @@ int main() {
     test_gather_unaligned_streaming_output<float>();
     test_gather_unaligned_streaming_output<double>();
     test_gather_order_choice();
+    test_divisor(rng);
     test_pool_exceptions_and_nesting();
     test_concurrent_callers();
     test_fork();
