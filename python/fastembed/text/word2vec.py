@@ -73,6 +73,8 @@ class Word2Vec:
         Seed of the initial vectors and of every random draw.
     workers : int or None
         Threads (None: ``fastembed.get_num_threads()``). The result does not depend on it.
+        fastembed's thread count is process-wide: ``train`` sets it to ``workers`` while it
+        runs (other fastembed calls in the meantime use it too) and restores it after.
     max_final_vocab : int or None
         Keep at most this many words by raising the effective ``min_count`` (as gensim: ties at
         the cut are all left out).
