@@ -20,7 +20,7 @@ def speedup_bars(targets: list[Target]) -> list[tuple[str, float, float, float, 
         if not target.peer:
             continue
         for case, ratio in target.ratios.items():
-            label = f"{target.group} · {case}\nvs {target.other}"
+            label = f"{target.group} · {case} · vs {target.other}"
             bars.append((label, ratio.median, ratio.low, ratio.high, target.minimum))
     return bars
 
@@ -38,7 +38,7 @@ def draw(path: Path, targets: list[Target], title: str) -> bool:
         return False
     labels, medians, lows, highs, minimums = zip(*bars)
     rows = list(range(len(bars)))
-    figure, axes = plt.subplots(figsize=(12, 1.4 + 0.45 * len(bars)))
+    figure, axes = plt.subplots(figsize=(13, 1.5 + 0.24 * len(bars)))
     met = [m >= t for m, t in zip(medians, minimums)]
     # Bars grow from 1x: rightwards where fastembed is faster, leftwards where it is slower.
     axes.barh(
@@ -47,6 +47,7 @@ def draw(path: Path, targets: list[Target], title: str) -> bool:
         left=1.0,
         color=["tab:green" if ok else "tab:red" for ok in met],
         alpha=0.75,
+        height=0.7,
     )
     axes.errorbar(
         medians,
@@ -58,7 +59,7 @@ def draw(path: Path, targets: list[Target], title: str) -> bool:
         linewidth=1,
         label="range over the back-to-back pairs",
     )
-    axes.scatter(minimums, rows, marker="|", s=260, color="tab:blue", zorder=3, label="target")
+    axes.scatter(minimums, rows, marker="|", s=120, color="tab:blue", zorder=3, label="target")
     axes.axvline(1.0, color="black", linewidth=1.2)
     axes.set_xscale("log")
     axes.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -68,14 +69,14 @@ def draw(path: Path, targets: list[Target], title: str) -> bool:
     axes.set_xlim(low / 1.3, high * 1.6)
     for row, median, top in zip(rows, medians, highs):
         axes.annotate(f"{median:.2f}x", (max(median, top), row), xytext=(5, -3),
-                      textcoords="offset points", fontsize=8)  # fmt: skip
-    axes.set_yticks(rows, labels, fontsize=8)
-    axes.invert_yaxis()
+                      textcoords="offset points", fontsize=7)  # fmt: skip
+    axes.set_yticks(rows, labels, fontsize=7)
+    axes.set_ylim(len(bars) - 0.5, -0.5)
     axes.grid(axis="x", which="major", alpha=0.3)
-    axes.set_xlabel("fastembed's speed-up: the peer's time / fastembed's (median of the pairs), "
-                    "log scale; green: target met, red: missed")  # fmt: skip
+    axes.set_xlabel("speed-up = the peer's time / fastembed's (median of the pairs), log scale; "
+                    "green: target met, red: missed")  # fmt: skip
     axes.set_title(title, fontsize=10)
-    axes.legend(loc="lower right", fontsize=8)
+    axes.legend(loc="upper right", fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
