@@ -1,5 +1,9 @@
 """fastembed: embedding layers for NumPy at memory speed."""
 
+# Loads the OpenBLAS library that the compiled module links against (for topk): imported before
+# any module of this package imports _core, so the dynamic loader finds it already loaded.
+import scipy_openblas32  # noqa: F401
+
 from . import optim, text
 from ._bag_functional import (
     embedding_bag,
@@ -9,6 +13,7 @@ from ._bag_functional import (
 from ._functional import gather, scatter_add, sparse_grad
 from ._memory import set_buffer_cache_limit
 from ._threading import _check_environment, get_num_threads, set_num_threads
+from ._topk import topk
 from .bag import EmbeddingBag
 from .layers import Embedding
 from .sparse import RowSparseGrad
@@ -30,6 +35,7 @@ __all__ = [
     "set_num_threads",
     "sparse_grad",
     "text",
+    "topk",
 ]
 __version__ = "0.1.0"
 

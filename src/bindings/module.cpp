@@ -14,4 +14,5 @@ PYBIND11_MODULE(_core, m) {
     fastembed::bindings::register_word2vec(m);
     fastembed::bindings::register_route(m);
     fastembed::bindings::register_text(m);
+    fastembed::bindings::register_topk(m);
 }
