@@ -14,12 +14,13 @@ from .._functional import gather
 from ..layers import Embedding, check_table
 from ._correlation import Correlation, pearson_spearman
 from ._word2vec_format import read_word2vec, write_word2vec
+from ._similarity import Similarity
 
 # What gensim treats as one key (anything else given to ``wv[...]`` is a list of keys).
 _KEY_TYPES = (str, bytes, int, np.integer)
 
 
-class WordVectors:
+class WordVectors(Similarity):
     """Word vectors: row ``i`` of ``vectors`` is the vector of ``index_to_key[i]``.
 
     Parameters
