@@ -52,9 +52,6 @@ class Similarity:
     vectors: np.ndarray
     index_to_key: list
 
-    def get_index(self, key: Hashable, default: int | None = None) -> int:  # pragma: no cover
-        raise NotImplementedError
-
     # --- helpers --------------------------------------------------------------------------
 
     def _searched(self, restrict_vocab: int | None) -> np.ndarray:

@@ -13,8 +13,8 @@ from .._checks import as_int
 from .._functional import gather
 from ..layers import Embedding, check_table
 from ._correlation import Correlation, pearson_spearman
-from ._word2vec_format import read_word2vec, write_word2vec
 from ._similarity import Similarity
+from ._word2vec_format import read_word2vec, write_word2vec
 
 # What gensim treats as one key (anything else given to ``wv[...]`` is a list of keys).
 _KEY_TYPES = (str, bytes, int, np.integer)
