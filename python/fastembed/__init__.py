@@ -11,6 +11,7 @@ from ._bag_functional import (
     embedding_bag_per_sample_weights_backward,
 )
 from ._functional import gather, scatter_add, sparse_grad
+from ._host import host_info
 from ._memory import set_buffer_cache_limit
 from ._threading import _check_environment, get_num_threads, set_num_threads
 from ._topk import topk
@@ -29,6 +30,7 @@ __all__ = [
     "embedding_bag_per_sample_weights_backward",
     "gather",
     "get_num_threads",
+    "host_info",
     "optim",
     "scatter_add",
     "set_buffer_cache_limit",

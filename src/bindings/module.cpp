@@ -5,6 +5,7 @@
 PYBIND11_MODULE(_core, m) {
     m.doc() = "fastembed's compiled kernels; use the functions re-exported by the fastembed package.";
     fastembed::bindings::register_threads(m);
+    fastembed::bindings::register_host(m);
     fastembed::bindings::register_gather(m);
     fastembed::bindings::register_scatter(m);
     fastembed::bindings::register_sparse(m);

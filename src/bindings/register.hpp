@@ -6,6 +6,7 @@
 namespace fastembed::bindings {
 
 void register_threads(pybind11::module_& m);
+void register_host(pybind11::module_& m);
 void register_gather(pybind11::module_& m);
 void register_scatter(pybind11::module_& m);
 void register_sparse(pybind11::module_& m);

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "kernels/check_ids.hpp"
+#include "kernels/host_caches.hpp"
 #include "kernels/row_ops.hpp"
 #include "kernels/thread_pool.hpp"
 
@@ -122,8 +123,9 @@ class PlainRows {
 // Bytes of one bag's rows that the passes over its column blocks re-read from the cache: a bag
 // whose rows take several blocks is pooled in chunks of positions whose rows fit in this, each
 // chunk's partial result stored in the output row between chunks (exactly: a store and a load
-// change no bit). Only speed depends on it.
-inline constexpr std::size_t kPoolingChunkBytes = std::size_t{16} << 10;
+// change no bit). Half the L1d (the other half holds the rows prefetched ahead); only speed
+// depends on it.
+inline std::size_t pooling_chunk_bytes() { return host_caches().used.l1d / 2; }
 
 namespace detail {
 
@@ -199,7 +201,7 @@ struct BagJob {
     T* out;
     std::int64_t* argmax;     // only with max, may be null
     std::size_t ahead;        // prefetch distance, in positions
-    std::size_t chunk_rows;   // positions per chunk (see kPoolingChunkBytes)
+    std::size_t chunk_rows;   // positions per chunk (see pooling_chunk_bytes)
 };
 
 // Pools columns [col, col + width) of positions [begin, end) of one bag into Count vectors of
@@ -413,7 +415,7 @@ void pool_rows_with(const Reader& rows, const I* ids, const BagLayout& bags, Bag
     const std::size_t dim = rows.dim();
     if (dim == 0) return;
     const std::size_t row_bytes = rows.row_bytes();
-    const std::size_t chunk_rows = std::max<std::size_t>(kPoolingChunkBytes / row_bytes, 8);
+    const std::size_t chunk_rows = std::max<std::size_t>(pooling_chunk_bytes() / row_bytes, 8);
     const detail::BagJob<Reader, I> job{rows, ids, bags, per_sample_weights, padding_idx, out, argmax,
                                         prefetch_distance(row_bytes), chunk_rows};
     parallel_bags(bags, row_bytes + sizeof(I), [&](std::size_t first, std::size_t last) {

@@ -7,16 +7,14 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/host_caches.hpp"
+
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
 #define FASTEMBED_HAVE_SSE2 1
 #endif
 
 namespace fastembed {
-
-// Outputs larger than this go around the cache: they would only evict the table and ids the
-// kernel still needs, and a write-allocate doubles the bytes a plain store moves.
-inline constexpr std::size_t kStreamingBytes = std::size_t{8} << 20;
 
 // On x86 the prefetch is a volatile asm statement: __builtin_prefetch has no side effects the
 // optimiser can see, and GCC deletes it together with any helper it ends up in (a lambda, say)
@@ -48,13 +46,15 @@ inline void prefetch_row(const void* row, std::size_t row_bytes) {
     }
 }
 
-// How many rows ahead a loop over scattered rows prefetches: about 16 KiB of rows, 16 to 64
-// of them. Row reads are latency-bound, so the distance must cover a DRAM round trip at the
-// rate a thread consumes rows. Measured on one thread: pooling bags of D=64 rows 64 ahead was
-// 1.6x faster than 16 ahead (D=16: 1.8x); gathering D=16 rows from a 64 MB table 2x; the
-// backward of D=16 rows 1.2x; for D=256 the distance did not matter.
+// How many rows ahead a loop over scattered rows prefetches: half the L1d of rows (16 KiB on a
+// 32 KiB L1d; prefetch_bytes()), 16 to 64 of them. Row reads are latency-bound, so the distance
+// must cover a DRAM round trip at the rate a thread consumes rows, and the rows in flight must
+// not evict each other from the L1. Measured on one thread: pooling bags of D=64 rows 64 ahead
+// was 1.6x faster than 16 ahead (D=16: 1.8x); gathering D=16 rows from a 64 MB table 2x; the
+// backward of D=16 rows 1.2x; for D=256 the distance did not matter. Speed only: no result
+// depends on it.
 inline std::size_t prefetch_distance(std::size_t row_bytes) {
-    const std::size_t rows = (std::size_t{16} << 10) / (row_bytes == 0 ? 1 : row_bytes);
+    const std::size_t rows = prefetch_bytes() / (row_bytes == 0 ? 1 : row_bytes);
     return std::min<std::size_t>(std::max<std::size_t>(rows, 16), 64);
 }
 
@@ -62,11 +62,14 @@ inline std::size_t prefetch_distance(std::size_t row_bytes) {
 // A streaming writer must be finished with finish() before another thread reads what it wrote.
 class RowWriter {
   public:
-    // Streams when the whole output is large, and only for rows of whole 16-byte units: rows of
-    // other lengths share cache lines with their neighbours, and mixing plain and non-temporal
-    // stores on one line forces the line out early (28-byte rows were 50x slower streamed).
+    // Streams when the whole output is large (streaming_bytes(), a quarter of the L3: 8 MiB on
+    // a 32 MiB L3): it would only evict the table and ids the kernel still needs, and a
+    // write-allocate doubles the bytes a plain store moves. Only for rows of whole 16-byte
+    // units: rows of other lengths share cache lines with their neighbours, and mixing plain
+    // and non-temporal stores on one line forces the line out early (28-byte rows were 50x
+    // slower streamed).
     RowWriter(std::size_t output_bytes, std::size_t row_bytes)
-        : streaming_(output_bytes >= kStreamingBytes && row_bytes % 16 == 0) {}
+        : streaming_(output_bytes >= streaming_bytes() && row_bytes % 16 == 0) {}
 
     void copy(void* dst, const void* src, std::size_t bytes) const {
 #if FASTEMBED_HAVE_SSE2

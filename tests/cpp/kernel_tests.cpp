@@ -5,6 +5,7 @@
 //
 // Exit status: 0 when every CHECK held, 1 otherwise (each failure is printed with its case).
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@
 #include "kernels/check_ids.hpp"
 #include "kernels/format_vectors.hpp"
 #include "kernels/gather.hpp"
+#include "kernels/host_caches.hpp"
 #include "kernels/optimizers.hpp"
 #include "kernels/parse_vectors.hpp"
 #include "kernels/radix_sort.hpp"
@@ -301,7 +303,10 @@ void test_gather(std::size_t V, std::size_t dim, std::size_t n, Ids kind, std::m
 void test_gather_order_choice() {
     current_case = "gather order choice";
     std::mt19937_64 rng(11);
-    const std::size_t V = 1 << 20, row_bytes = 256;  // a 256 MiB table (never allocated)
+    const std::size_t row_bytes = 256;
+    // A table at the in-order threshold (never allocated), at least 2^20 rows.
+    const std::size_t threshold_rows = fastembed::in_order_table_bytes() / row_bytes;
+    const std::size_t V = std::max<std::size_t>(threshold_rows, 1 << 20);
     const auto uniform = make_ids<std::int64_t>(Ids::uniform, V, V, rng);
     const auto zipf = make_ids<std::int64_t>(Ids::zipf, V, V, rng);
     const auto equal = make_ids<std::int64_t>(Ids::all_equal, V, V, rng);
@@ -310,11 +315,71 @@ void test_gather_order_choice() {
     CHECK(fastembed::reads_in_id_order(uniform.data(), V / 2, V, row_bytes));
     CHECK(!fastembed::reads_in_id_order(uniform.data(), V / 2 - 1, V, row_bytes));  // too few
     CHECK(!fastembed::reads_in_id_order(uniform.data(), V, V, row_bytes / 2));      // rows
-    CHECK(!fastembed::reads_in_id_order(uniform.data(), V, V / 8, row_bytes));      // table
+    CHECK(fastembed::reads_in_id_order(uniform.data(), V, threshold_rows, row_bytes));
+    CHECK(!fastembed::reads_in_id_order(uniform.data(), V, threshold_rows - 1, row_bytes));  // table
     CHECK(!fastembed::reads_in_id_order(zipf.data(), V, V, row_bytes));
     CHECK(!fastembed::reads_in_id_order(equal.data(), V, V, row_bytes));
     fastembed::set_num_threads(1);
     CHECK(!fastembed::reads_in_id_order(uniform.data(), V, V, row_bytes));
+}
+
+// The host's cache sizes: sysfs parsed, CPUID skipped, the environment's override (positive byte
+// counts only), the L3 cap for a VM that sees a whole socket, and the fallbacks.
+void test_host_caches() {
+    current_case = "host caches";
+    char dir_template[] = "/tmp/fastembed_sysfs_XXXXXX";
+    const char* root = mkdtemp(dir_template);
+    CHECK(root != nullptr);
+    if (root == nullptr) return;
+    const std::string dir(root);
+    struct Level { const char* level; const char* type; const char* size; };
+    const Level levels[] = {{"1", "Data", "48K"}, {"1", "Instruction", "64K"},
+                            {"2", "Unified", "2048K"}, {"3", "Unified", "491520K"}};
+    for (std::size_t i = 0; i < 4; ++i) {
+        const std::string index = dir + "/index" + std::to_string(i);
+        mkdir(index.c_str(), 0700);
+        for (const auto& [name, text] : {std::pair<const char*, const char*>{"level", levels[i].level},
+                                         {"type", levels[i].type}, {"size", levels[i].size}}) {
+            std::FILE* file = std::fopen((index + "/" + name).c_str(), "w");
+            std::fprintf(file, "%s\n", text);
+            std::fclose(file);
+        }
+    }
+    auto no_env = [](const char*) -> const char* { return nullptr; };
+    const auto found = fastembed::detect_host_caches(no_env, 2, dir, false);
+    CHECK(found.sysfs.l1d == 48 << 10 && found.sysfs.l2 == 2 << 20 && found.sysfs.l3 == std::size_t{480} << 20);
+    CHECK(found.cpuid.l1d == 0 && found.cpuid.l3 == 0);
+    CHECK(found.used.l1d == 48 << 10 && found.used.l2 == 2 << 20);
+    CHECK(found.used.l3 == 2 * fastembed::kMaxL3BytesPerCore);  // 480 MiB for 2 cores: capped
+    CHECK(found.source == "l1d=sysfs l2=sysfs l3=sysfs,capped");
+
+    auto env = [](const char* name) -> const char* {
+        const std::string key(name);
+        if (key == "FASTEMBED_L2_BYTES") return "123456";
+        if (key == "FASTEMBED_L3_BYTES") return "1073741824";
+        if (key == "FASTEMBED_L1D_BYTES") return "32K";  // not a byte count: ignored
+        return nullptr;
+    };
+    const auto overridden = fastembed::detect_host_caches(env, 2, dir, false);
+    CHECK(overridden.used.l1d == 48 << 10 && overridden.used.l2 == 123456);
+    CHECK(overridden.used.l3 == std::size_t{1} << 30);  // set by hand: not capped
+    CHECK(overridden.source == "l1d=sysfs l2=env l3=env");
+
+    auto bad = [](const char*) -> const char* { return "-5"; };
+    const auto fallback = fastembed::detect_host_caches(bad, 2, dir + "/absent", false);
+    CHECK(fallback.used.l1d == 32 << 10 && fallback.used.l2 == 512 << 10 && fallback.used.l3 == 4 << 20);
+    CHECK(fallback.source == "l1d=fallback l2=fallback l3=fallback");
+
+    // This host's: every size positive, none above what sysfs reports.
+    const auto& host = fastembed::host_caches();
+    CHECK(host.used.l1d > 0 && host.used.l2 > 0 && host.used.l3 > 0);
+    if (host.sysfs.l2 != 0 && std::getenv("FASTEMBED_L2_BYTES") == nullptr) CHECK(host.used.l2 <= host.sysfs.l2);
+    for (std::size_t i = 0; i < 4; ++i) {
+        const std::string index = dir + "/index" + std::to_string(i);
+        for (const char* name : {"level", "type", "size"}) std::remove((index + "/" + name).c_str());
+        rmdir(index.c_str());
+    }
+    rmdir(dir.c_str());
 }
 
 // Out of place at an odd address: the streaming writer's unaligned head and tail.
@@ -322,7 +387,8 @@ template <class T>
 void test_gather_unaligned_streaming_output() {
     current_case = std::string("gather into an unaligned streaming output ") + type_name<T>();
     std::mt19937_64 rng(7);
-    const std::size_t V = 1000, dim = 7, n = 200'000;  // 5.6 MB of float32 output: streamed
+    // An output just past the streaming threshold.
+    const std::size_t V = 1000, dim = 7, n = fastembed::streaming_bytes() / (dim * sizeof(T)) + 1000;
     const auto weight = make_values<T>(V * dim, false, rng);
     const auto ids = make_ids<std::int64_t>(Ids::uniform, n, V, rng);
     const auto expected = naive_gather(weight, dim, ids);
@@ -594,7 +660,7 @@ void test_embedding_bag(std::size_t V, std::size_t dim, std::size_t n, std::size
     }
 }
 
-// Bags longer than a pooling chunk (kPoolingChunkBytes of rows; partial results go through the
+// Bags longer than a pooling chunk (pooling_chunk_bytes() of rows; partial results go through the
 // output row between chunks), rows of several column blocks and a tail, padding entries filling
 // whole chunks at a bag's start, middle and end, and a bag of nothing but padding: bitwise
 // the naive loop, argmax included.
@@ -603,7 +669,7 @@ void test_bag_chunks(std::mt19937_64& rng) {
     for (std::size_t dim : {std::size_t{300}, std::size_t{67}, std::size_t{1}}) {
         const std::size_t V = 50;
         const std::int64_t padding = 7;
-        const std::size_t chunk = std::max<std::size_t>(fastembed::kPoolingChunkBytes / (dim * sizeof(T)), 8);
+        const std::size_t chunk = std::max<std::size_t>(fastembed::pooling_chunk_bytes() / (dim * sizeof(T)), 8);
         const std::size_t first_bag = 6 * chunk + 5;
         const std::size_t n = first_bag + 3 * chunk;
         auto ids = make_ids<I>(Ids::uniform, n, V, rng);
@@ -1027,6 +1093,7 @@ int main() {
     test_gather_unaligned_streaming_output<double>();
     test_gather_order_choice();
     test_divisor(rng);
+    test_host_caches();
     test_pool_exceptions_and_nesting();
     test_concurrent_callers();
     test_fork();

@@ -1,0 +1,47 @@
+#include <pybind11/pybind11.h>
+
+#include "bindings/register.hpp"
+#include "kernels/bag.hpp"
+#include "kernels/blocked_reduce.hpp"
+#include "kernels/gather.hpp"
+#include "kernels/host_caches.hpp"
+#include "kernels/row_ops.hpp"
+#include "kernels/thread_pool.hpp"
+
+namespace fastembed::bindings {
+
+namespace py = pybind11;
+
+namespace {
+
+py::dict sizes_dict(const CacheSizes& sizes) {
+    py::dict result;
+    result["l1d_bytes"] = sizes.l1d;
+    result["l2_bytes"] = sizes.l2;
+    result["l3_bytes"] = sizes.l3;
+    return result;
+}
+
+}  // namespace
+
+void register_host(py::module_& m) {
+    m.def("host_info", [] {
+        const HostCaches& caches = host_caches();
+        py::dict info = sizes_dict(caches.used);
+        info["source"] = caches.source;
+        info["sysfs"] = sizes_dict(caches.sysfs);
+        info["cpuid"] = sizes_dict(caches.cpuid);
+        info["available_cores"] = available_cores();
+        // What the kernels derive from them (speed only)...
+        info["prefetch_bytes"] = prefetch_bytes();
+        info["pooling_chunk_bytes"] = pooling_chunk_bytes();
+        info["streaming_bytes"] = streaming_bytes();
+        info["in_order_table_bytes"] = in_order_table_bytes();
+        // ...and the shape-only budgets that fix summation orders (the same on every host).
+        info["block_sums_budget_bytes"] = kBlockSumsBudgetBytes;
+        info["block_sums_per_block_bytes"] = kCacheResidentBytes;
+        return info;
+    });
+}
+
+}  // namespace fastembed::bindings

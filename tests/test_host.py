@@ -1,0 +1,120 @@
+"""Issue 13: the host's cache sizes (detection, override, fallback) change speed, never bits;
+the strategy choices that fix a summation order depend on the shape alone."""
+
+from __future__ import annotations
+
+import json
+
+import fastembed
+import numpy as np
+import pytest
+from conftest import run_python
+
+SIZE_KEYS = ("l1d_bytes", "l2_bytes", "l3_bytes")
+
+# A child process prints one JSON line last (an editable build may print before it).
+RESULTS_CODE = """
+import hashlib, json
+import numpy as np
+import fastembed
+
+def digest(array):
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+rng = np.random.default_rng(13)
+out = {"info": fastembed.host_info()}
+# gather: 20k x 64 float32 (5 MiB, past a 2 MiB in-order threshold), 20k spread ids
+table = rng.standard_normal((20_000, 64), dtype=np.float32)
+ids = rng.integers(0, 20_000, 20_000)
+out["gather"] = digest(fastembed.gather(table, ids))
+# bags: rows of 300 (several column blocks and a tail), bags of up to 400 ids (many chunks)
+wide = rng.standard_normal((500, 300), dtype=np.float32)
+bag_ids = rng.integers(0, 500, 20_000)
+offsets = np.sort(rng.choice(20_000, 100, replace=False))
+offsets[0] = 0
+for mode in ("sum", "mean", "max"):
+    out["bag_" + mode] = digest(fastembed.embedding_bag(wide, bag_ids, offsets, mode=mode))
+# backward: blocked (V=1000) and sorted runs (V=200k)
+grad = rng.standard_normal((20_000, 64), dtype=np.float32)
+out["blocked"] = digest(fastembed.scatter_add(grad, rng.integers(0, 1000, 20_000), 1000))
+out["sorted"] = digest(fastembed.scatter_add(grad, rng.integers(0, 200_000, 20_000), 200_000))
+print(json.dumps(out))
+"""
+
+
+def child_results(**environment: str) -> dict:
+    child = run_python(RESULTS_CODE, FASTEMBED_NUM_THREADS="2", **environment)
+    assert child.returncode == 0, child.stderr
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def test_host_info_reports_sizes_and_budgets():
+    info = fastembed.host_info()
+    for key in SIZE_KEYS:
+        assert isinstance(info[key], int) and info[key] > 0
+        assert info["sysfs"][key] >= 0 and info["cpuid"][key] >= 0
+    assert info["source"].startswith("l1d=")
+    assert info["prefetch_bytes"] == info["l1d_bytes"] // 2
+    assert info["pooling_chunk_bytes"] == info["l1d_bytes"] // 2
+    assert info["streaming_bytes"] == info["l3_bytes"] // 4
+    assert info["in_order_table_bytes"] == 2 * info["l3_bytes"]
+    # The budgets that fix summation orders are constants, sized for a small cache.
+    assert info["block_sums_budget_bytes"] == 8 << 20
+    assert info["block_sums_per_block_bytes"] == 4 << 20
+
+
+def test_detection_takes_the_smaller_of_sysfs_and_cpuid():
+    info = fastembed.host_info()
+    for key in SIZE_KEYS:
+        reported = [info[source][key] for source in ("sysfs", "cpuid") if info[source][key]]
+        if reported and "=env" not in info["source"]:
+            assert info[key] <= min(reported)
+
+
+def test_environment_overrides_and_ignores_bad_values():
+    info = child_results(
+        FASTEMBED_L1D_BYTES="4096", FASTEMBED_L2_BYTES="65536", FASTEMBED_L3_BYTES="1048576"
+    )["info"]
+    assert (info["l1d_bytes"], info["l2_bytes"], info["l3_bytes"]) == (4096, 65536, 1 << 20)
+    assert info["source"] == "l1d=env l2=env l3=env"
+    assert info["streaming_bytes"] == 1 << 18
+    default = child_results()["info"]
+    bad = child_results(FASTEMBED_L1D_BYTES="32K", FASTEMBED_L2_BYTES="-1", FASTEMBED_L3_BYTES="")
+    assert bad["info"] == default
+
+
+def test_results_do_not_depend_on_the_cache_sizes():
+    """Tiny caches cross every host-dependent threshold (in-order gather, streaming stores,
+    prefetch distance, bag chunks); the results keep every bit."""
+    default = child_results()
+    tiny = child_results(
+        FASTEMBED_L1D_BYTES="1024", FASTEMBED_L2_BYTES="4096", FASTEMBED_L3_BYTES="1048576"
+    )
+    huge = child_results(FASTEMBED_L1D_BYTES=str(1 << 20), FASTEMBED_L3_BYTES=str(1 << 32))
+    for key in default:
+        if key != "info":
+            assert default[key] == tiny[key] == huge[key], key
+
+
+@pytest.mark.parametrize("num_embeddings", [16_384, 16_385])
+@pytest.mark.parametrize("per_id", [8, 7])
+def test_backward_either_side_of_the_blocked_thresholds(num_embeddings, per_id):
+    """V * D * 4 = 4 MiB (one block's budget) and N = 8 V (two blocks of 4 rows per id) are
+    where the blocked path stops: exact on integer values either side, bitwise across threads."""
+    dim = 64
+    n = per_id * num_embeddings
+    rng = np.random.default_rng(num_embeddings + per_id)
+    ids = rng.integers(0, num_embeddings, n)
+    grad = rng.integers(-8, 9, (n, dim)).astype(np.float32)
+    expected = np.zeros((num_embeddings, dim), np.float64)
+    np.add.at(expected, ids, grad)
+    previous = fastembed.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            fastembed.set_num_threads(threads)
+            results.append(fastembed.scatter_add(grad, ids, num_embeddings))
+    finally:
+        fastembed.set_num_threads(previous)
+    np.testing.assert_array_equal(results[0], expected)
+    assert results[0].tobytes() == results[1].tobytes()
