@@ -1,10 +1,11 @@
 """The host a benchmark ran on: what every table is read against.
 
 Its caches (as sysfs and as CPUID, through glibc's ``getconf``, report them: in a VM the two can
-disagree by 8x), the copy bandwidth of ``np.copyto`` (the physical reference for GB/s), the
-latency of a dependent random load (what bounds random row reads), and how much a second
-thread adds to streaming bandwidth (what a 1 -> N thread speed-up can reach), plus the
-versions of everything compared.
+disagree by 8x; and the sizes fastembed's kernels took from them, ``fastembed.host_info()``),
+the copy bandwidth of ``np.copyto`` (the physical reference for GB/s), the latency of a
+dependent random load (what bounds random row reads), and how much a second thread adds to
+streaming bandwidth (what a 1 -> N thread speed-up can reach), plus the versions of everything
+compared.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import fastembed
 import numpy as np
 from harness import Ratio, thread_label
 
@@ -151,9 +153,16 @@ def measure_host(mode: str, threads: int, rng: np.random.Generator) -> dict[str,
     """The host line's numbers (see the module docstring); smaller buffers with ``--quick``."""
     quick = mode == "quick"
     mib = 64 if quick else 256
+    kernels = fastembed.host_info()
     host: dict[str, Any] = {
         "caches_sysfs": sysfs_caches(),
         "caches_cpuid": cpuid_caches(),
+        # What fastembed's kernels took from those (and FASTEMBED_*_BYTES), and their budgets.
+        "kernels": kernels,
+        "caches_kernels": {
+            label: kernels[f"{key}_bytes"]
+            for label, key in (("L1d", "l1d"), ("L2", "l2"), ("L3", "l3"))
+        },
         "copy_mib": mib,
         "threads": threads,
     }
@@ -177,7 +186,8 @@ def format_host(host: dict[str, Any]) -> str:
     """The host line printed above every table."""
     line = (
         f"host: caches (sysfs) {_caches(host['caches_sysfs'])}; (CPUID) "
-        f"{_caches(host['caches_cpuid'])}; copy bandwidth (np.copyto {host['copy_mib']} MiB, "
+        f"{_caches(host['caches_cpuid'])}; used by the kernels {_caches(host['caches_kernels'])} "
+        f"({host['kernels']['source']}); copy bandwidth (np.copyto {host['copy_mib']} MiB, "
         f"read + write) {host['copy_bandwidth'] / 1e9:.1f} GB/s; dependent random load over "
         f"{host['copy_mib']} MiB {host['random_load_ns']:.0f} ns"
     )
