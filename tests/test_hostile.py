@@ -234,7 +234,8 @@ BAD_WEIGHTS = [
         ValueError,
         "weight must be C-contiguous",
     ),
-    ("float16", lambda a: a.weight.astype(np.float16), TypeError, "float16"),
+    ("int16", lambda a: a.weight.astype(np.int16), TypeError, "int16"),
+    ("byte-swapped float16", lambda a: a.weight.astype(">f2"), TypeError, ">f2"),
     ("int32", lambda a: a.weight.astype(np.int32), TypeError, "int32"),
     ("int64", lambda a: a.weight.astype(np.int64), TypeError, "int64"),
     ("complex64", lambda a: a.weight.astype(np.complex64), TypeError, "complex64"),
@@ -308,9 +309,10 @@ BAD_OUTS = [
         "float64",
         lambda a, shape: np.zeros(shape, np.float64),
         TypeError,
-        "out must have dtype float32, got float64",
+        # (float16 and bfloat16 may receive a float32 gradient: see test_half.py)
+        r"out must have dtype float32.*, got float64",
     ),
-    ("float16", lambda a, shape: np.zeros(shape, np.float16), TypeError, "got float16"),
+    ("int16", lambda a, shape: np.zeros(shape, np.int16), TypeError, "got int16"),
     (
         "non-contiguous",
         lambda a, shape: np.zeros((*shape[:-1], 2 * D), np.float32)[..., ::2],
@@ -400,7 +402,7 @@ BAD_GRADS = [
     ("wrong batch shape", lambda a: np.ones((2, 4, D), np.float32), ValueError, r"\(2, 4, 4\)"),
     ("missing width axis", lambda a: np.ones((2, 3), np.float32), ValueError, r"\(2, 3\)"),
     ("0-d", lambda a: np.float32(1.0), ValueError, r"\(\)"),
-    ("float16", lambda a: a.grad.astype(np.float16), TypeError, "float16"),
+    ("int16", lambda a: a.grad.astype(np.int16), TypeError, "int16"),
     ("int32", lambda a: a.grad.astype(np.int32), TypeError, "int32"),
     ("complex", lambda a: a.grad.astype(np.complex64), TypeError, "complex64"),
     ("object", lambda a: a.grad.astype(object), TypeError, "object"),
@@ -431,6 +433,18 @@ HOSTILE += [
         lambda a: a.layer.backward(np.ones((3, 2, D), np.float32)),
         ValueError,
         r"\(3, 2, 4\)",
+    ),
+    Hostile(
+        "Embedding.backward: float16 grad for a float32 layer",
+        lambda a: a.layer.backward(a.grad.astype(np.float16)),
+        TypeError,
+        r"float32.*float16",
+    ),
+    Hostile(
+        "gather: float16 out for a float32 table (out receives rows upcast only)",
+        lambda a: fastembed.gather(a.weight, a.ids, out=np.zeros((2, 3, D), np.float16)),
+        TypeError,
+        "out must have dtype float32, got float16",
     ),
     Hostile(
         "Embedding.backward: float64 grad for a float32 layer",
@@ -1460,3 +1474,271 @@ def test_a_failed_first_step_keeps_the_loaded_state(kind):
     assert got.weight.tobytes() == weight.tobytes()
     got.backward(arena.grad, optimizer=optimizer)
     assert got.weight.tobytes() == expected.weight.tobytes()
+
+
+# --- reduced-precision and quantized tables ----------------------------------------------------
+
+
+@dataclass
+class PrecisionArena:
+    """Tables of the new kinds, their layers (stepped once), and outputs full of a sentinel."""
+
+    half: np.ndarray = field(
+        default_factory=lambda: (
+            np.linspace(-1, 1, V * D, dtype=np.float32).reshape(V, D).astype(np.float16)
+        )
+    )
+    finite: np.ndarray = field(
+        default_factory=lambda: np.linspace(-3, 3, V * D, dtype=np.float32).reshape(V, D)
+    )
+    poisoned: np.ndarray = field(
+        default_factory=lambda: np.where(
+            np.arange(V * D).reshape(V, D) == 6, np.nan, np.ones((V, D), np.float32)
+        ).astype(np.float32)
+    )
+    ids: np.ndarray = field(default_factory=lambda: np.array(IDS, dtype=np.int64))
+    bad_ids: np.ndarray = field(default_factory=lambda: np.array([[1, 2, 3], [4, V, 0]]))
+    grad: np.ndarray = field(
+        default_factory=lambda: np.linspace(-1, 1, 2 * 3 * D, dtype=np.float32).reshape(2, 3, D)
+    )
+    rows_out: np.ndarray = field(default_factory=lambda: np.full((2, 3, D), SENTINEL, np.float32))
+    half_out: np.ndarray = field(default_factory=lambda: np.full((V, D), SENTINEL, np.float16))
+    quantized: fastembed.QuantizedTable = field(init=False)
+    packed: np.ndarray = field(init=False)
+    half_layer: fastembed.Embedding = field(init=False)
+    frozen_layer: fastembed.Embedding = field(init=False)
+    optimizer: fastembed.optim.SparseOptimizer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.quantized = fastembed.quantize(self.finite, 8)
+        self.packed = self.quantized.packed
+        self.half_layer = fastembed.Embedding(weight=self.half.copy())
+        self.optimizer = fastembed.optim.Adam(0.1, stochastic_rounding=True, seed=1)
+        self.half_layer(self.ids)
+        self.half_layer.backward(self.grad, optimizer=self.optimizer)
+        self.half_layer.backward(self.grad)
+        self.frozen_layer = fastembed.Embedding.from_pretrained(self.quantized)
+        self.frozen_layer(self.ids)
+
+    def state(self) -> dict[str, Any]:
+        arrays = {name: v for name, v in vars(self).items() if isinstance(v, np.ndarray)}
+        arrays["half_layer.weight"] = self.half_layer.weight
+        arrays["half_layer.grad"] = self.half_layer.grad
+        for name, array in self.optimizer.state(self.half_layer).items():
+            arrays[f"optimizer.{name}"] = array
+        return {name: (id(array), array.tobytes()) for name, array in arrays.items()}
+
+
+def _read_only_half(a: PrecisionArena) -> np.ndarray:
+    view = a.half_out.view()
+    view.flags.writeable = False
+    return view
+
+
+PRECISION_HOSTILE: list[tuple[str, Callable[[PrecisionArena], Any], type, str]] = [
+    ("quantize: NaN", lambda a: fastembed.quantize(a.poisoned, 8), ValueError, r"weight\[1, 2\]"),
+    (
+        "quantize: infinity",
+        lambda a: fastembed.quantize(np.where(a.poisoned != a.poisoned, np.inf, 1.0), 4),
+        ValueError,
+        r"weight\[1, 2\] = inf",
+    ),
+    ("quantize: bits 3", lambda a: fastembed.quantize(a.finite, 3), ValueError, "bits.*3"),
+    ("quantize: bits '8'", lambda a: fastembed.quantize(a.finite, "8"), TypeError, "'8'"),
+    ("quantize: bits 8.0", lambda a: fastembed.quantize(a.finite, 8.0), TypeError, r"8\.0"),
+    (
+        "quantize: odd dim at 4 bits",
+        lambda a: fastembed.quantize(a.finite[:, :3], 4),
+        ValueError,
+        "even embedding_dim.*3",
+    ),
+    ("quantize: 1-d", lambda a: fastembed.quantize(a.finite[0], 8), ValueError, "2-d"),
+    ("quantize: ints", lambda a: fastembed.quantize(a.ids, 8), TypeError, "int64"),
+    (
+        "from_fbgemm: too narrow",
+        lambda a: fastembed.QuantizedTable.from_fbgemm(a.packed[:, :5].copy(), 8),
+        ValueError,
+        "width 5 is too small",
+    ),
+    (
+        "from_fbgemm: not uint8",
+        lambda a: fastembed.QuantizedTable.from_fbgemm(a.packed.view(np.int8), 8),
+        TypeError,
+        "uint8.*int8",
+    ),
+    (
+        "from_fbgemm: 3-d",
+        lambda a: fastembed.QuantizedTable.from_fbgemm(a.packed.reshape(2, 5, -1), 8),
+        ValueError,
+        "2-d",
+    ),
+    (
+        "from_fbgemm: strided",
+        lambda a: fastembed.QuantizedTable.from_fbgemm(a.packed[::2], 8),
+        ValueError,
+        "C-contiguous",
+    ),
+    (
+        "from_fbgemm: other embedding_dim",
+        lambda a: fastembed.QuantizedTable.from_fbgemm(a.packed, 8, embedding_dim=8),
+        ValueError,
+        "embedding_dim=8",
+    ),
+    (
+        "from_fbgemm: bits 16",
+        lambda a: fastembed.QuantizedTable.from_fbgemm(a.packed, 16),
+        ValueError,
+        "16",
+    ),
+    (
+        "gather(quantized): id out of range",
+        lambda a: fastembed.gather(a.quantized, a.bad_ids, out=a.rows_out),
+        IndexError,
+        rf"id {V} at ids\[1, 1\]",
+    ),
+    (
+        "gather(quantized): float64 out",
+        lambda a: fastembed.gather(a.quantized, a.ids, out=a.rows_out.astype(np.float64)),
+        TypeError,
+        "out must have dtype float32, got float64",
+    ),
+    (
+        "gather(quantized): out of another shape",
+        lambda a: fastembed.gather(a.quantized, a.ids[0], out=a.rows_out),
+        ValueError,
+        "out must have shape",
+    ),
+    (
+        "gather(quantized): max_norm",
+        lambda a: fastembed.gather(a.quantized, a.ids, max_norm=1.0),
+        ValueError,
+        "read-only",
+    ),
+    (
+        "embedding_bag(quantized): max_norm",
+        lambda a: fastembed.embedding_bag(a.quantized, a.ids, mode="sum", max_norm=1.0),
+        ValueError,
+        "read-only",
+    ),
+    (
+        "embedding_bag(quantized): id out of range",
+        lambda a: fastembed.embedding_bag(
+            a.quantized, a.bad_ids, mode="sum", out=a.rows_out[0, :2]
+        ),
+        IndexError,
+        rf"id {V}",
+    ),
+    (
+        "embedding_bag(float16): float64 out",
+        lambda a: fastembed.embedding_bag(a.half, a.ids, mode="sum", out=np.zeros((2, D))),
+        TypeError,
+        "out must have dtype float16, got float64",
+    ),
+    (
+        "gather(float16): bfloat16-sized out of another dtype",
+        lambda a: fastembed.gather(a.half, a.ids, out=np.zeros((2, 3, D), np.int16)),
+        TypeError,
+        "out must have dtype float16",
+    ),
+    (
+        "gather(float16): id out of range",
+        lambda a: fastembed.gather(a.half, a.bad_ids, out=a.rows_out),
+        IndexError,
+        rf"id {V}",
+    ),
+    (
+        "scatter_add(float16): float64 out",
+        lambda a: fastembed.scatter_add(a.grad.astype(np.float16), a.ids, V, out=np.zeros((V, D))),
+        TypeError,
+        "out must have dtype float32, float16 or bfloat16 for a float16 input, got float64",
+    ),
+    (
+        "scatter_add(float32 -> float16): read-only out",
+        lambda a: fastembed.scatter_add(a.grad, a.ids, V, out=_read_only_half(a)),
+        ValueError,
+        "read-only",
+    ),
+    (
+        "scatter_add(float32 -> float16): id out of range",
+        lambda a: fastembed.scatter_add(a.grad, a.bad_ids, V, out=a.half_out),
+        IndexError,
+        rf"id {V}",
+    ),
+    (
+        "half layer: float64 grad",
+        lambda a: a.half_layer.backward(a.grad.astype(np.float64)),
+        TypeError,
+        "float16 or float32.*float64",
+    ),
+    (
+        "half layer: float64 grad with an optimizer",
+        lambda a: a.half_layer.backward(a.grad.astype(np.float64), optimizer=a.optimizer),
+        TypeError,
+        "float16 or float32.*float64",
+    ),
+    (
+        "half layer: optimizer with a bad id",
+        lambda a: (
+            setattr(a.half_layer, "_ids", a.bad_ids),
+            a.optimizer.step(a.half_layer, a.grad),
+        ),
+        IndexError,
+        rf"id {V}",
+    ),
+    (
+        "quantized layer: backward once made trainable",
+        lambda a: (setattr(a.frozen_layer, "trainable", True), a.frozen_layer.backward(a.grad)),
+        TypeError,
+        "QuantizedTable cannot be trained",
+    ),
+    (
+        "quantized layer: optimizer",
+        lambda a: a.optimizer.step(a.frozen_layer, a.grad),
+        TypeError,
+        "QuantizedTable, which cannot be trained",
+    ),
+    (
+        "quantized layer: freeze=False",
+        lambda a: fastembed.Embedding.from_pretrained(a.quantized, freeze=False),
+        ValueError,
+        "cannot be trained",
+    ),
+    (
+        "Embedding: unknown dtype",
+        lambda a: fastembed.Embedding(V, D, dtype=np.int16),
+        TypeError,
+        "int16",
+    ),
+    (
+        "optimizer: seed -1",
+        lambda a: fastembed.optim.SGD(0.1, stochastic_rounding=True, seed=-1),
+        ValueError,
+        "seed.*-1",
+    ),
+    (
+        "optimizer: seed 2**64",
+        lambda a: fastembed.optim.Adam(stochastic_rounding=True, seed=2**64),
+        ValueError,
+        "seed",
+    ),
+    (
+        "optimizer: seed string",
+        lambda a: fastembed.optim.Adagrad(stochastic_rounding=True, seed="1"),
+        TypeError,
+        "seed.*'1'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "name, call, exception, match", PRECISION_HOSTILE, ids=[c[0] for c in PRECISION_HOSTILE]
+)
+def test_bad_input_to_reduced_precision_tables_writes_nothing(name, call, exception, match):
+    arena = PrecisionArena()
+    before = arena.state()
+    with pytest.raises(exception, match=match) as raised:
+        call(arena)
+    assert type(raised.value) is exception, f"got {type(raised.value).__name__}: {raised.value}"
+    after = arena.state()
+    for array_name in before:
+        assert after[array_name] == before[array_name], f"{array_name} was changed"

@@ -17,12 +17,14 @@ from ._threading import _check_environment, get_num_threads, set_num_threads
 from ._topk import topk
 from .bag import EmbeddingBag
 from .layers import Embedding
+from .quantized import QuantizedTable, quantize
 from .sparse import RowSparseGrad
 from .text import WordVectors
 
 __all__ = [
     "Embedding",
     "EmbeddingBag",
+    "QuantizedTable",
     "RowSparseGrad",
     "WordVectors",
     "embedding_bag",
@@ -32,6 +34,7 @@ __all__ = [
     "get_num_threads",
     "host_info",
     "optim",
+    "quantize",
     "scatter_add",
     "set_buffer_cache_limit",
     "set_num_threads",

@@ -9,8 +9,10 @@ from numpy.typing import ArrayLike
 
 from . import _core
 from ._checks import as_int, optional_float, require_array, require_table_fits
+from ._dtypes import is_reduced
 from ._functional import padding_row
 from ._ids import as_ids
+from .quantized import QuantizedTable
 from .sparse import RowSparseGrad
 
 BAG_MODES = ("sum", "mean", "max")
@@ -47,6 +49,41 @@ def padding_argument(padding_idx: int | None, num_embeddings: int) -> int:
     """
     row = padding_row(padding_idx, num_embeddings)
     return -1 if row is None else row
+
+
+def pool(
+    weight: np.ndarray | QuantizedTable,
+    bags: Bags,
+    mode: str,
+    padding: int,
+    out: np.ndarray | None,
+    argmax: np.ndarray | None,
+    max_norm: float | None,
+    norm_type: float,
+) -> np.ndarray:
+    """The one call into the pooled kernel, for plain, half-precision and quantized tables.
+
+    Per-sample weights of a float16 / bfloat16 / quantized table are applied in float32 (the
+    pooling's arithmetic): weights given in the table's dtype are widened first.
+    """
+    weights = bags.per_sample_weights
+    quantized = isinstance(weight, QuantizedTable)
+    if weights is not None and (quantized or is_reduced(weight.dtype)):
+        if weights.dtype == weight.dtype or (not quantized and weights.dtype == np.float32):
+            weights = weights.astype(np.float32, copy=False)
+    if quantized:
+        if max_norm is not None:
+            raise ValueError(
+                "max_norm would renormalise rows in place: a QuantizedTable is read-only"
+            )
+        return _core.embedding_bag(
+            weight.packed, bags.ids, bags.bounds, mode, weights, padding, out, argmax,
+            quantized_bits=weight.bits,
+        )  # fmt: skip
+    return _core.embedding_bag(
+        weight, bags.ids, bags.bounds, mode, weights, padding, out, argmax,
+        max_norm=max_norm, norm_type=norm_type,
+    )  # fmt: skip
 
 
 def bag_arguments(
@@ -124,7 +161,7 @@ def _bounds_from_offsets(offsets: ArrayLike, include_last_offset: bool, n: int) 
 
 
 def embedding_bag(
-    weight: np.ndarray,
+    weight: np.ndarray | QuantizedTable,
     ids: ArrayLike,
     offsets: ArrayLike | None = None,
     *,
@@ -144,8 +181,12 @@ def embedding_bag(
 
     Parameters
     ----------
-    weight : ndarray of shape (num_embeddings, embedding_dim)
-        The table, float32 or float64, C-contiguous; only read.
+    weight : ndarray of shape (num_embeddings, embedding_dim), or QuantizedTable
+        The table, float32, float64, float16 or bfloat16, C-contiguous; only read. float16
+        and bfloat16 rows are pooled in float32 and the result rounded once into the table's
+        dtype (or written as float32 into a float32 ``out``). A
+        :class:`fastembed.QuantizedTable`'s rows are dequantized in registers; the result is
+        float32.
     ids : array_like of int
         2-d ``(num_bags, bag_size)`` when ``offsets`` is None (bags of one length), else 1-d.
     offsets : array_like of int, optional
@@ -155,8 +196,9 @@ def embedding_bag(
     mode : {"sum", "mean", "max"}
         How a bag's rows are pooled: their sum, mean or element-wise maximum.
     per_sample_weights : array_like, optional
-        One weight per id, the dtype of ``weight``: each row is scaled by its weight before
-        summing (``mode="sum"`` only).
+        One weight per id, the dtype of ``weight`` (float32 also for a float16, bfloat16 or
+        quantized table): each row is scaled by its weight before summing (``mode="sum"``
+        only).
     include_last_offset : bool, default False
         ``offsets`` has one more entry, the end of the last bag (CSR style); normally
         ``len(ids)``, and ids past it belong to no bag.
@@ -164,7 +206,7 @@ def embedding_bag(
         Entries with this id are skipped: they add nothing and do not count toward the mean.
         Negative values count from the end.
     out : ndarray of shape (num_bags, embedding_dim), optional
-        Written in place and returned; dtype of ``weight``, C-contiguous.
+        Written in place and returned; dtype of ``weight`` (or float32), C-contiguous.
     return_argmax : bool, default False
         ``mode="max"`` only: also return an int64 ``(num_bags, embedding_dim)`` array holding,
         for each element, the position in the flat ``ids`` of the entry that gave the maximum
@@ -200,28 +242,27 @@ def embedding_bag(
     array([[2., 4.],
            [6., 7.]], dtype=float32)
     """
-    require_array(weight, "weight")
+    if not isinstance(weight, QuantizedTable):
+        require_array(weight, "weight")
     if out is not None:
         require_array(out, "out")
     bags = bag_arguments(ids, offsets, include_last_offset, per_sample_weights, mode)
     if return_argmax and mode != "max":
         raise ValueError(f"return_argmax needs mode='max', got mode={mode!r}")
-    num_embeddings = weight.shape[0] if getattr(weight, "ndim", 0) == 2 else 0
-    padding = padding_argument(padding_idx, num_embeddings)
+    shape = weight.shape if len(getattr(weight, "shape", ())) == 2 else (0, 0)
+    padding = padding_argument(padding_idx, shape[0])
     argmax = None
     if return_argmax:
-        argmax = np.empty((bags.num_bags, np.shape(weight)[1]), dtype=np.int64)
-    result = _core.embedding_bag(
+        argmax = np.empty((bags.num_bags, shape[1]), dtype=np.int64)
+    result = pool(
         weight,
-        bags.ids,
-        bags.bounds,
+        bags,
         mode,
-        bags.per_sample_weights,
         padding,
         out,
         argmax,
-        max_norm=optional_float(max_norm, "max_norm"),
-        norm_type=optional_float(norm_type, "norm_type", required=True),
+        optional_float(max_norm, "max_norm"),
+        optional_float(norm_type, "norm_type", required=True),
     )
     return (result, argmax) if return_argmax else result
 

@@ -48,6 +48,7 @@ def embedding_bag(
     *,
     max_norm: float | None = None,
     norm_type: float = 2.0,
+    quantized_bits: int | None = None,
 ) -> np.ndarray: ...
 def embedding_bag_per_sample_weights_backward(
     grad_output: np.ndarray,
@@ -77,12 +78,16 @@ _Gradient = tuple[
     np.ndarray, np.ndarray, np.ndarray | None, str, np.ndarray | None, np.ndarray | None, int, bool
 ]
 
+# How updated float16 / bfloat16 values are written: (stochastic, seed, step).
+_Rounding = tuple[bool, int, int]
+
 def sgd_update(
     weight: np.ndarray,
     gradient: _Gradient,
     lr: float,
     momentum: float,
     momentum_buffer: np.ndarray | None = None,
+    rounding: _Rounding = (False, 0, 0),
 ) -> None: ...
 def adagrad_update(
     weight: np.ndarray,
@@ -91,6 +96,7 @@ def adagrad_update(
     eps: float,
     rowwise: bool,
     state_sum: np.ndarray,
+    rounding: _Rounding = (False, 0, 0),
 ) -> None: ...
 def adam_update(
     weight: np.ndarray,
@@ -101,6 +107,7 @@ def adam_update(
     eps: float,
     exp_avg: np.ndarray,
     exp_avg_sq: np.ndarray,
+    rounding: _Rounding = (False, 0, 0),
 ) -> None: ...
 def word2vec_train_batches(
     syn0: np.ndarray,
@@ -149,3 +156,11 @@ def topk(
     ids_out: np.ndarray | None = None,
     scores_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]: ...
+def quantize(weight: np.ndarray, bits: int) -> np.ndarray: ...
+def packed_dim(packed: np.ndarray, bits: int) -> int: ...
+def dequantize(
+    packed: np.ndarray,
+    bits: int,
+    ids: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray: ...

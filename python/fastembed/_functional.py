@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike
 from . import _core
 from ._checks import INT64_MAX, as_int, optional_float, require_array, require_table_fits
 from ._ids import as_ids
+from .quantized import QuantizedTable
 from .sparse import RowSparseGrad
 
 
@@ -50,7 +51,7 @@ def _contiguous_grad(grad_output: ArrayLike) -> np.ndarray:
 
 
 def gather(
-    weight: np.ndarray,
+    weight: np.ndarray | QuantizedTable,
     ids: ArrayLike,
     out: np.ndarray | None = None,
     *,
@@ -61,15 +62,17 @@ def gather(
 
     Parameters
     ----------
-    weight : ndarray of shape (num_embeddings, embedding_dim)
-        The table, float32 or float64, C-contiguous. Read in place (an ``np.memmap`` or a
-        read-only array works).
+    weight : ndarray of shape (num_embeddings, embedding_dim), or QuantizedTable
+        The table, float32, float64, float16 or bfloat16 (``ml_dtypes.bfloat16``),
+        C-contiguous. Read in place (an ``np.memmap`` or a read-only array works). A
+        :class:`fastembed.QuantizedTable`'s rows are dequantized in registers into float32.
     ids : array_like of int
         Row indices of any shape (0-d, 1-d, ``(batch, seq)``, empty). int32/int64 C-contiguous
         arrays are read in place; other integer dtypes, lists and scalars are converted.
     out : ndarray, optional
         Destination of shape ``ids.shape + (embedding_dim,)`` and the dtype of ``weight``,
-        C-contiguous and writeable; written in place and returned.
+        C-contiguous and writeable; written in place and returned. For a float16 or bfloat16
+        table it may also be float32: the rows are widened as they are copied.
     max_norm : float, optional
         PyTorch's ``max_norm``: first, every distinct looked-up row whose ``norm_type``-norm
         exceeds ``max_norm`` is scaled **in place in weight** by ``max_norm / (norm + 1e-7)``
@@ -81,7 +84,8 @@ def gather(
     Returns
     -------
     ndarray
-        Shape ``ids.shape + (embedding_dim,)``, dtype of ``weight``.
+        Shape ``ids.shape + (embedding_dim,)``, dtype of ``weight`` (of ``out`` if given;
+        float32 for a quantized table).
 
     Raises
     ------
@@ -103,9 +107,15 @@ def gather(
     >>> gather(W, [[0, 2], [1, 2]])[1, 0]
     array([5., 6., 7., 8., 9.], dtype=float32)
     """
-    require_array(weight, "weight")
     if out is not None:
         require_array(out, "out")
+    if isinstance(weight, QuantizedTable):
+        if max_norm is not None:
+            raise ValueError(
+                "max_norm would renormalise rows in place: a QuantizedTable is read-only"
+            )
+        return weight.dequantize(ids, out)
+    require_array(weight, "weight")
     if max_norm is None:  # the plain lookup: the shortest call (small batches are per-call bound)
         if norm_type != 2.0:
             optional_float(norm_type, "norm_type", required=True)
@@ -138,15 +148,17 @@ def scatter_add(
     Parameters
     ----------
     grad_output : ndarray of shape ``ids.shape + (embedding_dim,)``
-        Gradient of the loss w.r.t. the lookup's output, float32 or float64. Read in place
-        when C-contiguous, otherwise copied once.
+        Gradient of the loss w.r.t. the lookup's output: float32, float64, float16 or
+        bfloat16. Read in place when C-contiguous, otherwise copied once. float16 and bfloat16
+        rows are summed in float32.
     ids : array_like of int
         The ids of the forward lookup (see :func:`gather`).
     num_embeddings : int
         Number of rows of the table.
     out : ndarray of shape (num_embeddings, embedding_dim), optional
-        Overwritten (or added into, with ``accumulate=True``) and returned; dtype of
-        ``grad_output``.
+        Overwritten (or added into, with ``accumulate=True``) and returned. Its dtype is that
+        of the result: by default ``grad_output``'s; float32, float16 and bfloat16 may be
+        mixed (each sum is computed in float32 and rounded once, when written).
     padding_idx : int, optional
         PyTorch's ``padding_idx``: this row's gradient is zero (with ``accumulate``, the row is
         left as it was). Negative values count from the end; must lie in
@@ -215,7 +227,8 @@ def sparse_grad(
     -------
     RowSparseGrad
         ``indices`` (int64, strictly increasing), ``values`` of shape
-        ``(len(indices), embedding_dim)`` in the dtype of ``grad_output``.
+        ``(len(indices), embedding_dim)`` in the dtype of ``grad_output`` (float16 and
+        bfloat16 rows summed in float32, rounded once).
 
     Raises
     ------

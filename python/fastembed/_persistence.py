@@ -44,6 +44,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 
 from ._atomic import atomic_write, atomic_write_all
+from ._dtypes import bfloat16
 
 FORMAT_VERSION = 1
 _WEIGHT = "weight"  # stored as the member weight.npy
@@ -398,9 +399,9 @@ def _stored_dtype(dtype: np.dtype, config: dict[str, Any], path: str) -> np.dtyp
     name = config.pop("dtype", dtype.name)
     if name == dtype.name:
         return dtype
-    try:
-        recorded = np.dtype(name)
-    except TypeError:
+    try:  # "bfloat16" imports ml_dtypes, which names it for NumPy
+        recorded = bfloat16() if name == "bfloat16" else np.dtype(name)
+    except (TypeError, ImportError):
         raise _Invalid(f"{path} holds a {name} table, a dtype NumPy does not know here") from None
     if dtype.kind != "V" or recorded.itemsize != dtype.itemsize:
         raise _Invalid(f"{path} records dtype {name}, but its table is {dtype}")

@@ -8,9 +8,11 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import _core
-from ._bag_functional import Bags, bag_arguments, check_mode, padding_argument
+from ._bag_functional import Bags, bag_arguments, check_mode, padding_argument, pool
 from ._checks import norm_options
-from .layers import Embedding, TableLayer
+from ._dtypes import arithmetic_dtype
+from .layers import Embedding, TableLayer, _require_trainable_table
+from .quantized import QuantizedTable
 from .sparse import RowSparseGrad
 
 if TYPE_CHECKING:
@@ -38,7 +40,9 @@ class EmbeddingBag(TableLayer):
         the row gets no gradient and no optimizer update. A new table has this row zeroed.
         Negative values count from the end.
     dtype : dtype, default float32
-        dtype of a new table.
+        dtype of a new table: float32, float64, float16 or bfloat16 (see
+        :class:`fastembed.Embedding`). Bags of a float16 or bfloat16 table are pooled in
+        float32 and returned in the table's dtype.
     seed : int, optional
         Seed of a new table's initialiser, U(-0.05, 0.05) as :class:`Embedding`.
     sparse : bool, default False
@@ -114,7 +118,14 @@ class EmbeddingBag(TableLayer):
         if scale_grad_by_freq and self.mode == "max":
             raise ValueError("scale_grad_by_freq is not supported with mode='max'")
         # The table's checks and initialisation are the Embedding layer's.
-        table = Embedding(num_embeddings, embedding_dim, weight=weight, dtype=dtype, seed=seed)
+        table = Embedding(
+            num_embeddings,
+            embedding_dim,
+            weight=weight,
+            dtype=dtype,
+            seed=seed,
+            trainable=trainable,
+        )
         self.weight: np.ndarray = table.weight
         self.padding_idx: int | None = None
         if padding_idx is not None:
@@ -134,7 +145,7 @@ class EmbeddingBag(TableLayer):
     @classmethod
     def from_pretrained(
         cls,
-        embeddings: np.ndarray,
+        embeddings: np.ndarray | QuantizedTable,
         freeze: bool = True,
         max_norm: float | None = None,
         norm_type: float = 2.0,
@@ -147,7 +158,8 @@ class EmbeddingBag(TableLayer):
         """A layer around an existing table, as PyTorch's ``EmbeddingBag.from_pretrained``.
 
         The table is used as it is (no copy, ``padding_idx`` row not zeroed); ``freeze=True``
-        (the default) makes the layer non-trainable.
+        (the default) makes the layer non-trainable. A :class:`fastembed.QuantizedTable` gives
+        a frozen layer whose bags are pooled from rows dequantized in registers (float32).
         """
         return cls(
             weight=embeddings,
@@ -178,17 +190,8 @@ class EmbeddingBag(TableLayer):
         argmax = None
         if self.mode == "max":
             argmax = np.empty((bags.num_bags, self.embedding_dim), dtype=np.int64)
-        result = _core.embedding_bag(
-            self.weight,
-            bags.ids,
-            bags.bounds,
-            self.mode,
-            bags.per_sample_weights,
-            padding,
-            None,
-            argmax,
-            max_norm=self.max_norm,
-            norm_type=self.norm_type,
+        result = pool(
+            self.weight, bags, self.mode, padding, None, argmax, self.max_norm, self.norm_type
         )
         self._bags = bags._replace(
             ids=_own(bags.ids, ids),
@@ -218,7 +221,8 @@ class EmbeddingBag(TableLayer):
         grad_output)``); returns None and leaves ``grad`` as it was. ``grad_per_sample_weights``
         is still computed, from the table as it was before the update.
 
-        Raises ``TypeError`` if ``grad_output`` does not have the table's dtype and
+        ``grad_output`` has the table's dtype, or float32 for a float16 or bfloat16 table;
+        ``grad`` has the table's dtype. Raises ``TypeError`` for any other dtype and
         ``ValueError`` if its shape is not ``(num_bags, embedding_dim)``; on error nothing
         changes (table, ``grad``, ``grad_per_sample_weights``, optimizer state).
         """
@@ -230,10 +234,9 @@ class EmbeddingBag(TableLayer):
                 f"grad_output must have shape (num_bags, embedding_dim) = {expected}, "
                 f"got {grad_output.shape}"
             )
-        if grad_output.dtype != self.dtype:
-            raise TypeError(
-                f"grad_output must have the dtype of weight ({self.dtype}), got {grad_output.dtype}"
-            )
+        # The bag kernels scale gradient rows as they read them, in the table's arithmetic dtype:
+        # a (num_bags, D) float16 / bfloat16 gradient is widened first (small beside the ids).
+        grad_output = self._table_grad(grad_output).astype(arithmetic_dtype(self.dtype), copy=False)
         # Set only once the table's gradient (or update) has succeeded: on error nothing changes.
         grad_per_sample_weights = None
         if bags.per_sample_weights is not None:
@@ -245,6 +248,7 @@ class EmbeddingBag(TableLayer):
         if not self.trainable:
             self.grad_per_sample_weights = grad_per_sample_weights
             return None
+        _require_trainable_table(self.weight)
         padding = padding_argument(self.padding_idx, self.num_embeddings)
         arguments = (
             grad_output,
@@ -259,10 +263,10 @@ class EmbeddingBag(TableLayer):
         scale = self.scale_grad_by_freq
         if self.sparse:
             indices, values = _core.embedding_bag_backward(*arguments, None, True, False, scale)
-            step = RowSparseGrad._from_kernel(indices, values, self.num_embeddings)
-            self.grad = step if self.grad is None else self.grad + step
+            self._add_sparse_grad(RowSparseGrad._from_kernel(indices, values, self.num_embeddings))
         elif self.grad is None:
-            self.grad = _core.embedding_bag_backward(*arguments, None, False, False, scale)
+            table_shaped = np.empty(self.weight.shape, dtype=self.dtype)
+            self.grad = _core.embedding_bag_backward(*arguments, table_shaped, False, False, scale)
         else:
             if isinstance(self.grad, RowSparseGrad):  # the layer was switched to dense
                 self.grad = self.grad.to_dense()
@@ -272,6 +276,10 @@ class EmbeddingBag(TableLayer):
 
     def _per_sample_weights_grad(self, grad_output: np.ndarray) -> np.ndarray:
         bags = self._require_forward()
+        if isinstance(self.weight, QuantizedTable):
+            raise TypeError(
+                "the gradient of per_sample_weights is not computed from a QuantizedTable"
+            )
         result = _core.embedding_bag_per_sample_weights_backward(
             grad_output,
             self.weight,
@@ -290,8 +298,11 @@ class EmbeddingBag(TableLayer):
         """The last forward's gradient as the fused optimizer kernels take it."""
         bags = self._require_forward()
         padding = padding_argument(self.padding_idx, self.num_embeddings)
+        grad_output = _contiguous(grad_output)
+        if grad_output.dtype == self.dtype:  # a float16 / bfloat16 gradient, read in float32
+            grad_output = grad_output.astype(arithmetic_dtype(self.dtype), copy=False)
         return (
-            _contiguous(grad_output),
+            grad_output,
             bags.ids,
             bags.bounds,
             self.mode,

@@ -11,18 +11,18 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from ._bag_functional import padding_argument
 from ._checks import as_int, norm_options, require_table_fits
+from ._dtypes import TABLE_DTYPE_NAMES, arithmetic_dtype, is_reduced, is_table_dtype, table_dtype
 from ._functional import gather, padding_row, scatter_add, sparse_grad
 from ._ids import as_ids
 from ._initializers import Initializer, initial_table
 from ._persistence import load_table, save_table
+from .quantized import QuantizedTable
 from .sparse import RowSparseGrad
 
 if TYPE_CHECKING:
     from .optim import SparseOptimizer
 
 _Layer = TypeVar("_Layer", bound="TableLayer")
-
-_TABLE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Options saved with the table and shown by repr, with their defaults.
 _OPTION_DEFAULTS: dict[str, Any] = {
@@ -37,17 +37,22 @@ _OPTION_DEFAULTS: dict[str, Any] = {
 
 
 def check_table(weight: np.ndarray, name: str = "weight") -> np.ndarray:
-    """``weight`` itself if it is a float32/float64 2-d C-contiguous array (TypeError or
-    ValueError naming ``name`` otherwise)."""
+    """``weight`` itself if it is a float32/float64/float16/bfloat16 2-d C-contiguous array
+    (TypeError or ValueError naming ``name`` otherwise)."""
     if not isinstance(weight, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {type(weight).__name__}")
-    if weight.dtype not in _TABLE_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got {weight.dtype}")
+    if not is_table_dtype(weight.dtype):
+        raise TypeError(f"{name} must be {TABLE_DTYPE_NAMES}, got {weight.dtype}")
     if weight.ndim != 2:
         raise ValueError(f"{name} must be 2-d (num_embeddings, embedding_dim), got {weight.shape}")
     if not weight.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
     return weight
+
+
+def _require_trainable_table(weight: np.ndarray | QuantizedTable) -> None:
+    if isinstance(weight, QuantizedTable):
+        raise TypeError("a QuantizedTable cannot be trained (its layer must stay frozen)")
 
 
 def _keras_weights(weights: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -105,12 +110,16 @@ class TableLayer:
             before anything is written.
         """
         config = {"layer": self._kind(), **self._options()}
+        table = self.weight
+        if isinstance(table, QuantizedTable):
+            config["quantized_bits"] = table.bits
+            table = table.packed
         arrays = {}
         if optimizer is not None:
             description, optimizer_arrays = optimizer._checkpoint(self)
             config["optimizer"] = description
             arrays = {f"optimizer.{name}": array for name, array in optimizer_arrays.items()}
-        save_table(path, self.weight, config, arrays)
+        save_table(path, table, config, arrays)
 
     @classmethod
     def load(
@@ -149,12 +158,15 @@ class TableLayer:
         path = os.fspath(path)
         kind = config.pop("layer", cls._kind())
         described = config.pop("optimizer", None)
+        bits = config.pop("quantized_bits", None)
         if kind != cls._kind():
             raise ValueError(f"{path} holds an {kind} layer, not an {cls._kind()}: use {kind}.load")
         unknown = set(config) - set(cls.option_defaults)
         if unknown:
             raise ValueError(f"{path}: unknown options {sorted(unknown)}")
         try:
+            if bits is not None:
+                weight = QuantizedTable.from_fbgemm(weight, bits)
             layer = cls(weight=weight, **config)
         except (TypeError, ValueError) as error:
             raise ValueError(f"{path} does not hold a valid {cls._kind()}: {error}") from error
@@ -200,6 +212,26 @@ class TableLayer:
     def dtype(self) -> np.dtype:
         return self.weight.dtype
 
+    def _table_grad(self, grad_output: np.ndarray) -> np.ndarray:
+        """``grad_output`` checked against the table: its dtype, or float32 for a float16 or
+        bfloat16 table (whose gradient rows are then rounded once, as they are summed)."""
+        if grad_output.dtype == self.dtype or (
+            is_reduced(self.dtype) and grad_output.dtype == arithmetic_dtype(self.dtype)
+        ):
+            return grad_output
+        allowed = f"{self.dtype}" + (" or float32" if is_reduced(self.dtype) else "")
+        raise TypeError(
+            f"grad_output must be {allowed} (the table's dtype), got {grad_output.dtype}"
+        )
+
+    def _add_sparse_grad(self, step: RowSparseGrad) -> None:
+        """Adds one backward's row-sparse gradient into ``grad``, in the table's dtype."""
+        if step.dtype != self.dtype:
+            step = RowSparseGrad._from_kernel(
+                step.indices, step.values.astype(self.dtype), step.num_embeddings
+            )
+        self.grad = step if self.grad is None else self.grad + step
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Start a new accumulation: ``grad = None`` (PyTorch's default), or zeros in place."""
         if set_to_none or self.grad is None:
@@ -233,7 +265,11 @@ class Embedding(TableLayer):
     weights : ndarray or list of one ndarray, optional
         Keras' spelling of ``weight`` (``weights=[matrix]``); give one of the two.
     dtype : dtype, default float32
-        dtype of the table the layer allocates when no table is given.
+        dtype of the table the layer allocates when no table is given: float32, float64,
+        float16 or bfloat16 (``ml_dtypes.bfloat16``, or the string ``"bfloat16"``). A float16
+        or bfloat16 table is drawn in float32 and rounded once; lookups return its dtype (or
+        float32 into a float32 ``out``), and its gradient and optimizer updates are computed
+        in float32 and rounded once when written.
     seed : int, optional
         Seed of the initialiser, for a reproducible table.
     init : {"uniform", "normal", "xavier_uniform"} or callable, default "uniform"
@@ -305,8 +341,19 @@ class Embedding(TableLayer):
             if weight is not None:
                 raise ValueError("give weight or weights (its Keras spelling), not both")
             weight = _keras_weights(weights)
-        if weight is not None:
+        if isinstance(weight, QuantizedTable):
+            if trainable:
+                raise ValueError(
+                    "a QuantizedTable cannot be trained: use trainable=False (from_pretrained "
+                    "freezes it)"
+                )
+            if max_norm is not None:
+                raise ValueError(
+                    "max_norm renormalises rows in place: a QuantizedTable is read-only"
+                )
+        elif weight is not None:
             check_table(weight)
+        if weight is not None:
             for name, given, actual in (
                 ("num_embeddings", num_embeddings, weight.shape[0]),
                 ("embedding_dim", embedding_dim, weight.shape[1]),
@@ -317,11 +364,10 @@ class Embedding(TableLayer):
         else:
             if num_embeddings is None or embedding_dim is None:
                 raise ValueError("give num_embeddings and embedding_dim, or weight")
-            if np.dtype(dtype) not in _TABLE_DTYPES:
-                raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+            dtype = table_dtype(dtype)
             num_embeddings = as_int(num_embeddings, "num_embeddings", 0)
             embedding_dim = as_int(embedding_dim, "embedding_dim", 0)
-            require_table_fits(num_embeddings, embedding_dim, np.dtype(dtype))
+            require_table_fits(num_embeddings, embedding_dim, dtype)
             shape = (num_embeddings, embedding_dim)
         # Every option is checked before a table is drawn, so a bad one costs nothing.
         padding = padding_row(padding_idx, shape[0])
@@ -329,7 +375,10 @@ class Embedding(TableLayer):
         if mask_zero and shape[0] < 1:
             raise ValueError("mask_zero=True reserves id 0: num_embeddings must be >= 1")
         if weight is None:
-            weight = initial_table(init, shape, np.dtype(dtype), seed)
+            # Drawn in the arithmetic dtype, then rounded once (NumPy draws float32/64 only).
+            weight = initial_table(init, shape, arithmetic_dtype(dtype), seed)
+            if weight.dtype != dtype:
+                weight = weight.astype(dtype)
             if padding is not None:
                 weight[padding] = 0
         self.weight: np.ndarray = weight
@@ -346,7 +395,7 @@ class Embedding(TableLayer):
     @classmethod
     def from_pretrained(
         cls,
-        embeddings: np.ndarray,
+        embeddings: np.ndarray | QuantizedTable,
         freeze: bool = True,
         padding_idx: int | None = None,
         max_norm: float | None = None,
@@ -357,7 +406,8 @@ class Embedding(TableLayer):
         """A layer around an existing table, as PyTorch's ``Embedding.from_pretrained``.
 
         The table is kept as it is (no copy, ``padding_idx`` row not zeroed); ``freeze=True``
-        (the default) makes the layer non-trainable.
+        (the default) makes the layer non-trainable. A :class:`fastembed.QuantizedTable` gives
+        a frozen layer whose lookups dequantize to float32 (``freeze=False`` is a ValueError).
         """
         return cls(
             weight=embeddings,
@@ -399,9 +449,10 @@ class Embedding(TableLayer):
         """Add the gradient w.r.t. ``weight`` of the last :meth:`forward` into ``grad``.
 
         ``grad_output`` must have shape ``ids.shape + (embedding_dim,)`` and the dtype of
-        ``weight``. As in PyTorch, the gradient accumulates over calls until :meth:`zero_grad`:
-        dense gradients are added in place into ``grad`` (allocated on the first call), sparse
-        ones are merged. Returns the
+        ``weight`` (or float32, for a float16 or bfloat16 table: ``grad`` keeps the table's
+        dtype, each row summed in float32 and rounded once). As in PyTorch, the gradient
+        accumulates over calls until :meth:`zero_grad`: dense gradients are added in place into
+        ``grad`` (allocated on the first call), sparse ones are merged. Returns the
         accumulated ``grad`` (not this call's share alone), or ``None`` for a frozen layer,
         which leaves ``grad`` as it is. On error nothing changes.
 
@@ -418,21 +469,26 @@ class Embedding(TableLayer):
                 f"grad_output must end in embedding_dim={self.embedding_dim}, "
                 f"got shape {grad_output.shape}"
             )
-        if grad_output.dtype != self.dtype:
-            raise TypeError(
-                f"grad_output must have the dtype of weight ({self.dtype}), got {grad_output.dtype}"
-            )
+        grad_output = self._table_grad(grad_output)
         if optimizer is not None:
             optimizer.step(self, grad_output)
             return None
         if not self.trainable:
             return None
+        _require_trainable_table(self.weight)
         options = {"padding_idx": self.padding_idx, "scale_grad_by_freq": self.scale_grad_by_freq}
         if self.sparse:
-            step = sparse_grad(grad_output, self._ids, self.num_embeddings, **options)
-            self.grad = step if self.grad is None else self.grad + step
+            self._add_sparse_grad(
+                sparse_grad(grad_output, self._ids, self.num_embeddings, **options)
+            )
         elif self.grad is None:
-            self.grad = scatter_add(grad_output, self._ids, self.num_embeddings, **options)
+            self.grad = scatter_add(
+                grad_output,
+                self._ids,
+                self.num_embeddings,
+                out=np.empty(self.weight.shape, dtype=self.dtype),
+                **options,
+            )
         else:
             if isinstance(self.grad, RowSparseGrad):  # the layer was switched to dense
                 self.grad = self.grad.to_dense()
@@ -457,8 +513,9 @@ class Embedding(TableLayer):
         return (grad_output, self._ids, None, "sum", None, None, padding, scale)
 
     def __getstate__(self) -> dict[str, Any]:
+        weight = self.weight
         return {
-            "weight": np.asarray(self.weight),
+            "weight": weight if isinstance(weight, QuantizedTable) else np.asarray(weight),
             "grad": self.grad,
             "ids": self._ids,
             **self._options(),

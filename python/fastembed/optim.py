@@ -11,8 +11,18 @@ Use it through the layer, ``layer.backward(grad_output, optimizer=opt)``, or, eq
 :class:`fastembed.EmbeddingBag` and use the ids (and bags) of the layer's last forward.
 
 State arrays are NumPy arrays owned by the optimizer, allocated the first time a table is
-stepped (zeros, the table's dtype). :meth:`state_dict` returns them with the hyper-parameters in
-a flat dict that ``np.savez`` saves as it is::
+stepped (zeros, in the table's arithmetic dtype: float32 for float32, float16 and bfloat16
+tables, float64 for float64 ones).
+
+float16 and bfloat16 tables are updated in float32 and each new value is rounded once when
+written: to nearest by default, or, with ``stochastic_rounding=True``, up or down at random with
+probability proportional to nearness (unbiased, so that updates smaller than the table's
+precision still move it on average, as FBGEMM's stochastic rounding). The random bits come from
+a counter-based stream keyed by ``(seed, step, row, element)``, so results do not depend on the
+thread count; ``step`` counts the optimizer's steps on that table (state ``"step"``).
+
+:meth:`state_dict` returns the state arrays with the hyper-parameters in a flat dict that
+``np.savez`` saves as it is::
 
     np.savez("opt.npz", **opt.state_dict())
     opt.load_state_dict(np.load("opt.npz"))
@@ -27,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._dtypes import arithmetic_dtype
 
 __all__ = ["SGD", "Adagrad", "Adam", "SparseOptimizer"]
 
@@ -40,8 +51,16 @@ class SparseOptimizer:
 
     #: Names of the hyper-parameters saved in the state dict.
     hyperparameters: tuple[str, ...] = ()
+    #: Saved (and shown) too when stochastic rounding is on.
+    rounding_parameters: tuple[str, ...] = ("stochastic_rounding", "seed")
 
-    def __init__(self) -> None:
+    def __init__(self, stochastic_rounding: bool = False, seed: int = 0) -> None:
+        self.stochastic_rounding = bool(stochastic_rounding)
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        if not 0 <= int(seed) < 2**64:
+            raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        self.seed = int(seed)
         self._layers: list[Any] = []
         self._states: list[dict[str, np.ndarray]] = []
         self._pending: dict[int, dict[str, np.ndarray]] = {}
@@ -51,6 +70,19 @@ class SparseOptimizer:
     def _state_layout(self, weight: np.ndarray) -> dict[str, tuple[tuple, np.dtype]]:
         """Name -> (shape, dtype) of each state array of a table."""
         raise NotImplementedError
+
+    def _layout(self, weight: np.ndarray) -> dict[str, tuple[tuple, np.dtype]]:
+        """The subclass's state, plus the step counter that keys stochastic rounding."""
+        layout = self._state_layout(weight)
+        if self.stochastic_rounding:
+            layout.setdefault("step", ((), np.dtype(np.int64)))
+        return layout
+
+    def _rounding(self, state: dict[str, np.ndarray]) -> tuple[bool, int, int]:
+        """(stochastic, seed, step) for the kernel: this step's number keys the stream."""
+        if not self.stochastic_rounding:
+            return (False, 0, 0)
+        return (True, self.seed, int(state["step"]) + 1)
 
     def _update(self, weight: np.ndarray, gradient: tuple, state: dict[str, np.ndarray]) -> None:
         """Run the fused kernel; raise before writing anything if an argument is bad."""
@@ -85,6 +117,10 @@ class SparseOptimizer:
                 f"an optimizer steps an Embedding or EmbeddingBag layer, got {type(layer).__name__}"
             )
         weight = layer.weight
+        if not isinstance(weight, np.ndarray):
+            raise TypeError(
+                f"{layer!r} looks up a {type(weight).__name__}, which cannot be trained"
+            )
         if not layer.trainable:
             raise ValueError(f"{layer!r} is frozen (trainable=False): its table is not updated")
         if not weight.flags.writeable:
@@ -93,6 +129,9 @@ class SparseOptimizer:
         index = self._index(layer)
         state = self._states[index] if index is not None else self._first_state(weight)
         self._update(weight, gradient, state)
+        counter = state.get("step")
+        if self.stochastic_rounding and type(self) is not Adam and counter is not None:
+            counter[...] = int(counter) + 1  # Adam counts its own steps
         if index is None:  # registered (and a loaded state consumed) only once the step succeeded
             self._pending.pop(len(self._states), None)
             self._layers.append(layer)
@@ -105,7 +144,7 @@ class SparseOptimizer:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Hyper-parameters and every table's state as a flat dict of arrays (``np.savez``)."""
-        result = {name: np.asarray(getattr(self, name)) for name in self.hyperparameters}
+        result = {name: np.asarray(getattr(self, name)) for name in self._saved_parameters()}
         for index, state in enumerate(self._states):
             for name, array in state.items():
                 result[f"table{index}.{name}"] = array
@@ -124,7 +163,7 @@ class SparseOptimizer:
             raise ValueError(f"state_dict lacks the hyper-parameters {missing}")
         tables: dict[int, dict[str, np.ndarray]] = {}
         for key, value in values.items():
-            if key in self.hyperparameters:
+            if key in self.hyperparameters or key in self.rounding_parameters:
                 continue
             prefix, _, name = key.partition(".")
             if not (prefix.startswith("table") and prefix[5:].isdigit() and name):
@@ -135,6 +174,8 @@ class SparseOptimizer:
                 self._check_loaded(state, self._layers[index].weight)
         for name in self.hyperparameters:
             setattr(self, name, _hyperparameter(values[name]))
+        self.stochastic_rounding = bool(values.get("stochastic_rounding", False))
+        self.seed = int(values.get("seed", 0))
         self._pending = {}
         for index, state in tables.items():
             if index < len(self._states):
@@ -149,7 +190,7 @@ class SparseOptimizer:
         whether it has stepped the layer) and its arrays (hyper-parameters as
         :meth:`state_dict` has them, and the layer's state arrays as ``state.<name>``)."""
         index = self._index(layer)
-        arrays = {name: np.asarray(getattr(self, name)) for name in self.hyperparameters}
+        arrays = {name: np.asarray(getattr(self, name)) for name in self._saved_parameters()}
         if index is not None:
             arrays.update({f"state.{name}": array for name, array in self._states[index].items()})
         return {"class": type(self).__name__, "stepped": index is not None}, arrays
@@ -189,6 +230,9 @@ class SparseOptimizer:
 
     # --- helpers ----------------------------------------------------------------------------
 
+    def _saved_parameters(self) -> tuple[str, ...]:
+        return self.hyperparameters + (self.rounding_parameters if self.stochastic_rounding else ())
+
     def _index(self, layer: Any) -> int | None:
         for index, known in enumerate(self._layers):
             if known is layer:
@@ -203,7 +247,7 @@ class SparseOptimizer:
         return loaded
 
     def _check_loaded(self, state: dict[str, np.ndarray], weight: np.ndarray) -> None:
-        expected = self._state_layout(weight)
+        expected = self._layout(weight)
         if set(state) != set(expected):
             raise ValueError(f"loaded state has {sorted(state)}, expected {sorted(expected)}")
         for name, (shape, dtype) in expected.items():
@@ -215,11 +259,11 @@ class SparseOptimizer:
 
     def _new_state(self, weight: np.ndarray) -> dict[str, np.ndarray]:
         # np.zeros maps untouched pages lazily: a large table's state costs nothing until used.
-        layout = self._state_layout(weight)
+        layout = self._layout(weight)
         return {name: np.zeros(shape, dtype=dtype) for name, (shape, dtype) in layout.items()}
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.hyperparameters)
+        settings = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._saved_parameters())
         return f"{type(self).__name__}({settings})"
 
 
@@ -259,25 +303,39 @@ class SGD(SparseOptimizer):
         Learning rate, > 0.
     momentum : float, default 0
         Momentum factor, >= 0; state ``"momentum_buffer"`` (V, D) when > 0.
+    stochastic_rounding : bool, default False
+        Round the updated values of a float16 / bfloat16 table stochastically (see the
+        module's documentation); no effect on float32 / float64 tables.
+    seed : int, default 0
+        Seed of the stochastic rounding's stream.
     """
 
     hyperparameters = ("lr", "momentum")
 
-    def __init__(self, lr: float, momentum: float = 0.0) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        lr: float,
+        momentum: float = 0.0,
+        *,
+        stochastic_rounding: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(stochastic_rounding, seed)
         self.lr = _check_positive("lr", lr)
         self.momentum = _check_positive("momentum", momentum, allow_zero=True)
 
     def _state_layout(self, weight: np.ndarray) -> dict[str, tuple[tuple, np.dtype]]:
         if self.momentum == 0:
             return {}
-        return {"momentum_buffer": (weight.shape, weight.dtype)}
+        return {"momentum_buffer": (weight.shape, arithmetic_dtype(weight.dtype))}
 
     def _update(self, weight: np.ndarray, gradient: tuple, state: dict[str, np.ndarray]) -> None:
         buffer = state.get("momentum_buffer")
         if self.momentum != 0 and buffer is None:
             raise ValueError("momentum was turned on after steps without it: no momentum_buffer")
-        _core.sgd_update(weight, gradient, self.lr, self.momentum, buffer)
+        _core.sgd_update(
+            weight, gradient, self.lr, self.momentum, buffer, rounding=self._rounding(state)
+        )
 
 
 class Adagrad(SparseOptimizer):
@@ -293,22 +351,41 @@ class Adagrad(SparseOptimizer):
     lr : float, default 0.01
     eps : float, default 1e-10
     rowwise : bool, default False
+    stochastic_rounding : bool, default False
+    seed : int, default 0
+        As for :class:`SGD`.
     """
 
     hyperparameters = ("lr", "eps", "rowwise")
 
-    def __init__(self, lr: float = 0.01, eps: float = 1e-10, rowwise: bool = False) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        lr: float = 0.01,
+        eps: float = 1e-10,
+        rowwise: bool = False,
+        *,
+        stochastic_rounding: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(stochastic_rounding, seed)
         self.lr = _check_positive("lr", lr)
         self.eps = _check_positive("eps", eps, allow_zero=True)
         self.rowwise = bool(rowwise)
 
     def _state_layout(self, weight: np.ndarray) -> dict[str, tuple[tuple, np.dtype]]:
         shape = weight.shape[:1] if self.rowwise else weight.shape
-        return {"state_sum": (shape, weight.dtype)}
+        return {"state_sum": (shape, arithmetic_dtype(weight.dtype))}
 
     def _update(self, weight: np.ndarray, gradient: tuple, state: dict[str, np.ndarray]) -> None:
-        _core.adagrad_update(weight, gradient, self.lr, self.eps, self.rowwise, state["state_sum"])
+        _core.adagrad_update(
+            weight,
+            gradient,
+            self.lr,
+            self.eps,
+            self.rowwise,
+            state["state_sum"],
+            rounding=self._rounding(state),
+        )
 
 
 class Adam(SparseOptimizer):
@@ -329,14 +406,23 @@ class Adam(SparseOptimizer):
     lr : float, default 1e-3
     betas : (float, float), default (0.9, 0.999)
     eps : float, default 1e-8
+    stochastic_rounding : bool, default False
+    seed : int, default 0
+        As for :class:`SGD` (the stream is keyed by Adam's own step counter).
     """
 
     hyperparameters = ("lr", "betas", "eps")
 
     def __init__(
-        self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        *,
+        stochastic_rounding: bool = False,
+        seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(stochastic_rounding, seed)
         self.lr = _check_positive("lr", lr)
         if not isinstance(betas, (tuple, list, np.ndarray)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
@@ -348,9 +434,10 @@ class Adam(SparseOptimizer):
         self.eps = _check_positive("eps", eps)
 
     def _state_layout(self, weight: np.ndarray) -> dict[str, tuple[tuple, np.dtype]]:
+        arithmetic = arithmetic_dtype(weight.dtype)
         return {
-            "exp_avg": (weight.shape, weight.dtype),
-            "exp_avg_sq": (weight.shape, weight.dtype),
+            "exp_avg": (weight.shape, arithmetic),
+            "exp_avg_sq": (weight.shape, arithmetic),
             "step": ((), np.dtype(np.int64)),
         }
 
@@ -375,5 +462,6 @@ class Adam(SparseOptimizer):
             self.eps,
             state["exp_avg"],
             state["exp_avg_sq"],
+            rounding=self._rounding(state),
         )
         counter[...] = step

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-_VALUE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from ._dtypes import TABLE_DTYPE_NAMES, is_table_dtype
 
 
 class RowSparseGrad:
@@ -21,7 +21,7 @@ class RowSparseGrad:
     ----------
     indices : ndarray of int64, shape (nnz,)
         Row ids, strictly increasing, each in ``[0, num_embeddings)``.
-    values : ndarray of float32 or float64, shape (nnz, embedding_dim)
+    values : ndarray of float32, float64, float16 or bfloat16, shape (nnz, embedding_dim)
         The rows' gradients.
     num_embeddings : int
         Number of rows of the dense gradient.
@@ -53,8 +53,8 @@ class RowSparseGrad:
             raise TypeError(
                 f"indices must be a 1-d integer array, got {indices.dtype} {indices.shape}"
             )
-        if values.dtype not in _VALUE_DTYPES:
-            raise TypeError(f"values must be float32 or float64, got {values.dtype}")
+        if not is_table_dtype(values.dtype):
+            raise TypeError(f"values must be {TABLE_DTYPE_NAMES}, got {values.dtype}")
         if values.ndim != 2 or values.shape[0] != indices.shape[0]:
             raise ValueError(
                 f"values must have shape (len(indices), embedding_dim) = ({len(indices)}, D), "

@@ -17,6 +17,23 @@ std::string shape_string(const py::array& array) {
 
 std::string dtype_name(const py::array& array) { return py::str(array.dtype()); }
 
+Storage storage_of(const py::array& array) {
+    const py::dtype dtype = array.dtype();
+    // Native byte order only: the kernels read the bytes as they are.
+    const char kind = dtype.kind();
+    if (kind != 'f' && kind != 'V') return Storage::other;
+    if (!dtype.attr("isnative").cast<bool>()) return Storage::other;
+    const auto size = dtype.itemsize();
+    if (kind == 'f') {
+        if (size == 4) return Storage::float32;
+        if (size == 8) return Storage::float64;
+        if (size == 2) return Storage::float16;
+    } else if (kind == 'V' && size == 2 && py::str(dtype.attr("name")).cast<std::string>() == "bfloat16") {
+        return Storage::bfloat16;
+    }
+    return Storage::other;
+}
+
 void require_layout(const py::array& array, const char* name, bool writeable) {
     if (!(array.flags() & py::array::c_style)) {
         throw py::value_error(std::string(name) + " must be C-contiguous (use np.ascontiguousarray)");

@@ -9,10 +9,12 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/check_ids.hpp"
 #include "kernels/grad_options.hpp"
+#include "kernels/half.hpp"
 
 namespace fastembed::bindings {
 
@@ -51,6 +53,52 @@ void require_num_embeddings(long long num_embeddings);
 GradOptions grad_options(long long num_embeddings, std::optional<long long> padding_idx,
                          bool scale_grad_by_freq);
 
+// The storage types of tables and gradients: float32, float64, float16 and bfloat16
+// (ml_dtypes.bfloat16, a NumPy dtype of kind 'V' named "bfloat16").
+enum class Storage { float32, float64, float16, bfloat16, other };
+
+Storage storage_of(const py::array& array);
+
+template <class S>
+inline constexpr Storage storage_v = std::is_same_v<S, float>      ? Storage::float32
+                                     : std::is_same_v<S, double>   ? Storage::float64
+                                     : std::is_same_v<S, Float16>  ? Storage::float16
+                                     : std::is_same_v<S, BFloat16> ? Storage::bfloat16
+                                                                   : Storage::other;
+
+// Whether `array` has the dtype stored as S.
+template <class S>
+bool has_storage(const py::array& array) {
+    return storage_of(array) == storage_v<S>;
+}
+
+// The NumPy dtype of storage S (bfloat16 imports ml_dtypes, which a bfloat16 input implies).
+template <class S>
+py::dtype dtype_of() {
+    if constexpr (std::is_same_v<S, Float16>) {
+        return py::dtype("float16");
+    } else if constexpr (std::is_same_v<S, BFloat16>) {
+        return py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16"));
+    } else {
+        return py::dtype::of<S>();
+    }
+}
+
+// Calls f(Tag<S>{}) for the storage type of `array`: float32, float64, float16 or bfloat16,
+// else TypeError. The one dispatch of every table and gradient dtype.
+template <class F>
+decltype(auto) dispatch_storage(const py::array& array, const char* name, F&& f) {
+    switch (storage_of(array)) {
+        case Storage::float32: return f(Tag<float>{});
+        case Storage::float64: return f(Tag<double>{});
+        case Storage::float16: return f(Tag<Float16>{});
+        case Storage::bfloat16: return f(Tag<BFloat16>{});
+        case Storage::other: break;
+    }
+    throw py::type_error(std::string(name) + " must be float32 or float64 (or float16, bfloat16), got " +
+                         dtype_name(array));
+}
+
 // Calls f(Tag<T>{}) for the floating dtype of `array` (float32 or float64), else TypeError.
 template <class F>
 decltype(auto) dispatch_float(const py::array& array, const char* name, F&& f) {
@@ -59,17 +107,39 @@ decltype(auto) dispatch_float(const py::array& array, const char* name, F&& f) {
     throw py::type_error(std::string(name) + " must be float32 or float64, got " + dtype_name(array));
 }
 
+// Calls f(Tag<Out>{}) for the dtype a result computed from S-typed data is written in: that of
+// `out` when given (any storage computed in the same arithmetic as S: float32, float16 and
+// bfloat16 share float32's), else S itself.
+template <class S, class F>
+decltype(auto) dispatch_result(const std::optional<py::array>& out, F&& f) {
+    if (!out || has_storage<S>(*out)) return f(Tag<S>{});
+    if constexpr (std::is_same_v<accumulator_t<S>, float>) {
+        switch (storage_of(*out)) {
+            case Storage::float32: return f(Tag<float>{});
+            case Storage::float16: return f(Tag<Float16>{});
+            case Storage::bfloat16: return f(Tag<BFloat16>{});
+            default: break;
+        }
+        throw py::type_error("out must have dtype float32, float16 or bfloat16 for a " +
+                             std::string(py::str(dtype_of<S>())) + " input, got " +
+                             dtype_name(*out));
+    } else {
+        throw py::type_error("out must have dtype " + std::string(py::str(dtype_of<S>())) +
+                             ", got " + dtype_name(*out));
+    }
+}
+
 // The gradient of a plain lookup (scatter_add, sparse_grad): checks ids and grad_output (shape
-// ids.shape + (dim,), float32 or float64, C-contiguous) and calls f(Tag<T>{}, grad, dim).
+// ids.shape + (dim,), any storage dtype, C-contiguous) and calls f(Tag<S>{}, grad, dim).
 template <class F>
 decltype(auto) dispatch_lookup_grad(const py::array& grad_output, const py::array& ids, F&& f) {
     require_ids(ids);
     require_grad_shape(grad_output, ids);
-    return dispatch_float(grad_output, "grad_output", [&](auto float_tag) {
-        using T = typename decltype(float_tag)::type;
+    return dispatch_storage(grad_output, "grad_output", [&](auto storage_tag) {
+        using S = typename decltype(storage_tag)::type;
         require_layout(grad_output, "grad_output", false);
         const auto dim = static_cast<std::size_t>(grad_output.shape(grad_output.ndim() - 1));
-        return f(float_tag, static_cast<const T*>(grad_output.data()), dim);
+        return f(storage_tag, static_cast<const S*>(grad_output.data()), dim);
     });
 }
 
@@ -87,9 +157,9 @@ py::array new_result(const py::dtype& dtype, const std::vector<py::ssize_t>& sha
 // TypeError unless `array` has dtype T, the dtype of `owner_name` (e.g. the table).
 template <class T>
 void require_dtype(const py::array& array, const char* name, const char* owner_name) {
-    if (!py::isinstance<py::array_t<T>>(array)) {
+    if (!has_storage<T>(array)) {
         throw py::type_error(std::string(name) + " must have the dtype of " + owner_name + ", " +
-                             std::string(py::str(py::dtype::of<T>())) + ", got " +
+                             std::string(py::str(dtype_of<T>())) + ", got " +
                              dtype_name(array));
     }
 }
@@ -114,10 +184,10 @@ void call_with_ids(const py::array& ids, std::size_t num_embeddings, Kernel&& ke
 template <class T>
 py::array output_array(const std::optional<py::array>& out, const std::vector<py::ssize_t>& shape,
                        const std::vector<std::pair<const py::array*, const char*>>& inputs) {
-    if (!out) return new_result(py::dtype::of<T>(), shape);
+    if (!out) return new_result(dtype_of<T>(), shape);
     const py::array& given = *out;
-    if (!py::isinstance<py::array_t<T>>(given)) {
-        throw py::type_error("out must have dtype " + std::string(py::str(py::dtype::of<T>())) +
+    if (!has_storage<T>(given)) {
+        throw py::type_error("out must have dtype " + std::string(py::str(dtype_of<T>())) +
                              ", got " + dtype_name(given));
     }
     const std::vector<py::ssize_t> given_shape(given.shape(), given.shape() + given.ndim());

@@ -16,4 +16,5 @@ PYBIND11_MODULE(_core, m) {
     fastembed::bindings::register_route(m);
     fastembed::bindings::register_text(m);
     fastembed::bindings::register_topk(m);
+    fastembed::bindings::register_quantize(m);
 }

@@ -17,5 +17,6 @@ void register_word2vec(pybind11::module_& m);
 void register_route(pybind11::module_& m);
 void register_text(pybind11::module_& m);
 void register_topk(pybind11::module_& m);
+void register_quantize(pybind11::module_& m);
 
 }  // namespace fastembed::bindings

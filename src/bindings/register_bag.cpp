@@ -4,16 +4,21 @@
 
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bindings/arrays.hpp"
 #include "bindings/bag_args.hpp"
 #include "bindings/max_norm.hpp"
+#include "bindings/packed.hpp"
 #include "bindings/register.hpp"
 #include "bindings/sparse_output.hpp"
 #include "kernels/bag.hpp"
 #include "kernels/bag_backward.hpp"
+#include "kernels/buffer.hpp"
 #include "kernels/check_ids.hpp"
+#include "kernels/half.hpp"
+#include "kernels/quantize.hpp"
 #include "kernels/renorm.hpp"
 
 namespace fastembed::bindings {
@@ -43,46 +48,97 @@ std::int64_t* argmax_data(const std::optional<py::array>& argmax_out, BagMode mo
     return static_cast<std::int64_t*>(given.mutable_data());
 }
 
+// Pools the bags through `rows` (a row reader, kernels/bag.hpp) into a result of dtype Out:
+// the reader's arithmetic type T, pooled in place; or float16 / bfloat16, pooled into float32
+// scratch and rounded once into it. `before_pooling(id_data)` runs first, on checked ids.
+template <class Out, class Reader, class BeforePooling>
+py::array pool_into(const Reader& rows, std::size_t num_embeddings, const py::array& ids,
+                    const BagLayout& bags, BagMode mode,
+                    const typename Reader::value_type* weights, std::int64_t padding,
+                    const std::optional<py::array>& out, const std::optional<py::array>& argmax_out,
+                    const std::vector<std::pair<const py::array*, const char*>>& inputs,
+                    BeforePooling&& before_pooling) {
+    using T = typename Reader::value_type;
+    const auto n = static_cast<std::size_t>(ids.size());
+    const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(bags.num_bags),
+                                         static_cast<py::ssize_t>(rows.dim())};
+    py::array result = output_array<Out>(out, shape, inputs);
+    std::int64_t* argmax = argmax_data(argmax_out, mode, shape, *inputs.front().first);
+    if (argmax_out) require_disjoint(*argmax_out, "argmax_out", result, "out");
+    Out* destination = static_cast<Out*>(result.mutable_data());
+    call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
+        check_ids(id_data, n, num_embeddings);
+        before_pooling(id_data);
+        if constexpr (std::is_same_v<Out, T>) {
+            pool_rows_with(rows, id_data, bags, mode, weights, padding, destination, argmax);
+        } else {
+            const std::size_t elements = bags.num_bags * rows.dim();
+            ScratchArray<T> pooled(elements);
+            pool_rows_with(rows, id_data, bags, mode, weights, padding, pooled.get(), argmax);
+            narrow_row(destination, pooled.get(), elements);
+        }
+    });
+    return result;
+}
+
+// `weight` is a table (float32, float64, float16, bfloat16), or with `quantized_bits` the packed
+// rows of a QuantizedTable (python/fastembed/quantized.py). A float16 / bfloat16 table's bags
+// come in its dtype, or in float32 into a float32 `out`; a quantized table's in float32.
 py::array embedding_bag(const py::array& weight, const py::array& ids, const py::array& bounds,
                         const std::string& mode_name, const std::optional<py::array>& per_sample_weights,
                         long long padding_idx, const std::optional<py::array>& out,
                         const std::optional<py::array>& argmax_out, std::optional<double> max_norm,
-                        double norm_type) {
+                        double norm_type, std::optional<long long> quantized_bits) {
     if (max_norm) require_norm_options(*max_norm, norm_type);
-    require_table(weight);
     require_ids(ids);
     const BagMode mode = parse_bag_mode(mode_name);
     const auto n = static_cast<std::size_t>(ids.size());
     const BagLayout bags = bag_layout(bounds, n);
+    std::vector<std::pair<const py::array*, const char*>> inputs{
+        {&weight, "weight"}, {&ids, "ids"}, {&bounds, "offsets"}};
+    if (per_sample_weights) inputs.emplace_back(&*per_sample_weights, "per_sample_weights");
+    const auto no_renorm = [](const auto*) {};
+    if (quantized_bits) {
+        if (max_norm) throw py::value_error("max_norm renormalises rows in place: a quantized table is read-only");
+        return dispatch_bits(*quantized_bits, [&](auto bits_tag) {
+            constexpr unsigned Bits = decltype(bits_tag)::value;
+            const QuantizedRows<Bits> rows(static_cast<const std::uint8_t*>(weight.data()),
+                                           packed_dim(weight, Bits));
+            const auto num_embeddings = static_cast<std::size_t>(weight.shape(0));
+            const std::int64_t padding = checked_padding_idx(padding_idx, num_embeddings);
+            const float* weights = per_sample_weights_data<float>(per_sample_weights, mode, n);
+            return pool_into<float>(rows, num_embeddings, ids, bags, mode, weights, padding, out,
+                                    argmax_out, inputs, no_renorm);
+        });
+    }
+    require_table(weight);
     const auto num_embeddings = static_cast<std::size_t>(weight.shape(0));
     const auto dim = static_cast<std::size_t>(weight.shape(1));
     const std::int64_t padding = checked_padding_idx(padding_idx, num_embeddings);
-    return dispatch_float(weight, "weight", [&](auto float_tag) {
-        using T = typename decltype(float_tag)::type;
+    return dispatch_storage(weight, "weight", [&](auto storage_tag) {
+        using S = typename decltype(storage_tag)::type;
+        using T = accumulator_t<S>;
         const T* weights = per_sample_weights_data<T>(per_sample_weights, mode, n);
-        const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(bags.num_bags),
-                                             static_cast<py::ssize_t>(dim)};
-        std::vector<std::pair<const py::array*, const char*>> inputs{
-            {&weight, "weight"}, {&ids, "ids"}, {&bounds, "offsets"}};
-        if (per_sample_weights) inputs.emplace_back(&*per_sample_weights, "per_sample_weights");
-        py::array result = output_array<T>(out, shape, inputs);
-        std::int64_t* argmax = argmax_data(argmax_out, mode, shape, weight);
-        if (argmax_out) require_disjoint(*argmax_out, "argmax_out", result, "out");
-        const T* table = static_cast<const T*>(weight.data());
+        const S* table = static_cast<const S*>(weight.data());
         const bool writeable = weight.writeable();
-        T* destination = static_cast<T*>(result.mutable_data());
-        refusing_renorm_of_read_only(max_norm.value_or(0.0), [&] {
-            call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
-                check_ids(id_data, n, num_embeddings);
-                if (max_norm) {
-                    // As PyTorch: the looked-up rows (padding included) first, then the pooling.
-                    renorm_rows(const_cast<T*>(table), num_embeddings, dim, id_data, n, *max_norm,
-                                norm_type, writeable);
+        const PlainRows<S> rows(table, dim);
+        const auto renorm = [&](const auto* id_data) {
+            // As PyTorch: the looked-up rows (padding included) first, then the pooling.
+            if (max_norm) {
+                renorm_rows(const_cast<S*>(table), num_embeddings, dim, id_data, n, *max_norm,
+                            norm_type, writeable);
+            }
+        };
+        return refusing_renorm_of_read_only(max_norm.value_or(0.0), [&] {
+            if constexpr (is_reduced_precision<S>) {
+                if (out && has_storage<T>(*out)) {
+                    return pool_into<T>(rows, num_embeddings, ids, bags, mode, weights, padding, out,
+                                        argmax_out, inputs, renorm);
                 }
-                pool_rows(table, dim, id_data, bags, mode, weights, padding, destination, argmax);
-            });
+            }
+            return pool_into<S>(rows, num_embeddings, ids, bags, mode, weights, padding, out,
+                                argmax_out, inputs, renorm);
         });
-        return result;
     });
 }
 
@@ -102,13 +158,17 @@ py::array per_sample_weights_backward(const py::array& grad_output, const py::ar
                               std::to_string(bags.num_bags) + ", " + std::to_string(dim) + "), got " +
                               shape_string(grad_output));
     }
-    return dispatch_float(weight, "weight", [&](auto float_tag) {
-        using T = typename decltype(float_tag)::type;
-        require_dtype<T>(grad_output, "grad_output", "weight");
+    return dispatch_storage(weight, "weight", [&](auto storage_tag) {
+        using W = typename decltype(storage_tag)::type;
+        using T = accumulator_t<W>;  // grad_output's dtype: float32 for a float16 / bfloat16 table
+        if (!has_storage<T>(grad_output)) {
+            throw py::type_error("grad_output must be " + std::string(py::str(py::dtype::of<T>())) +
+                                 " for a " + dtype_name(weight) + " table, got " + dtype_name(grad_output));
+        }
         require_layout(grad_output, "grad_output", false);
         py::array_t<T> result(std::vector<py::ssize_t>(ids.shape(), ids.shape() + ids.ndim()));
         const T* grad = static_cast<const T*>(grad_output.data());
-        const T* table = static_cast<const T*>(weight.data());
+        const W* table = static_cast<const W*>(weight.data());
         T* destination = static_cast<T*>(result.mutable_data());
         call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
             bag_per_sample_weights_grad(grad, table, num_embeddings, dim, id_data, n, bags, padding,
@@ -167,27 +227,30 @@ py::object embedding_bag_backward(const py::array& grad_output, const py::array&
         const T* grad = static_cast<const T*>(grad_output.data());
         const std::int64_t* arg =
             mode == BagMode::max ? static_cast<const std::int64_t*>(argmax->data()) : nullptr;
-        std::optional<py::array> result;
-        NumpySparseOutput<T> sparse_output;
-        if (!sparse) {
+        if (sparse) {
+            NumpySparseOutput<T> sparse_output;
+            call_with_ids(ids, rows, [&](const auto* id_data) {
+                embedding_bag_backward_sparse(grad, dim, id_data, n, rows, bags, mode, weights, padding,
+                                              scale_grad_by_freq, arg, sparse_output);
+            });
+            return sparse_output.result();
+        }
+        // The dense gradient in grad_output's dtype, or rounded once into a float16 or bfloat16
+        // `out` (a half-precision table's gradient).
+        return dispatch_result<T>(out, [&](auto out_tag) -> py::object {
+            using Out = typename decltype(out_tag)::type;
             const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(dim)};
             std::vector<std::pair<const py::array*, const char*>> inputs{{&grad_output, "grad_output"},
                                                                          {&ids, "ids"}};
             if (per_sample_weights) inputs.emplace_back(&*per_sample_weights, "per_sample_weights");
-            result = output_array<T>(out, shape, inputs);
-        }
-        call_with_ids(ids, rows, [&](const auto* id_data) {
-            if (sparse) {
-                embedding_bag_backward_sparse(grad, dim, id_data, n, rows, bags, mode, weights, padding,
-                                              scale_grad_by_freq, arg, sparse_output);
-            } else {
+            py::array result = output_array<Out>(out, shape, inputs);
+            Out* destination = static_cast<Out*>(result.mutable_data());
+            call_with_ids(ids, rows, [&](const auto* id_data) {
                 embedding_bag_backward_dense(grad, dim, id_data, n, rows, bags, mode, weights, padding,
-                                             scale_grad_by_freq, arg, accumulate,
-                                             static_cast<T*>(result->mutable_data()));
-            }
+                                             scale_grad_by_freq, arg, accumulate, destination);
+            });
+            return result;
         });
-        if (sparse) return sparse_output.result();
-        return *result;
     });
 }
 
@@ -197,7 +260,8 @@ void register_bag(py::module_& m) {
     m.def("embedding_bag", &embedding_bag, py::arg("weight"), py::arg("ids"), py::arg("bounds"),
           py::arg("mode"), py::arg("per_sample_weights") = py::none(), py::arg("padding_idx") = -1,
           py::arg("out") = py::none(), py::arg("argmax_out") = py::none(), py::kw_only(),
-          py::arg("max_norm") = py::none(), py::arg("norm_type") = 2.0);
+          py::arg("max_norm") = py::none(), py::arg("norm_type") = 2.0,
+          py::arg("quantized_bits") = py::none());
     m.def("embedding_bag_per_sample_weights_backward", &per_sample_weights_backward,
           py::arg("grad_output"), py::arg("weight"), py::arg("ids"), py::arg("bounds"),
           py::arg("padding_idx") = -1);

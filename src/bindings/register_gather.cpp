@@ -25,30 +25,39 @@ py::array gather(const py::array& weight, const py::array& ids, const std::optio
                               shape_string(weight));
     }
     require_ids(ids);
-    return dispatch_float(weight, "weight", [&](auto float_tag) {
-        using T = typename decltype(float_tag)::type;
+    return dispatch_storage(weight, "weight", [&](auto storage_tag) {
+        using S = typename decltype(storage_tag)::type;
         require_layout(weight, "weight", false);
         std::vector<py::ssize_t> shape(ids.shape(), ids.shape() + ids.ndim());
         shape.push_back(weight.shape(1));
-        py::array result = output_array<T>(out, shape, {{&weight, "weight"}, {&ids, "ids"}});
         const auto num_embeddings = static_cast<std::size_t>(weight.shape(0));
         const auto dim = static_cast<std::size_t>(weight.shape(1));
         const auto n = static_cast<std::size_t>(ids.size());
-        const T* table = static_cast<const T*>(weight.data());
+        const S* table = static_cast<const S*>(weight.data());
         const bool writeable = weight.writeable();
-        T* destination = static_cast<T*>(result.mutable_data());
-        refusing_renorm_of_read_only(max_norm.value_or(0.0), [&] {
-            call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
-                check_ids(id_data, n, num_embeddings);
-                if (max_norm) {
-                    // Written only when writeable; otherwise the kernel reads it and may refuse.
-                    renorm_rows(const_cast<T*>(table), num_embeddings, dim, id_data, n,
-                                *max_norm, norm_type, writeable);
-                }
-                copy_rows(table, num_embeddings, dim, id_data, n, destination);
+        // Rows land in the table's dtype, or widened into a float32 `out` (a float16 or
+        // bfloat16 table feeding a float32 model without a second pass).
+        auto copy_into = [&](auto out_tag, const auto& rows) {
+            using Out = typename decltype(out_tag)::type;
+            py::array result = output_array<Out>(out, shape, {{&weight, "weight"}, {&ids, "ids"}});
+            Out* destination = static_cast<Out*>(result.mutable_data());
+            refusing_renorm_of_read_only(max_norm.value_or(0.0), [&] {
+                call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
+                    check_ids(id_data, n, num_embeddings);
+                    if (max_norm) {
+                        // Written only when writeable; otherwise the kernel reads it and may refuse.
+                        renorm_rows(const_cast<S*>(table), num_embeddings, dim, id_data, n, *max_norm,
+                                    norm_type, writeable);
+                    }
+                    copy_table_rows(rows, num_embeddings, dim, id_data, n, destination);
+                });
             });
-        });
-        return result;
+            return result;
+        };
+        if constexpr (is_reduced_precision<S>) {
+            if (out && has_storage<float>(*out)) return copy_into(Tag<float>{}, RowWiden<S>(table, dim));
+        }
+        return copy_into(Tag<S>{}, RowCopy<S>(TableRows<S>{table, dim}, dim));
     });
 }
 

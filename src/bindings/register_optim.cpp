@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "bindings/arrays.hpp"
@@ -14,6 +15,7 @@
 #include "bindings/register.hpp"
 #include "kernels/bag_backward.hpp"
 #include "kernels/check_ids.hpp"
+#include "kernels/half.hpp"
 #include "kernels/optimizers.hpp"
 #include "kernels/reduce.hpp"
 
@@ -65,45 +67,62 @@ void with_gradient(const py::array& weight, const Gradient& gradient, Run&& run)
                                   ", got shape " + shape_string(grad_output));
         }
     }
-    dispatch_float(weight, "weight", [&](auto float_tag) {
-        using T = typename decltype(float_tag)::type;
-        require_dtype<T>(grad_output, "grad_output", "weight");
-        require_layout(grad_output, "grad_output", false);
-        const T* weights = bags ? per_sample_weights_data<T>(per_sample_weights, mode, n) : nullptr;
-        const T* grad = static_cast<const T*>(grad_output.data());
-        const bool max = bags && mode == BagMode::max;
-        const std::int64_t* arg = max ? static_cast<const std::int64_t*>(argmax->data()) : nullptr;
-        dispatch_ids(ids, [&](auto id_tag) {
-            using I = typename decltype(id_tag)::type;
-            const I* id_data = static_cast<const I*>(ids.data());
-            try {
-                check_ids(id_data, n, num_embeddings);
-            } catch (const IdOutOfRange& e) {
-                throw py::index_error(id_error_message(ids, e.position, e.id, num_embeddings));
-            }
-            run(float_tag, [&](const auto& update) {
-                if (dim == 0) return;
-                using Update = std::decay_t<decltype(update)>;
-                UpdateSink<T, Update> sink(update, dim, options);
-                py::gil_scoped_release release;
-                if (bags) {
-                    reduce_bag_grad(grad, dim, id_data, num_embeddings, *bags, mode, weights, padding, arg,
-                                    false, sink);
-                } else {
-                    reduce_by_id(id_data, n, num_embeddings, grad, dim, false, sink);
+    dispatch_storage(weight, "weight", [&](auto table_tag) {
+        using W = typename decltype(table_tag)::type;
+        using T = accumulator_t<W>;
+        // The gradient: the table's dtype, or its arithmetic type (float32 for a float16 or
+        // bfloat16 table). A bag's gradient rows are scaled as they are read, in T.
+        auto with_grad = [&](auto grad_tag) {
+            using S = typename decltype(grad_tag)::type;
+            require_layout(grad_output, "grad_output", false);
+            const T* weights = bags ? per_sample_weights_data<T>(per_sample_weights, mode, n) : nullptr;
+            const S* grad = static_cast<const S*>(grad_output.data());
+            const bool max = bags && mode == BagMode::max;
+            const std::int64_t* arg = max ? static_cast<const std::int64_t*>(argmax->data()) : nullptr;
+            dispatch_ids(ids, [&](auto id_tag) {
+                using I = typename decltype(id_tag)::type;
+                const I* id_data = static_cast<const I*>(ids.data());
+                try {
+                    check_ids(id_data, n, num_embeddings);
+                } catch (const IdOutOfRange& e) {
+                    throw py::index_error(id_error_message(ids, e.position, e.id, num_embeddings));
                 }
+                run(table_tag, [&](const auto& update) {
+                    if (dim == 0) return;
+                    using Update = std::decay_t<decltype(update)>;
+                    UpdateSink<T, Update> sink(update, dim, options);
+                    py::gil_scoped_release release;
+                    if constexpr (std::is_same_v<S, T>) {
+                        if (bags) {
+                            reduce_bag_grad(grad, dim, id_data, num_embeddings, *bags, mode, weights,
+                                            padding, arg, false, sink);
+                            return;
+                        }
+                    }
+                    reduce_by_id(id_data, n, num_embeddings, grad, dim, false, sink);
+                });
             });
-        });
+        };
+        if (has_storage<T>(grad_output)) {
+            with_grad(Tag<T>{});
+        } else if (has_storage<W>(grad_output) && !bags) {
+            with_grad(Tag<W>{});
+        } else {
+            throw py::type_error("grad_output must have the dtype of weight (" + dtype_name(weight) +
+                                 ")" + (is_reduced_precision<W> ? " or float32" : "") + ", got " +
+                                 dtype_name(grad_output));
+        }
     });
 }
 
-// An optimizer state array: the table's dtype and `shape`, C-contiguous, writeable, apart from
-// the table and the gradient.
+// An optimizer state array: the table's arithmetic dtype T (float32 for float16 and bfloat16
+// tables) and `shape`, C-contiguous, writeable, apart from the table and the gradient.
 template <class T>
 T* state_data(const py::array& state, const char* name, const std::vector<py::ssize_t>& shape,
               const py::array& weight, const Gradient& gradient) {
     if (!py::isinstance<py::array_t<T>>(state)) {
-        throw py::type_error(std::string(name) + " must have the dtype of weight, got " + dtype_name(state));
+        throw py::type_error(std::string(name) + " must be " + std::string(py::str(py::dtype::of<T>())) +
+                             ", got " + dtype_name(state));
     }
     if (std::vector<py::ssize_t>(state.shape(), state.shape() + state.ndim()) != shape) {
         throw py::value_error(std::string(name) + " has shape " + shape_string(state) +
@@ -120,61 +139,73 @@ std::vector<py::ssize_t> table_shape(const py::array& weight) {
     return {weight.shape(0), weight.shape(1)};
 }
 
-template <class T>
-T* table_data(const py::array& weight) {
+template <class W>
+W* table_data(const py::array& weight) {
     py::array writable = weight;
-    return static_cast<T*>(writable.mutable_data());
+    return static_cast<W*>(writable.mutable_data());
+}
+
+// How updated values are written: (stochastic, seed, step) from the Python optimizer.
+using RoundingArgs = std::tuple<bool, std::uint64_t, std::uint64_t>;
+
+Rounding rounding_of(const RoundingArgs& args) {
+    return Rounding{std::get<0>(args), std::get<1>(args), std::get<2>(args)};
 }
 
 void sgd_update(const py::array& weight, const Gradient& gradient, double lr, double momentum,
-                const std::optional<py::array>& momentum_buffer) {
+                const std::optional<py::array>& momentum_buffer, const RoundingArgs& rounding) {
     if (momentum != 0 && !momentum_buffer) throw py::value_error("momentum needs a momentum_buffer");
-    with_gradient(weight, gradient, [&](auto float_tag, auto&& apply) {
-        using T = typename decltype(float_tag)::type;
+    with_gradient(weight, gradient, [&](auto table_tag, auto&& apply) {
+        using W = typename decltype(table_tag)::type;
+        using T = accumulator_t<W>;
         T* buffer = momentum != 0 ? state_data<T>(*momentum_buffer, "momentum_buffer",
                                                   table_shape(weight), weight, gradient)
                                   : nullptr;
-        apply(SgdUpdate<T>{table_data<T>(weight), buffer, static_cast<std::size_t>(weight.shape(1)),
-                           static_cast<T>(lr), static_cast<T>(momentum)});
+        apply(SgdUpdate<W>{table_data<W>(weight), buffer, static_cast<std::size_t>(weight.shape(1)),
+                           static_cast<T>(lr), static_cast<T>(momentum), rounding_of(rounding)});
     });
 }
 
 void adagrad_update(const py::array& weight, const Gradient& gradient, double lr, double eps,
-                    bool rowwise, const py::array& state_sum) {
-    with_gradient(weight, gradient, [&](auto float_tag, auto&& apply) {
-        using T = typename decltype(float_tag)::type;
+                    bool rowwise, const py::array& state_sum, const RoundingArgs& rounding) {
+    with_gradient(weight, gradient, [&](auto table_tag, auto&& apply) {
+        using W = typename decltype(table_tag)::type;
+        using T = accumulator_t<W>;
         const std::vector<py::ssize_t> shape =
             rowwise ? std::vector<py::ssize_t>{weight.shape(0)} : table_shape(weight);
         T* sums = state_data<T>(state_sum, "state_sum", shape, weight, gradient);
-        apply(AdagradUpdate<T>{table_data<T>(weight), sums, static_cast<std::size_t>(weight.shape(1)),
-                               static_cast<T>(lr), static_cast<T>(eps), rowwise});
+        apply(AdagradUpdate<W>{table_data<W>(weight), sums, static_cast<std::size_t>(weight.shape(1)),
+                               static_cast<T>(lr), static_cast<T>(eps), rowwise, rounding_of(rounding)});
     });
 }
 
 void adam_update(const py::array& weight, const Gradient& gradient, double step_size, double beta1,
-                 double beta2, double eps, const py::array& exp_avg, const py::array& exp_avg_sq) {
+                 double beta2, double eps, const py::array& exp_avg, const py::array& exp_avg_sq,
+                 const RoundingArgs& rounding) {
     require_disjoint(exp_avg, "exp_avg", exp_avg_sq, "exp_avg_sq");
-    with_gradient(weight, gradient, [&](auto float_tag, auto&& apply) {
-        using T = typename decltype(float_tag)::type;
+    with_gradient(weight, gradient, [&](auto table_tag, auto&& apply) {
+        using W = typename decltype(table_tag)::type;
+        using T = accumulator_t<W>;
         const auto shape = table_shape(weight);
         T* m = state_data<T>(exp_avg, "exp_avg", shape, weight, gradient);
         T* v = state_data<T>(exp_avg_sq, "exp_avg_sq", shape, weight, gradient);
-        apply(AdamUpdate<T>{table_data<T>(weight), m, v, static_cast<std::size_t>(weight.shape(1)),
+        apply(AdamUpdate<W>{table_data<W>(weight), m, v, static_cast<std::size_t>(weight.shape(1)),
                             static_cast<T>(beta1), static_cast<T>(beta2), static_cast<T>(eps),
-                            static_cast<T>(step_size)});
+                            static_cast<T>(step_size), rounding_of(rounding)});
     });
 }
 
 }  // namespace
 
 void register_optim(py::module_& m) {
+    const RoundingArgs nearest{false, 0, 0};
     m.def("sgd_update", &sgd_update, py::arg("weight"), py::arg("gradient"), py::arg("lr"),
-          py::arg("momentum"), py::arg("momentum_buffer") = py::none());
+          py::arg("momentum"), py::arg("momentum_buffer") = py::none(), py::arg("rounding") = nearest);
     m.def("adagrad_update", &adagrad_update, py::arg("weight"), py::arg("gradient"), py::arg("lr"),
-          py::arg("eps"), py::arg("rowwise"), py::arg("state_sum"));
+          py::arg("eps"), py::arg("rowwise"), py::arg("state_sum"), py::arg("rounding") = nearest);
     m.def("adam_update", &adam_update, py::arg("weight"), py::arg("gradient"), py::arg("step_size"),
           py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("exp_avg"),
-          py::arg("exp_avg_sq"));
+          py::arg("exp_avg_sq"), py::arg("rounding") = nearest);
 }
 
 }  // namespace fastembed::bindings

@@ -19,8 +19,8 @@ namespace {
 py::tuple sparse_grad(const py::array& grad_output, const py::array& ids, long long num_embeddings,
                       std::optional<long long> padding_idx, bool scale_grad_by_freq) {
     const GradOptions options = grad_options(num_embeddings, padding_idx, scale_grad_by_freq);
-    return dispatch_lookup_grad(grad_output, ids, [&](auto float_tag, const auto* grad, std::size_t dim) {
-        using T = typename decltype(float_tag)::type;
+    return dispatch_lookup_grad(grad_output, ids, [&](auto grad_tag, const auto* grad, std::size_t dim) {
+        using T = typename decltype(grad_tag)::type;
         const auto n = static_cast<std::size_t>(ids.size());
         const auto rows = static_cast<std::size_t>(num_embeddings);
         NumpySparseOutput<T> output;

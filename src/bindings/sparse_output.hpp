@@ -25,7 +25,7 @@ class NumpySparseOutput {
     }
     T* values(std::size_t rows, std::size_t dim) {
         py::gil_scoped_acquire gil;
-        values_ = new_result(py::dtype::of<T>(),
+        values_ = new_result(dtype_of<T>(),
                              {static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(dim)});
         return static_cast<T*>(values_->mutable_data());
     }

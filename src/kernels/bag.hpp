@@ -25,7 +25,8 @@
 //     FASTEMBED_ALWAYS_INLINE void load(std::size_t id, std::size_t col, std::size_t width,
 //                                       T* values) const;  // values[j] = row id's element
 //                                                          // col + j, j < width
-// (see PlainRows below). `load` must be always-inline: the loop calls it with a constant width
+// (see PlainRows below: float32, float64, float16 and bfloat16 tables; QuantizedRows in
+// quantize.hpp: 8-bit and 4-bit rows dequantized in registers). `load` must be always-inline: the loop calls it with a constant width
 // for whole blocks, which turns values[] into registers, and the AVX2 copy of the loop only
 // vectorises what is inlined into it. Then call pool_rows_with(reader, ...).
 #pragma once
@@ -38,6 +39,7 @@
 #include <vector>
 
 #include "kernels/check_ids.hpp"
+#include "kernels/half.hpp"
 #include "kernels/host_caches.hpp"
 #include "kernels/row_ops.hpp"
 #include "kernels/thread_pool.hpp"
@@ -98,25 +100,27 @@ void parallel_bags(const BagLayout& bags, std::size_t bytes_per_id, Body&& body)
 #define FASTEMBED_UNROLL
 #endif
 
-// The row reader of a plain float or double table (C-contiguous, dim elements per row).
-template <class T>
+// The row reader of a plain table of storage S (float32, float64, float16 or bfloat16;
+// C-contiguous, dim elements per row): elements are widened to S's arithmetic type (half.hpp)
+// as they are loaded, so float16 and bfloat16 bags are pooled in float32 registers.
+template <class S>
 class PlainRows {
   public:
-    using value_type = T;
+    using value_type = accumulator_t<S>;
 
-    PlainRows(const T* table, std::size_t dim) : table_(table), dim_(dim) {}
+    PlainRows(const S* table, std::size_t dim) : table_(table), dim_(dim) {}
 
     std::size_t dim() const { return dim_; }
-    std::size_t row_bytes() const { return dim_ * sizeof(T); }
+    std::size_t row_bytes() const { return dim_ * sizeof(S); }
     const void* row_address(std::size_t id) const { return table_ + id * dim_; }
     FASTEMBED_ALWAYS_INLINE void load(std::size_t id, std::size_t col, std::size_t width,
-                                      T* values) const {
-        const T* __restrict row = table_ + id * dim_ + col;
-        for (std::size_t j = 0; j < width; ++j) values[j] = row[j];
+                                      value_type* values) const {
+        const S* __restrict row = table_ + id * dim_ + col;
+        for (std::size_t j = 0; j < width; ++j) values[j] = Element<S>::widen(row[j]);
     }
 
   private:
-    const T* table_;
+    const S* table_;
     std::size_t dim_;
 };
 
@@ -468,25 +472,26 @@ void embedding_bag_forward(const T* weight, std::size_t num_embeddings, std::siz
 // Gradient w.r.t. per_sample_weights of a weighted sum: out[i] = <grad_output[bag of i],
 // weight[ids[i]]>, 0 for padding entries and for ids in no bag. Read the table before any
 // optimizer updates it.
-template <class T, class I>
-void bag_per_sample_weights_grad(const T* grad_output, const T* weight, std::size_t num_embeddings,
+// The table may be stored in less precision (W) than the gradient is computed in (T).
+template <class T, class W, class I>
+void bag_per_sample_weights_grad(const T* grad_output, const W* weight, std::size_t num_embeddings,
                                  std::size_t dim, const I* ids, std::size_t n,
                                  const BagLayout& bags, std::int64_t padding_idx, T* out) {
     check_ids(ids, n, num_embeddings);
     std::fill(out, out + n, T(0));
-    parallel_bags(bags, dim * sizeof(T) + sizeof(I) + sizeof(T), [&](std::size_t first, std::size_t last) {
-        const std::size_t ahead = prefetch_distance(dim * sizeof(T));
+    parallel_bags(bags, dim * sizeof(W) + sizeof(I) + sizeof(T), [&](std::size_t first, std::size_t last) {
+        const std::size_t ahead = prefetch_distance(dim * sizeof(W));
         const std::size_t stop = bags.end(last - 1);
         for (std::size_t bag = first; bag < last; ++bag) {
             const T* __restrict g = grad_output + bag * dim;
             for (std::size_t i = bags.begin(bag); i < bags.end(bag); ++i) {
                 if (i + ahead < stop) {
-                    prefetch_row(weight + static_cast<std::size_t>(ids[i + ahead]) * dim, dim * sizeof(T));
+                    prefetch_row(weight + static_cast<std::size_t>(ids[i + ahead]) * dim, dim * sizeof(W));
                 }
                 if (static_cast<std::int64_t>(ids[i]) == padding_idx) continue;
-                const T* __restrict row = weight + static_cast<std::size_t>(ids[i]) * dim;
+                const W* __restrict row = weight + static_cast<std::size_t>(ids[i]) * dim;
                 T dot = 0;
-                for (std::size_t d = 0; d < dim; ++d) dot += g[d] * row[d];
+                for (std::size_t d = 0; d < dim; ++d) dot += g[d] * Element<W>::widen(row[d]);
                 out[i] = dot;
             }
         }

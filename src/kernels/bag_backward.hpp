@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/bag.hpp"
@@ -186,17 +187,18 @@ inline GradOptions bag_grad_options(std::int64_t padding_idx, bool scale_grad_by
 
 // Dense gradient w.r.t. the table, (num_embeddings, dim): every row written once, or, with
 // `accumulate`, each touched row's gradient added into `out` (other rows left as they are).
-template <class T, class I>
+// `out` may be stored in less precision than T computes in (float16 or bfloat16 for float32).
+template <class T, class I, class Out>
 void embedding_bag_backward_dense(const T* grad_output, std::size_t dim, const I* ids, std::size_t n,
                                   std::size_t num_embeddings, const BagLayout& bags, BagMode mode,
                                   const T* per_sample_weights, std::int64_t padding_idx,
                                   bool scale_grad_by_freq, const std::int64_t* argmax,
-                                  bool accumulate, T* out) {
+                                  bool accumulate, Out* out) {
     check_ids(ids, n, num_embeddings);
     if (dim == 0 || num_embeddings == 0) return;
     GradOptions options = bag_grad_options(padding_idx, scale_grad_by_freq);
     options.accumulate = accumulate;
-    DenseRowSink<T> sink(out, num_embeddings, dim, options);
+    DenseRowSink<Out> sink(out, num_embeddings, dim, options);
     reduce_bag_grad(grad_output, dim, ids, num_embeddings, bags, mode, per_sample_weights, padding_idx,
                     argmax, !accumulate, sink);
 }
@@ -211,7 +213,8 @@ std::size_t embedding_bag_backward_sparse(const T* grad_output, std::size_t dim,
                                           bool scale_grad_by_freq, const std::int64_t* argmax,
                                           Output& output) {
     check_ids(ids, n, num_embeddings);
-    SparseRowSink<T, Output> sink(dim, bag_grad_options(padding_idx, scale_grad_by_freq), output);
+    using Out = std::remove_pointer_t<decltype(output.values(0, 0))>;
+    SparseRowSink<Out, Output> sink(dim, bag_grad_options(padding_idx, scale_grad_by_freq), output);
     reduce_bag_grad(grad_output, dim, ids, num_embeddings, bags, mode, per_sample_weights, padding_idx,
                     argmax, false, sink);
     return sink.rows();

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kernels/check_ids.hpp"
+#include "kernels/half.hpp"
 #include "kernels/radix_sort.hpp"
 #include "kernels/row_ops.hpp"
 #include "kernels/thread_pool.hpp"
@@ -59,8 +60,8 @@ bool reads_in_id_order(const I* ids, std::size_t n, std::size_t num_embeddings,
            sample_is_spread(ids, n, num_embeddings);
 }
 
-// Where row `id` of a plain table starts. The copies below take any such `row_at(id)`: a
-// sharded table's rows live in several arrays (kernels/route.hpp).
+// Where row `id` of a plain table starts. Copies take any such `row_at(id)`: a sharded table's
+// rows live in several arrays (kernels/route.hpp).
 template <class T>
 struct TableRows {
     const T* weight;
@@ -69,56 +70,102 @@ struct TableRows {
     const T* operator()(std::uint64_t id) const { return weight + id * dim; }
 };
 
-// out[i] = row_at(ids[i]) for i in [0, n), reading rows in position order.
-template <class T, class I, class RowAt>
-void copy_rows_in_position_order(const RowAt& row_at, std::size_t dim, const I* ids, std::size_t n,
-                                 T* out) {
-    const std::size_t row_bytes = dim * sizeof(T);
-    const RowWriter writer(n * row_bytes, row_bytes);
+// How a gather turns a table row into an output row: `Table` provides
+//   using output_type;   const void* row_address(std::size_t id) const;
+//   std::size_t row_bytes() const;   void copy(const RowWriter&, output_type* dst, id) const;
+// (row_address and row_bytes as the pooled kernel's row readers, bag.hpp). Rows of the output's
+// own dtype are copied as bytes from wherever row_at(id) says (RowCopy); reduced-precision rows
+// are widened into a float32 output (RowWiden); quantize.hpp's reader dequantizes packed rows.
+template <class T, class RowAt = TableRows<T>>
+class RowCopy {
+  public:
+    using output_type = T;
+    RowCopy(const RowAt& row_at, std::size_t dim) : row_at_(row_at), dim_(dim) {}
+    const void* row_address(std::size_t id) const { return row_at_(id); }
+    std::size_t row_bytes() const { return dim_ * sizeof(T); }
+    void copy(const RowWriter& writer, T* dst, std::uint64_t id) const {
+        writer.copy(dst, row_at_(id), row_bytes());
+    }
+
+  private:
+    RowAt row_at_;
+    std::size_t dim_;
+};
+
+template <class S>
+class RowWiden {
+  public:
+    using output_type = accumulator_t<S>;
+    RowWiden(const S* weight, std::size_t dim) : weight_(weight), dim_(dim) {}
+    const void* row_address(std::size_t id) const { return weight_ + id * dim_; }
+    std::size_t row_bytes() const { return dim_ * sizeof(S); }
+    void copy(const RowWriter&, output_type* dst, std::uint64_t id) const {
+        widen_row(dst, weight_ + id * dim_, dim_);
+    }
+
+  private:
+    const S* weight_;
+    std::size_t dim_;
+};
+
+// out[i] = table row ids[i] for i in [0, n), reading rows in position order.
+template <class Table, class I>
+void copy_rows_in_position_order(const Table& table, std::size_t dim, const I* ids, std::size_t n,
+                                 typename Table::output_type* out) {
+    const std::size_t row_bytes = table.row_bytes();
+    const std::size_t out_row_bytes = dim * sizeof(*out);
+    const RowWriter writer(n * out_row_bytes, out_row_bytes);
     const std::size_t ahead = prefetch_distance(row_bytes);
-    parallel_ranges(n, threads_for_bytes(2 * n * row_bytes + n * sizeof(I)),
+    parallel_ranges(n, threads_for_bytes(n * (row_bytes + out_row_bytes) + n * sizeof(I)),
                     [&](std::size_t, std::size_t begin, std::size_t end) {
         for (std::size_t i = begin; i < end; ++i) {
-            if (i + ahead < end) prefetch_row(row_at(static_cast<std::uint64_t>(ids[i + ahead])), row_bytes);
-            writer.copy(out + i * dim, row_at(static_cast<std::uint64_t>(ids[i])), row_bytes);
+            if (i + ahead < end) prefetch_row(table.row_address(static_cast<std::size_t>(ids[i + ahead])), row_bytes);
+            table.copy(writer, out + i * dim, static_cast<std::uint64_t>(ids[i]));
         }
         writer.finish();
     });
 }
 
 // The same copy, reading rows in the order of the ids' top bits.
-template <class T, class I, class RowAt>
-void copy_rows_in_id_order(const RowAt& row_at, std::size_t num_embeddings, std::size_t dim,
-                           const I* ids, std::size_t n, T* out) {
-    const std::size_t row_bytes = dim * sizeof(T);
-    const RowWriter writer(n * row_bytes, row_bytes);
+template <class Table, class I>
+void copy_rows_in_id_order(const Table& table, std::size_t num_embeddings, std::size_t dim,
+                           const I* ids, std::size_t n, typename Table::output_type* out) {
+    const std::size_t row_bytes = table.row_bytes();
+    const std::size_t out_row_bytes = dim * sizeof(*out);
+    const RowWriter writer(n * out_row_bytes, out_row_bytes);
     const std::size_t ahead = prefetch_distance(row_bytes);
     with_id_keys(
         n, num_embeddings,
         [&](auto& keys) { keys.sort_by_top_bits(ids, num_embeddings, kInOrderBucketBits); },
         [&](const auto& keys) {
-            parallel_ranges(n, threads_for_bytes(2 * n * row_bytes),
+            parallel_ranges(n, threads_for_bytes(n * (row_bytes + out_row_bytes)),
                             [&](std::size_t, std::size_t begin, std::size_t end) {
                 for (std::size_t k = begin; k < end; ++k) {
-                    if (k + ahead < end) prefetch_row(row_at(keys.id(k + ahead)), row_bytes);
-                    writer.copy(out + keys.position(k) * dim, row_at(keys.id(k)), row_bytes);
+                    if (k + ahead < end) prefetch_row(table.row_address(keys.id(k + ahead)), row_bytes);
+                    table.copy(writer, out + keys.position(k) * dim, keys.id(k));
                 }
                 writer.finish();
             });
         });
 }
 
-// The copy alone, for ids that have already passed check_ids: rows row_at(id) of a table of
-// num_embeddings rows of `dim` elements.
+// The copy alone, for ids that have already passed check_ids.
+template <class Table, class I>
+void copy_table_rows(const Table& table, std::size_t num_embeddings, std::size_t dim, const I* ids,
+                     std::size_t n, typename Table::output_type* out) {
+    if (n == 0 || dim == 0) return;
+    if (reads_in_id_order(ids, n, num_embeddings, table.row_bytes())) {
+        copy_rows_in_id_order(table, num_embeddings, dim, ids, n, out);
+    } else {
+        copy_rows_in_position_order(table, dim, ids, n, out);
+    }
+}
+
+// The byte copy of rows row_at(id) of a table of num_embeddings rows of `dim` elements.
 template <class T, class I, class RowAt>
 void copy_rows_at(const RowAt& row_at, std::size_t num_embeddings, std::size_t dim, const I* ids,
                   std::size_t n, T* out) {
-    if (n == 0 || dim == 0) return;
-    if (reads_in_id_order(ids, n, num_embeddings, dim * sizeof(T))) {
-        copy_rows_in_id_order(row_at, num_embeddings, dim, ids, n, out);
-    } else {
-        copy_rows_in_position_order(row_at, dim, ids, n, out);
-    }
+    copy_table_rows(RowCopy<T, RowAt>(row_at, dim), num_embeddings, dim, ids, n, out);
 }
 
 template <class T, class I>

@@ -3,7 +3,8 @@
 // away, so a training step never writes a gradient array at all. Only touched rows change
 // ("lazy" updates, as PyTorch's optimizers on sparse gradients).
 //
-// Each update is a functor update(id, g) on one row; rows of one part of the reduction are
+// Each update is a functor update(id, g) on one row (g in the table's arithmetic type, its
+// `T`); rows of one part of the reduction are
 // disjoint from every other part's, so updates need no locks, and each row's arithmetic depends
 // only on its own sum, so results are identical for any thread count.
 #pragma once
@@ -14,52 +15,62 @@
 #include <vector>
 
 #include "kernels/grad_options.hpp"
+#include "kernels/half.hpp"
 #include "kernels/row_ops.hpp"
 
 namespace fastembed {
 
+// Every update reads the table (storage W: float32, float64, float16 or bfloat16) in its
+// arithmetic type T, keeps its state in T, and writes each new value once through a
+// RowRounder (to nearest, or stochastically for float16 / bfloat16 tables).
+
 // w -= lr * g; with momentum, buf = momentum * buf + g and w -= lr * buf (PyTorch's SGD with
 // dampening 0, applied to touched rows only).
-template <class T>
+template <class W>
 struct SgdUpdate {
-    T* weight;
+    using T = accumulator_t<W>;
+    W* weight;
     T* momentum_buffer;  // null when momentum == 0
     std::size_t dim;
     T lr;
     T momentum;
+    Rounding rounding;
 
     void prefetch(std::uint64_t id) const {
-        prefetch_row(weight + id * dim, dim * sizeof(T));
+        prefetch_row(weight + id * dim, dim * sizeof(W));
         if (momentum_buffer != nullptr) prefetch_row(momentum_buffer + id * dim, dim * sizeof(T));
     }
 
     void operator()(std::uint64_t id, const T* __restrict g) const {
-        T* __restrict w = weight + id * dim;
+        W* __restrict w = weight + id * dim;
+        const RowRounder<W> round(rounding, id);
         if (momentum_buffer == nullptr) {
-            for (std::size_t d = 0; d < dim; ++d) w[d] -= lr * g[d];
+            for (std::size_t d = 0; d < dim; ++d) w[d] = round(Element<W>::widen(w[d]) - lr * g[d], d);
             return;
         }
         T* __restrict buf = momentum_buffer + id * dim;
         for (std::size_t d = 0; d < dim; ++d) {
             buf[d] = momentum * buf[d] + g[d];
-            w[d] -= lr * buf[d];
+            w[d] = round(Element<W>::widen(w[d]) - lr * buf[d], d);
         }
     }
 };
 
 // Adagrad as PyTorch applies it to sparse gradients: state += g^2; w -= lr * g / (sqrt(state) + eps).
 // Row-wise (FBGEMM, TorchRec): one accumulator per row, state[id] += mean(g^2).
-template <class T>
+template <class W>
 struct AdagradUpdate {
-    T* weight;
+    using T = accumulator_t<W>;
+    W* weight;
     T* state_sum;  // (V, dim), or (V,) when row-wise
     std::size_t dim;
     T lr;
     T eps;
     bool rowwise;
+    Rounding rounding;
 
     void prefetch(std::uint64_t id) const {
-        prefetch_row(weight + id * dim, dim * sizeof(T));
+        prefetch_row(weight + id * dim, dim * sizeof(W));
         if (rowwise) {
             prefetch_read(state_sum + id);
         } else {
@@ -68,29 +79,31 @@ struct AdagradUpdate {
     }
 
     void operator()(std::uint64_t id, const T* __restrict g) const {
-        T* __restrict w = weight + id * dim;
+        W* __restrict w = weight + id * dim;
+        const RowRounder<W> round(rounding, id);
         if (rowwise) {
             T squares = 0;
             for (std::size_t d = 0; d < dim; ++d) squares += g[d] * g[d];
             T& acc = state_sum[id];
             acc += dim == 0 ? T(0) : squares / static_cast<T>(dim);
             const T denom = std::sqrt(acc) + eps;
-            for (std::size_t d = 0; d < dim; ++d) w[d] -= lr * (g[d] / denom);
+            for (std::size_t d = 0; d < dim; ++d) w[d] = round(Element<W>::widen(w[d]) - lr * (g[d] / denom), d);
             return;
         }
         T* __restrict s = state_sum + id * dim;
         for (std::size_t d = 0; d < dim; ++d) {
             s[d] += g[d] * g[d];
-            w[d] -= lr * (g[d] / (std::sqrt(s[d]) + eps));
+            w[d] = round(Element<W>::widen(w[d]) - lr * (g[d] / (std::sqrt(s[d]) + eps)), d);
         }
     }
 };
 
 // PyTorch's SparseAdam: the moments of touched rows move toward g and g^2; the bias correction
 // uses the optimizer's global step, folded into step_size = lr * sqrt(1 - b2^t) / (1 - b1^t).
-template <class T>
+template <class W>
 struct AdamUpdate {
-    T* weight;
+    using T = accumulator_t<W>;
+    W* weight;
     T* exp_avg;
     T* exp_avg_sq;
     std::size_t dim;
@@ -98,21 +111,23 @@ struct AdamUpdate {
     T beta2;
     T eps;
     T step_size;
+    Rounding rounding;
 
     void prefetch(std::uint64_t id) const {
-        prefetch_row(weight + id * dim, dim * sizeof(T));
+        prefetch_row(weight + id * dim, dim * sizeof(W));
         prefetch_row(exp_avg + id * dim, dim * sizeof(T));
         prefetch_row(exp_avg_sq + id * dim, dim * sizeof(T));
     }
 
     void operator()(std::uint64_t id, const T* __restrict g) const {
-        T* __restrict w = weight + id * dim;
+        W* __restrict w = weight + id * dim;
         T* __restrict m = exp_avg + id * dim;
         T* __restrict v = exp_avg_sq + id * dim;
+        const RowRounder<W> round(rounding, id);
         for (std::size_t d = 0; d < dim; ++d) {
             m[d] += (g[d] - m[d]) * (T(1) - beta1);
             v[d] += (g[d] * g[d] - v[d]) * (T(1) - beta2);
-            w[d] -= step_size * (m[d] / (std::sqrt(v[d]) + eps));
+            w[d] = round(Element<W>::widen(w[d]) - step_size * (m[d] / (std::sqrt(v[d]) + eps)), d);
         }
     }
 };

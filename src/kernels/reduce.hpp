@@ -28,11 +28,12 @@ void reduce_by_id(const I* ids, std::size_t n, std::uint64_t num_embeddings, con
     });
 }
 
-// The plain lookup's backward: the gradient row of position i is grad[i * dim : (i + 1) * dim].
-template <class I, class T, class Sink>
-void reduce_by_id(const I* ids, std::size_t n, std::uint64_t num_embeddings, const T* grad,
+// The plain lookup's backward: the gradient row of position i is grad[i * dim : (i + 1) * dim],
+// summed in the arithmetic of its storage S.
+template <class I, class S, class Sink>
+void reduce_by_id(const I* ids, std::size_t n, std::uint64_t num_embeddings, const S* grad,
                   std::size_t dim, bool visit_absent_ids, Sink& sink) {
-    reduce_by_id(ids, n, num_embeddings, GradRows<T>(grad, dim), visit_absent_ids, sink);
+    reduce_by_id(ids, n, num_embeddings, GradRows<S>(grad, dim), visit_absent_ids, sink);
 }
 
 }  // namespace fastembed

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/half.hpp"
 #include "kernels/radix_sort.hpp"
 #include "kernels/row_ops.hpp"
 #include "kernels/thread_pool.hpp"
@@ -31,6 +32,12 @@ class RenormOfReadOnlyTable : public std::runtime_error {
     double norm;
 };
 
+// An element of a table of any storage (float16 and bfloat16 included) as a double.
+template <class T>
+double widened(T value) {
+    return static_cast<double>(Element<T>::widen(value));
+}
+
 // Sum of term(row[d]) over the row in double, in four interleaved partial sums (element d goes
 // to sum d % 4) added in a fixed order: one running sum made a norm wait on each addition in
 // turn (a 64-wide row cost ~60 ns, most of a max_norm lookup's time).
@@ -39,9 +46,9 @@ double interleaved_sum(const T* row, std::size_t dim, Term term) {
     double partial[4] = {0.0, 0.0, 0.0, 0.0};
     std::size_t d = 0;
     for (; d + 4 <= dim; d += 4) {
-        for (std::size_t lane = 0; lane < 4; ++lane) partial[lane] += term(static_cast<double>(row[d + lane]));
+        for (std::size_t lane = 0; lane < 4; ++lane) partial[lane] += term(widened(row[d + lane]));
     }
-    for (std::size_t lane = 0; d < dim; ++d, ++lane) partial[lane] += term(static_cast<double>(row[d]));
+    for (std::size_t lane = 0; d < dim; ++d, ++lane) partial[lane] += term(widened(row[d]));
     return (partial[0] + partial[1]) + (partial[2] + partial[3]);
 }
 
@@ -52,10 +59,10 @@ double row_norm(const T* row, std::size_t dim, double p) {
     if (p == 1.0) return interleaved_sum(row, dim, [](double x) { return std::fabs(x); });
     double acc = 0.0;
     if (std::isinf(p)) {
-        for (std::size_t d = 0; d < dim; ++d) acc = std::fmax(acc, std::fabs(static_cast<double>(row[d])));
+        for (std::size_t d = 0; d < dim; ++d) acc = std::fmax(acc, std::fabs(widened(row[d])));
         return acc;
     }
-    for (std::size_t d = 0; d < dim; ++d) acc += std::pow(std::fabs(static_cast<double>(row[d])), p);
+    for (std::size_t d = 0; d < dim; ++d) acc += std::pow(std::fabs(widened(row[d])), p);
     return std::pow(acc, 1.0 / p);
 }
 
@@ -101,9 +108,10 @@ void renorm_rows(T* weight, std::uint64_t num_embeddings, std::size_t dim, const
             for (std::size_t r = 0; r < rows.size(); ++r) {
                 if (r + ahead < rows.size()) prefetch_row(weight + rows[r + ahead].id * dim, row_bytes);
                 const Rescale& rescale = rows[r];
-                const T scale = static_cast<T>(max_norm / (rescale.norm + 1e-7));
+                using A = accumulator_t<T>;
+                const A scale = static_cast<A>(max_norm / (rescale.norm + 1e-7));
                 T* row = weight + rescale.id * dim;
-                for (std::size_t d = 0; d < dim; ++d) row[d] *= scale;
+                for (std::size_t d = 0; d < dim; ++d) row[d] = Element<T>::narrow(Element<T>::widen(row[d]) * scale);
             }
         }, threads);
     });

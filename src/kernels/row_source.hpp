@@ -13,29 +13,40 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "kernels/half.hpp"
 #include "kernels/row_ops.hpp"
 
 namespace fastembed {
 
-// The gradient of a plain lookup: row i of a C-contiguous (n, dim) array.
-template <class T>
+// The gradient of a plain lookup: row i of a C-contiguous (n, dim) array of storage S, read
+// in S's arithmetic type (float16 and bfloat16 rows are widened to float32 as they are added).
+template <class S>
 class GradRows {
   public:
-    using value_type = T;
+    using value_type = accumulator_t<S>;
 
-    GradRows(const T* grad, std::size_t dim) : grad_(grad), dim_(dim) {}
+    GradRows(const S* grad, std::size_t dim) : grad_(grad), dim_(dim) {}
 
     std::size_t dim() const { return dim_; }
-    const void* address(std::size_t position) const { return direct(position); }
-    const T* direct(std::size_t position) const { return grad_ + position * dim_; }
-    void load(T* acc, std::size_t position) const {
-        const T* row = direct(position);
-        std::copy(row, row + dim_, acc);
+    const void* address(std::size_t position) const { return row(position); }
+    const value_type* direct(std::size_t position) const {
+        if constexpr (is_reduced_precision<S>) {
+            (void)position;
+            return nullptr;
+        } else {
+            return row(position);
+        }
     }
-    void accumulate(T* acc, std::size_t position) const { add_row(acc, direct(position), dim_); }
+    void load(value_type* acc, std::size_t position) const { widen_row(acc, row(position), dim_); }
+    void accumulate(value_type* __restrict acc, std::size_t position) const {
+        const S* __restrict source = row(position);
+        for (std::size_t d = 0; d < dim_; ++d) acc[d] += Element<S>::widen(source[d]);
+    }
 
   private:
-    const T* grad_;
+    const S* row(std::size_t position) const { return grad_ + position * dim_; }
+
+    const S* grad_;
     std::size_t dim_;
 };
 

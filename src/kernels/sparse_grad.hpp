@@ -9,6 +9,7 @@
 
 #include "kernels/check_ids.hpp"
 #include "kernels/grad_options.hpp"
+#include "kernels/half.hpp"
 #include "kernels/reduce.hpp"
 #include "kernels/row_ops.hpp"
 
@@ -21,11 +22,13 @@ namespace fastembed {
 // padding row). `accumulate` does not apply: merging is the caller's job.
 //
 // The result's memory comes from `output`, which owns it (the binding hands out NumPy arrays):
-//   std::int64_t* output.indices(rows);   T* output.values(rows, dim);
-// both called once, from start(), on the thread that called reduce_by_id.
-template <class T, class Output>
+//   std::int64_t* output.indices(rows);   Out* output.values(rows, dim);
+// both called once, from start(), on the thread that called reduce_by_id. Sums arrive in Out's
+// arithmetic type and are rounded once, as they are written.
+template <class Out, class Output>
 class SparseRowSink {
   public:
+    using T = accumulator_t<Out>;
     static constexpr bool counts_distinct_ids = true;
 
     SparseRowSink(std::size_t dim, const GradOptions& options, Output& output)
@@ -43,7 +46,7 @@ class SparseRowSink {
         rows_ = total;
         indices_ = output_.indices(rows_);
         values_ = output_.values(rows_, dim_);
-        writer_ = RowWriter(rows_ * dim_ * sizeof(T), dim_ * sizeof(T));
+        writer_ = RowWriter(rows_ * dim_ * sizeof(Out), dim_ * sizeof(Out));
     }
 
     // Called for occurring ids only (count > 0); `sum` may be null when dim is 0.
@@ -52,10 +55,10 @@ class SparseRowSink {
         const std::size_t slot = next_slot_[part].value++;
         indices_[slot] = static_cast<std::int64_t>(id);
         if (dim_ == 0) return;
-        T* dst = values_ + slot * dim_;
+        Out* dst = values_ + slot * dim_;
         emit_scaled_row(sum, count, dim_, options_.scale_grad_by_freq,
                         [this, dst](std::size_t offset, const T* values, std::size_t n) {
-                            writer_.copy(dst + offset, values, n * sizeof(T));
+                            write_row(writer_, dst + offset, values, n);
                         });
     }
 
@@ -76,16 +79,16 @@ class SparseRowSink {
     std::vector<PaddedCount> next_slot_;
     std::size_t rows_ = 0;
     std::int64_t* indices_ = nullptr;
-    T* values_ = nullptr;
+    Out* values_ = nullptr;
 };
 
-// Writes the row-sparse gradient into memory from `output` (see SparseRowSink); returns its
-// number of rows.
-template <class T, class I, class Output>
-std::size_t sparse_grad(const T* grad_output, const I* ids, std::size_t n, std::size_t dim,
+// Writes the row-sparse gradient of a grad_output of storage S into memory from `output` (see
+// SparseRowSink), in the same storage; returns its number of rows.
+template <class S, class I, class Output>
+std::size_t sparse_grad(const S* grad_output, const I* ids, std::size_t n, std::size_t dim,
                         std::size_t num_embeddings, const GradOptions& options, Output& output) {
     check_ids(ids, n, num_embeddings);
-    SparseRowSink<T, Output> sink(dim, options, output);
+    SparseRowSink<S, Output> sink(dim, options, output);
     if (n == 0) {
         sink.start({});
         return 0;

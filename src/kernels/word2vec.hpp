@@ -409,7 +409,7 @@ Stats train_batches(const Tables<T>& tables, const Corpus& corpus, const double*
         stats.examples += examples;
 
         // Phase B: syn1neg[t] += sum of g * input over the batch's targets t.
-        const SgdUpdate<T> add_to_syn1{tables.syn1neg, nullptr, dim, T(-1), T(0)};
+        const SgdUpdate<T> add_to_syn1{tables.syn1neg, nullptr, dim, T(-1), T(0), Rounding{}};
         UpdateSink<T, SgdUpdate<T>> syn1_sink(add_to_syn1, dim, GradOptions{});
         const BagGradRows<T, std::uint32_t> scaled_inputs(s.skip_gram ? tables.syn0 : batch.pooled.data(), dim,
                                                           batch.source_row.data(), nullptr,
@@ -418,7 +418,7 @@ Stats train_batches(const Tables<T>& tables, const Corpus& corpus, const double*
 
         // Phase C: syn0 += the errors. CBOW gives every context word its example's whole error
         // (a sum bag's backward), as word2vec.c and gensim do, not the mean's error / size.
-        const SgdUpdate<T> add_to_syn0{tables.syn0, nullptr, dim, T(-1), T(0)};
+        const SgdUpdate<T> add_to_syn0{tables.syn0, nullptr, dim, T(-1), T(0), Rounding{}};
         UpdateSink<T, SgdUpdate<T>> syn0_sink(add_to_syn0, dim, GradOptions{});
         if (s.skip_gram) {
             reduce_by_id(batch.input_ids.data(), examples, tables.vocab, GradRows<T>(batch.errors.data(), dim), false,

@@ -31,8 +31,10 @@
 #include "kernels/format_vectors.hpp"
 #include "kernels/gather.hpp"
 #include "kernels/host_caches.hpp"
+#include "kernels/half.hpp"
 #include "kernels/optimizers.hpp"
 #include "kernels/parse_vectors.hpp"
+#include "kernels/quantize.hpp"
 #include "kernels/radix_sort.hpp"
 #include "kernels/route.hpp"
 #include "kernels/row_source.hpp"
@@ -293,7 +295,7 @@ void test_gather(std::size_t V, std::size_t dim, std::size_t n, Ids kind, std::m
     for (std::size_t threads = 1; threads <= kMaxThreads; ++threads) {
         CHECK(same_bytes(run_gather(weight, V, dim, ids, threads), expected));
         std::vector<T> in_id_order(n * dim, static_cast<T>(kSentinel));
-        fastembed::copy_rows_in_id_order(fastembed::TableRows<T>{weight.data(), dim}, V, dim, ids.data(), n,
+        fastembed::copy_rows_in_id_order(fastembed::RowCopy<T>({weight.data(), dim}, dim), V, dim, ids.data(), n,
                                          in_id_order.data());
         CHECK(same_bytes(in_id_order, expected));
     }
@@ -711,7 +713,8 @@ std::vector<T> run_sgd(std::vector<T> weight, std::vector<T>& buffer, const std:
                        std::int64_t padding, std::size_t threads) {
     fastembed::set_num_threads(threads);
     T* momentum_buffer = momentum != 0 ? buffer.data() : nullptr;
-    const fastembed::SgdUpdate<T> update{weight.data(), momentum_buffer, dim, T(0.5), momentum};
+    const fastembed::SgdUpdate<T> update{weight.data(), momentum_buffer, dim, T(0.5), momentum,
+                                         fastembed::Rounding{}};
     const fastembed::GradOptions options = fastembed::bag_grad_options(padding, false);
     fastembed::UpdateSink<T, fastembed::SgdUpdate<T>> sink(update, dim, options);
     fastembed::reduce_by_id(ids.data(), ids.size(), V, grad.data(), dim, false, sink);
@@ -827,10 +830,11 @@ void test_route_with(const char* name, std::size_t V, std::size_t dim, std::size
         for (std::size_t s = 0; s < shards; ++s) pointers[s] = tables[s].data();
         const fastembed::ShardedRows<T, Placement> sharded{pointers.data(), placement, dim};
         std::vector<T> direct(n * dim, static_cast<T>(kSentinel));
-        fastembed::copy_rows_in_position_order(sharded, dim, ids.data(), n, direct.data());
+        const fastembed::RowCopy<T, fastembed::ShardedRows<T, Placement>> rows(sharded, dim);
+        fastembed::copy_rows_in_position_order(rows, dim, ids.data(), n, direct.data());
         CHECK(same_bytes(direct, expected));
         std::vector<T> in_id_order(n * dim, static_cast<T>(kSentinel));
-        fastembed::copy_rows_in_id_order(sharded, V, dim, ids.data(), n, in_id_order.data());
+        fastembed::copy_rows_in_id_order(rows, V, dim, ids.data(), n, in_id_order.data());
         CHECK(same_bytes(in_id_order, expected));
     }
 }
@@ -1077,6 +1081,93 @@ void test_word2vec_files(std::mt19937_64& rng) {
     fastembed::set_num_threads(threads_before);
 }
 
+// float16 / bfloat16: every bit pattern widens and narrows back to itself (NaN stays NaN),
+// narrowing rounds ties to even and overflows to infinity, and stochastic rounding picks one of
+// the two neighbours, the far one with probability equal to the distance.
+template <class S>
+void test_half_round_trip(const char* name) {
+    current_case = name;
+    using E = fastembed::Element<S>;
+    for (std::uint32_t bits = 0; bits < 65536; ++bits) {
+        const float wide = E::widen(S{static_cast<std::uint16_t>(bits)});
+        const std::uint16_t back = E::narrow(wide).bits;
+        CHECK(std::isnan(wide) ? std::isnan(E::widen(S{back})) : back == bits);
+    }
+}
+
+void test_half_rounding() {
+    current_case = "float16 rounding";
+    using H = fastembed::Element<fastembed::Float16>;
+    CHECK(H::narrow(1.0f + 0x1p-11f).bits == 0x3C00);      // tie: to the even 1.0
+    CHECK(H::narrow(1.0f + 3 * 0x1p-11f).bits == 0x3C02);  // tie: to the even neighbour above
+    CHECK(H::narrow(65519.0f).bits == 0x7BFF);
+    CHECK(H::narrow(65520.0f).bits == 0x7C00);              // overflow: infinity
+    CHECK(H::narrow(0x1p-25f).bits == 0x0000);              // half the smallest subnormal: even 0
+    CHECK(H::narrow(0x1.8p-24f).bits == 0x0002);            // 1.5 subnormal steps: even 2
+    current_case = "bfloat16 rounding";
+    using B = fastembed::Element<fastembed::BFloat16>;
+    CHECK(B::narrow(1.0f + 0x1p-8f).bits == 0x3F80);
+    CHECK(B::narrow(1.0f + 3 * 0x1p-8f).bits == 0x3F82);
+    CHECK(B::narrow(-1.0f - 0x1.8p-8f).bits == 0xBF81);      // 3/4 of a step: away from 1
+    current_case = "stochastic rounding";
+    // 1 + 2^-12 lies a quarter of the way from 1 to the next float16, 1 + 2^-10.
+    const float quarter = 1.0f + 0x1p-12f;
+    CHECK(fastembed::narrow_stochastic<fastembed::Float16>(quarter, 0.2f).bits == 0x3C01);
+    CHECK(fastembed::narrow_stochastic<fastembed::Float16>(quarter, 0.3f).bits == 0x3C00);
+    CHECK(fastembed::narrow_stochastic<fastembed::Float16>(-quarter, 0.2f).bits == 0xBC01);
+    CHECK(fastembed::narrow_stochastic<fastembed::Float16>(1.0f, 0.0f).bits == 0x3C00);  // exact
+    CHECK(fastembed::narrow_stochastic<fastembed::Float16>(1e6f, 0.5f).bits == 0x7C00);  // inf
+    const fastembed::Rounding rounding{true, 7, 3};
+    const fastembed::RowRounder<fastembed::BFloat16> first(rounding, 11);
+    const fastembed::RowRounder<fastembed::BFloat16> again(rounding, 11);
+    int up = 0;
+    for (std::size_t d = 0; d < 4096; ++d) {
+        const std::uint16_t bits = first(1.0f + 0x1p-9f, d).bits;  // 1/4 of bfloat16's step
+        CHECK(bits == again(1.0f + 0x1p-9f, d).bits);              // keyed, not sequential
+        CHECK(bits == 0x3F80 || bits == 0x3F81);
+        up += bits == 0x3F81;
+    }
+    CHECK(up > 4096 / 4 - 150 && up < 4096 / 4 + 150);
+}
+
+// Packing: codes within [0, 2^bits), every element within half a quantum (plus the 8-bit
+// guard, the 4-bit bias rounding) after dequantizing, and NaN refused by position.
+template <unsigned Bits>
+void test_quantize(std::mt19937_64& rng) {
+    current_case = Bits == 8 ? "quantize 8-bit" : "quantize 4-bit";
+    const std::size_t V = 300;
+    const std::size_t dim = 10;
+    std::normal_distribution<float> normal;
+    std::vector<float> table(V * dim);
+    for (float& x : table) x = normal(rng);
+    for (std::size_t d = 0; d < dim; ++d) table[dim + d] = 2.5f;  // a constant row
+    std::vector<std::uint8_t> packed(V * fastembed::packed_row_bytes(Bits, dim));
+    fastembed::quantize_rows<Bits>(table.data(), V, dim, packed.data());
+    const fastembed::QuantizedRows<Bits> rows(packed.data(), dim);
+    std::vector<float> row(dim);
+    for (std::size_t r = 0; r < V; ++r) {
+        rows.load(r, 0, dim, row.data());
+        float scale;
+        float bias;
+        rows.scale_bias(static_cast<const std::uint8_t*>(rows.row_address(r)), scale, bias);
+        const float low = *std::min_element(&table[r * dim], &table[r * dim] + dim);
+        for (std::size_t d = 0; d < dim; ++d) {
+            const double error = std::fabs(static_cast<double>(row[d]) - table[r * dim + d]);
+            CHECK(error <= scale / 2.0 + std::fabs(static_cast<double>(low) - bias) + 1e-6);
+        }
+        if (r == 1) CHECK(row[0] == 2.5f && row[dim - 1] == 2.5f);
+    }
+    table[7 * dim + 3] = std::numeric_limits<float>::quiet_NaN();
+    table[9 * dim] = std::numeric_limits<float>::infinity();
+    bool thrown = false;
+    try {
+        fastembed::quantize_rows<Bits>(table.data(), V, dim, packed.data());
+    } catch (const fastembed::NonFiniteValue& e) {
+        thrown = e.row == 7 && e.column == 3;
+    }
+    CHECK(thrown);
+}
+
 }  // namespace
 
 int main() {
@@ -1099,6 +1190,11 @@ int main() {
     test_fork();
     test_word2vec_files<float>(rng);
     test_word2vec_files<double>(rng);
+    test_half_round_trip<fastembed::Float16>("float16 round trip");
+    test_half_round_trip<fastembed::BFloat16>("bfloat16 round trip");
+    test_half_rounding();
+    test_quantize<8>(rng);
+    test_quantize<4>(rng);
     if (failures != 0) {
         std::fprintf(stderr, "kernel_tests: %d of %d checks failed\n", failures, checks);
         return 1;

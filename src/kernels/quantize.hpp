@@ -1,0 +1,203 @@
+// Row-wise quantized tables in FBGEMM's byte layout, so that PyTorch's prepacked tables
+// (torch.ops.quantized.embedding_bag_byte_prepack / embedding_bag_4bit_prepack) are read as they
+// are, and tables packed here are byte-identical to theirs.
+//
+//   8-bit: D code bytes, then float32 scale and float32 bias      (D + 8 bytes per row)
+//   4-bit: D / 2 bytes of two codes each, the even column in the low nibble, then float16
+//          scale and float16 bias                                  (D / 2 + 4 bytes per row)
+//
+// Element d of a row is code[d] * scale + bias. Packing follows FBGEMM's reference rounding:
+//   8-bit: bias = min, scale = (max - min) / 255, code = rint((x - min) * 255 / (max - min + 1e-8))
+//   4-bit: bias = min rounded to float16, scale = (max - bias) / 15 rounded to float16 (1 when
+//          that is 0 or its inverse overflows), code = clamp(rint((x - bias) / scale), 0, 15)
+// so each element is within half a quantum (scale / 2) of its value, plus 1e-8 for 8-bit (the
+// guard in the inverse) and the float16 rounding of the bias for 4-bit.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/bag.hpp"
+#include "kernels/half.hpp"
+#include "kernels/row_ops.hpp"
+#include "kernels/thread_pool.hpp"
+
+namespace fastembed {
+
+// A NaN or infinity in a table to quantize: the first one in row-major order.
+class NonFiniteValue : public std::domain_error {
+  public:
+    NonFiniteValue(std::size_t row, std::size_t column, float value)
+        : std::domain_error("weight[" + std::to_string(row) + ", " + std::to_string(column) +
+                            "] = " + std::to_string(value) + " is not finite"),
+          row(row),
+          column(column),
+          value(value) {}
+
+    std::size_t row;
+    std::size_t column;
+    float value;
+};
+
+// Bytes of one packed row: the codes, then scale and bias.
+inline std::size_t packed_row_bytes(unsigned bits, std::size_t dim) {
+    return bits == 8 ? dim + 2 * sizeof(float) : dim / 2 + 2 * sizeof(Float16);
+}
+
+// Reads the rows of a packed table (checked by the caller: V rows of packed_row_bytes(Bits, D)).
+template <unsigned Bits>
+class QuantizedRows {
+    static_assert(Bits == 8 || Bits == 4, "FBGEMM's row-wise layouts are 8-bit and 4-bit");
+
+  public:
+    using output_type = float;
+    using value_type = float;
+
+    QuantizedRows(const std::uint8_t* packed, std::size_t dim)
+        : packed_(packed), dim_(dim), stride_(packed_row_bytes(Bits, dim)) {}
+
+    std::size_t dim() const { return dim_; }
+    const void* row_address(std::size_t id) const { return packed_ + id * stride_; }
+    std::size_t row_bytes() const { return stride_; }
+
+    // The row's scale and bias, from the bytes after its codes.
+    void scale_bias(const std::uint8_t* row, float& scale, float& bias) const {
+        const std::uint8_t* tail = row + code_bytes();
+        if constexpr (Bits == 8) {
+            std::memcpy(&scale, tail, sizeof(float));
+            std::memcpy(&bias, tail + sizeof(float), sizeof(float));
+        } else {
+            std::uint16_t halves[2];
+            std::memcpy(halves, tail, sizeof halves);
+            scale = detail::half_to_float(halves[0]);
+            bias = detail::half_to_float(halves[1]);
+        }
+    }
+
+    // values[j] = element col + j of row `id`, code * scale + bias, for j < width: the row
+    // dequantized in registers. A row reader of the pooled kernel (bag.hpp), which calls it
+    // with a constant width per column block; for 4-bit, col and width are even (D is).
+    FASTEMBED_ALWAYS_INLINE void load(std::size_t id, std::size_t col, std::size_t width,
+                                      float* values) const {
+        const auto* row = static_cast<const std::uint8_t*>(row_address(id));
+        float scale;
+        float bias;
+        scale_bias(row, scale, bias);
+        if constexpr (Bits == 8) {
+            const std::uint8_t* __restrict codes = row + col;
+            for (std::size_t j = 0; j < width; ++j) values[j] = static_cast<float>(codes[j]) * scale + bias;
+        } else {
+            const std::uint8_t* __restrict pairs = row + col / 2;
+            for (std::size_t j = 0; j < width / 2; ++j) {
+                values[2 * j] = static_cast<float>(pairs[j] & 0x0F) * scale + bias;
+                values[2 * j + 1] = static_cast<float>(pairs[j] >> 4) * scale + bias;
+            }
+        }
+    }
+
+    // A gather's row: the whole row dequantized into dst.
+    void copy(const RowWriter&, float* dst, std::uint64_t id) const { load(id, 0, dim_, dst); }
+
+  private:
+    std::size_t code_bytes() const { return Bits == 8 ? dim_ : dim_ / 2; }
+
+    const std::uint8_t* packed_;
+    std::size_t dim_;
+    std::size_t stride_;
+};
+
+// The whole table dequantized into `out` (num_embeddings x dim float32), rows in parallel.
+template <unsigned Bits>
+void dequantize_all(const QuantizedRows<Bits>& table, std::size_t num_embeddings, float* out) {
+    const std::size_t dim = table.dim();
+    const RowWriter unused(0, 0);
+    parallel_ranges(num_embeddings, threads_for_bytes(num_embeddings * (table.row_bytes() + dim * sizeof(float))),
+                    [&](std::size_t, std::size_t begin, std::size_t end) {
+        for (std::size_t r = begin; r < end; ++r) table.copy(unused, out + r * dim, r);
+    });
+}
+
+namespace detail {
+
+// rint(value) clamped to [0, top]; NaN (from a range that overflows float32) gives 0. Adding
+// and taking away 1.5 * 2^23 rounds to nearest even as lrintf does, without a libm call.
+inline std::uint8_t clamped_code(float value, float top) {
+    float v = value > 0.0f ? value : 0.0f;
+    v = v < top ? v : top;
+    return static_cast<std::uint8_t>(static_cast<int>((v + 0x1.8p23f) - 0x1.8p23f));
+}
+
+// Packs one row; returns false, having written nothing, if the row holds a NaN or infinity.
+template <unsigned Bits>
+bool pack_row(const float* __restrict x, std::size_t dim, std::uint8_t* __restrict out) {
+    float low = dim == 0 ? 0.0f : x[0];
+    float high = low;
+    float probe = 0.0f;  // becomes NaN if any element is NaN or infinite (0 * inf is NaN)
+    for (std::size_t d = 0; d < dim; ++d) {
+        low = std::min(low, x[d]);
+        high = std::max(high, x[d]);
+        probe += 0.0f * x[d];
+    }
+    if (probe != 0.0f) return false;
+    if constexpr (Bits == 8) {
+        const float range = high - low;
+        const float scale = range / 255.0f;
+        const float inverse = 255.0f / (range + 1e-8f);
+        for (std::size_t d = 0; d < dim; ++d) out[d] = clamped_code((x[d] - low) * inverse, 255.0f);
+        std::memcpy(out + dim, &scale, sizeof scale);
+        std::memcpy(out + dim + sizeof(float), &low, sizeof low);
+    } else {
+        const std::uint16_t bias_bits = float_to_half(low);
+        const float bias = half_to_float(bias_bits);
+        const float range = high - bias;
+        float scale = half_to_float(float_to_half(range == 0.0f ? 1.0f : range / 15.0f));
+        if (scale == 0.0f) scale = 1.0f;
+        float inverse = 1.0f / scale;
+        if (std::isinf(inverse)) {
+            scale = 1.0f;
+            inverse = 1.0f;
+        }
+        for (std::size_t b = 0; b < dim / 2; ++b) {
+            const std::uint8_t even = clamped_code((x[2 * b] - bias) * inverse, 15.0f);
+            const std::uint8_t odd = clamped_code((x[2 * b + 1] - bias) * inverse, 15.0f);
+            out[b] = static_cast<std::uint8_t>(even | (odd << 4));
+        }
+        const std::uint16_t tail[2] = {float_to_half(scale), bias_bits};
+        std::memcpy(out + dim / 2, tail, sizeof tail);
+    }
+    return true;
+}
+
+}  // namespace detail
+
+// Packs a (num_embeddings, dim) float32 table into `out` (num_embeddings rows of
+// packed_row_bytes(Bits, dim)), rows in parallel. A NaN or infinity throws NonFiniteValue (the
+// first in row-major order); `out` is then partly written, so the caller passes fresh memory.
+template <unsigned Bits>
+void quantize_rows(const float* weight, std::size_t num_embeddings, std::size_t dim, std::uint8_t* out) {
+    const std::size_t stride = packed_row_bytes(Bits, dim);
+    const std::size_t threads = threads_for_bytes(num_embeddings * (dim * sizeof(float) + stride));
+    std::vector<std::size_t> first_bad(parts_for(threads), num_embeddings);
+    parallel_ranges(num_embeddings, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
+        for (std::size_t r = begin; r < end; ++r) {
+            if (!detail::pack_row<Bits>(weight + r * dim, dim, out + r * stride)) {
+                first_bad[part] = r;
+                return;
+            }
+        }
+    });
+    const std::size_t bad_row = *std::min_element(first_bad.begin(), first_bad.end());
+    if (bad_row == num_embeddings) return;
+    const float* row = weight + bad_row * dim;
+    const std::size_t column = static_cast<std::size_t>(
+        std::find_if(row, row + dim, [](float x) { return !std::isfinite(x); }) - row);
+    throw NonFiniteValue(bad_row, column, row[column]);
+}
+
+}  // namespace fastembed
