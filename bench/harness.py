@@ -55,6 +55,32 @@ def zipf_ids(rng: np.random.Generator, n: int, num_embeddings: int) -> np.ndarra
     return (rng.zipf(ZIPF_EXPONENT, n) - 1) % num_embeddings
 
 
+# Bags of the bag benchmarks: uniform lengths 1 .. 2 * MEAN_BAG_SIZE - 1.
+MEAN_BAG_SIZE = 20
+
+
+def random_offsets(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Bag starts for bags of 1 to 2 * MEAN_BAG_SIZE - 1 ids (uniform), covering all n ids."""
+    lengths = rng.integers(1, 2 * MEAN_BAG_SIZE, n // MEAN_BAG_SIZE + 1)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    return starts[starts < n].astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A table of V rows of D values and a batch of N ids drawn from `distribution`."""
+
+    num_embeddings: int
+    dim: int
+    n: int
+    distribution: str
+
+    @property
+    def name(self) -> str:
+        size = f"V={short_count(self.num_embeddings)} D={self.dim} N={short_count(self.n)}"
+        return f"{size} {self.distribution}"
+
+
 def short_count(count: int) -> str:
     """1_000_000 -> "1M", 10_000 -> "10k", 128 -> "128": compact sizes for case names."""
     for suffix, size in (("M", 1_000_000), ("k", 1_000)):

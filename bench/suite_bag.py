@@ -8,13 +8,21 @@ from typing import Any, Callable
 
 import fastembed
 import numpy as np
-from harness import ZIPF_EXPONENT, Context, Results, Target, short_count, zipf_ids
+from harness import (
+    MEAN_BAG_SIZE,
+    ZIPF_EXPONENT,
+    Context,
+    Results,
+    Target,
+    random_offsets,
+    short_count,
+    zipf_ids,
+)
 
 HEADLINE_SECONDS = 20
 FULL_SECONDS = 80
 PEERS = ("torch",)
 
-MEAN_BAG_SIZE = 20
 
 BAG = "fastembed.embedding_bag(out=)"
 BAG_BACKWARD = "fastembed embedding_bag + embedding_bag_backward"
@@ -31,13 +39,6 @@ TORCH_STEP_ADAM = "torch sparse=True + SparseAdam"
 FORWARD, FORWARD_BACKWARD = "forward", "forward+backward"
 # Issue 4's target is on the plain lookup's step; the pooled one is reported beside it.
 STEP, BAG_STEP = "training step", "training step (bags)"
-
-
-def random_offsets(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Bag starts for bags of 1 to 2 * MEAN_BAG_SIZE - 1 ids (uniform), covering all n ids."""
-    lengths = rng.integers(1, 2 * MEAN_BAG_SIZE, n // MEAN_BAG_SIZE + 1)
-    starts = np.concatenate([[0], np.cumsum(lengths)])
-    return starts[starts < n].astype(np.int64)
 
 
 def run(ctx: Context) -> None:

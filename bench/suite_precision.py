@@ -9,13 +9,21 @@ from typing import Any, Callable
 
 import fastembed
 import numpy as np
-from harness import ZIPF_EXPONENT, Context, Results, Target, short_count, zipf_ids
+from harness import (
+    MEAN_BAG_SIZE,
+    ZIPF_EXPONENT,
+    Context,
+    Results,
+    Target,
+    random_offsets,
+    short_count,
+    zipf_ids,
+)
 
 HEADLINE_SECONDS = 25
 FULL_SECONDS = 120
 PEERS = ("torch", "ml_dtypes")
 
-MEAN_BAG_SIZE = 20
 PRECISIONS = ("float32", "float16", "bfloat16", "8-bit", "4-bit")
 
 BAG = "fastembed.embedding_bag(out=)"
@@ -41,13 +49,6 @@ def bag_group(precision: str) -> str:
 
 def quantize_group(precision: str) -> str:
     return f"quantize, {precision}"
-
-
-def random_offsets(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Bag starts for bags of 1 to 2 * MEAN_BAG_SIZE - 1 ids (uniform), covering all n ids."""
-    lengths = rng.integers(1, 2 * MEAN_BAG_SIZE, n // MEAN_BAG_SIZE + 1)
-    starts = np.concatenate([[0], np.cumsum(lengths)])
-    return starts[starts < n].astype(np.int64)
 
 
 def run(ctx: Context) -> None:

@@ -9,7 +9,6 @@ actors on fractional CPUs, and is shut down at the end of every call of ``run``.
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import fastembed
@@ -17,7 +16,7 @@ import numpy as np
 from fastembed.distributed import RayEngine, ShardedEmbedding
 from fastembed.distributed.engines import keep_ray_local
 from fastembed.distributed.layout import Layout
-from harness import ZIPF_EXPONENT, Context, Ratio, Results, Target, short_count
+from harness import ZIPF_EXPONENT, Case, Context, Ratio, Results, Target
 
 # Before anything imports ray: loopback only, and no usage report to an outside host.
 keep_ray_local()
@@ -35,19 +34,6 @@ STEP = "training step (lookup + backward + Adam)"
 
 # (placement, case) -> {"distinct": max/mean, "requests": max/mean}, filled by run().
 BALANCE: dict[tuple[str, str], dict[str, float]] = {}
-
-
-@dataclass(frozen=True)
-class Case:
-    num_embeddings: int
-    dim: int
-    n: int
-    distribution: str
-
-    @property
-    def name(self) -> str:
-        size = f"V={short_count(self.num_embeddings)} D={self.dim} N={short_count(self.n)}"
-        return f"{size} {self.distribution}"
 
 
 def cases(ctx: Context) -> list[Case]:

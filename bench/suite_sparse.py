@@ -4,12 +4,11 @@ and the lookup with max_norm vs PyTorch's F.embedding(max_norm=...)."""
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import fastembed
 import numpy as np
-from harness import ZIPF_EXPONENT, Context, Results, Target, short_count
+from harness import ZIPF_EXPONENT, Case, Context, Results, Target
 from suite_core import make_ids
 
 HEADLINE_SECONDS = 15
@@ -26,19 +25,6 @@ TORCH_AUTOGRAD = "F.embedding(sparse=True) backward + coalesce()"
 GATHER_MAX_NORM = f"fastembed.gather(max_norm={MAX_NORM})"
 GATHER_PLAIN = "fastembed.gather (no max_norm, for scale)"
 TORCH_MAX_NORM = f"F.embedding(max_norm={MAX_NORM})"
-
-
-@dataclass(frozen=True)
-class Case:
-    num_embeddings: int
-    dim: int
-    n: int
-    distribution: str
-
-    @property
-    def name(self) -> str:
-        size = f"V={short_count(self.num_embeddings)} D={self.dim} N={short_count(self.n)}"
-        return f"{size} {self.distribution}"
 
 
 def cases(ctx: Context) -> list[Case]:
