@@ -66,10 +66,16 @@ inline constexpr Storage storage_v = std::is_same_v<S, float>      ? Storage::fl
                                      : std::is_same_v<S, BFloat16> ? Storage::bfloat16
                                                                    : Storage::other;
 
-// Whether `array` has the dtype stored as S.
+// Whether `array` has the dtype stored as S. A type that is no table storage (the int64 ids of a
+// result) is matched by its own dtype: every such type has Storage::other, so comparing storages
+// would let an int32 array pass for int64.
 template <class S>
 bool has_storage(const py::array& array) {
-    return storage_of(array) == storage_v<S>;
+    if constexpr (storage_v<S> == Storage::other) {
+        return py::isinstance<py::array_t<S>>(array);
+    } else {
+        return storage_of(array) == storage_v<S>;
+    }
 }
 
 // The NumPy dtype of storage S (bfloat16 imports ml_dtypes, which a bfloat16 input implies).
