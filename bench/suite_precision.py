@@ -216,7 +216,5 @@ def targets(results: Results) -> list[Target]:
         results.speedup(minimum, group, ours, other, names)
         for minimum, group, ours, other in checks
     ]
-    found.append(
-        results.speedup(1.6, GATHER_GROUP, GATHER_HALF, GATHER_FLOAT, names, peer=False)
-    )
+    found.append(results.speedup(1.6, GATHER_GROUP, GATHER_HALF, GATHER_FLOAT, names, peer=False))
     return found

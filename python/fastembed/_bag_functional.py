@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core
-from ._checks import as_int, optional_float, require_array, require_table_fits
+from ._checks import as_int, kernel_readable, optional_float, require_array, require_table_fits
 from ._dtypes import is_reduced
 from ._functional import padding_row
 from ._ids import as_ids
@@ -290,14 +290,9 @@ def embedding_bag_per_sample_weights_backward(
     num_embeddings = weight.shape[0] if getattr(weight, "ndim", 0) == 2 else 0
     padding = padding_argument(padding_idx, num_embeddings)
     result = _core.embedding_bag_per_sample_weights_backward(
-        _contiguous(grad_output), weight, bags.ids, bags.bounds, padding
+        kernel_readable(grad_output), weight, bags.ids, bags.bounds, padding
     )
     return result.reshape(bags.ids_shape)
-
-
-def _contiguous(array: np.ndarray) -> np.ndarray:
-    array = np.asarray(array)  # first: np.ascontiguousarray would make a 0-d array 1-d
-    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
 
 
 def embedding_bag_backward(
@@ -355,7 +350,7 @@ def embedding_bag_backward(
     num_embeddings = as_int(num_embeddings, "num_embeddings", 0)
     if out is not None:
         require_array(out, "out")
-    grad_output = _contiguous(grad_output)
+    grad_output = kernel_readable(grad_output)
     if not sparse and grad_output.ndim == 2:
         require_table_fits(num_embeddings, grad_output.shape[1], grad_output.dtype)
     bags = bag_arguments(ids, offsets, include_last_offset, per_sample_weights, mode)

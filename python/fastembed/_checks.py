@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def require_array(value: object, name: str) -> np.ndarray:
@@ -17,6 +18,16 @@ def require_array(value: object, name: str) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {type(value).__name__}")
     return value
+
+
+def kernel_readable(array: ArrayLike) -> np.ndarray:
+    """``array`` as a C-contiguous ndarray aligned to its dtype, which the kernels read in place:
+    the array itself when it is one (no copy), else a copy. A 0-d array stays 0-d (where
+    ``np.ascontiguousarray`` would make it 1-d, passing for a width-1 row)."""
+    array = np.asarray(array)
+    if array.flags.c_contiguous and array.flags.aligned:
+        return array
+    return array.copy(order="C")
 
 
 INT64_MAX = int(np.iinfo(np.int64).max)

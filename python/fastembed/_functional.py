@@ -8,7 +8,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core
-from ._checks import INT64_MAX, as_int, optional_float, require_array, require_table_fits
+from ._checks import (
+    INT64_MAX,
+    as_int,
+    kernel_readable,
+    optional_float,
+    require_array,
+    require_table_fits,
+)
 from ._ids import as_ids
 from .quantized import QuantizedTable
 from .sparse import RowSparseGrad
@@ -42,12 +49,6 @@ def padding_row(padding_idx: object, num_embeddings: int) -> int | None:
             f"(valid: {-num_embeddings}..{num_embeddings - 1})"
         )
     return index + num_embeddings if index < 0 else index
-
-
-def _contiguous_grad(grad_output: ArrayLike) -> np.ndarray:
-    # np.asarray, not np.ascontiguousarray: the latter turns a 0-d gradient into shape (1,),
-    # which would then pass for a width-1 gradient of 0-d ids.
-    return np.asarray(grad_output, order="C")  # a plain ndarray, copied only if not C-contiguous
 
 
 def gather(
@@ -184,7 +185,7 @@ def scatter_add(
     num_embeddings = as_int(num_embeddings, "num_embeddings", 0)
     if out is not None:
         require_array(out, "out")
-    grad_output = _contiguous_grad(grad_output)
+    grad_output = kernel_readable(grad_output)
     dim = grad_output.shape[-1] if grad_output.ndim else 1
     require_table_fits(num_embeddings, dim, grad_output.dtype)
     return _core.scatter_add(
@@ -244,7 +245,7 @@ def sparse_grad(
     """
     num_embeddings = as_int(num_embeddings, "num_embeddings", 0)
     indices, values = _core.sparse_grad(
-        _contiguous_grad(grad_output),
+        kernel_readable(grad_output),
         as_ids(ids),
         num_embeddings,
         padding_idx=_optional_index(padding_idx, "padding_idx"),

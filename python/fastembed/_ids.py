@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._checks import kernel_readable
+
 _KERNEL_ID_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 _INT64_MIN, _INT64_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 
@@ -31,7 +33,7 @@ def as_ids(ids: ArrayLike) -> np.ndarray:
     copy). Other integer dtypes, byte-swapped or non-contiguous arrays, Python ints and lists
     are converted. Bool, float, complex, object and string ids raise ``TypeError``.
     """
-    if type(ids) is np.ndarray and ids.dtype in _KERNEL_ID_DTYPES and ids.flags.c_contiguous:
+    if type(ids) is np.ndarray and ids.dtype in _KERNEL_ID_DTYPES and ids.flags.carray:
         return ids
     array = np.asarray(ids)
     if array.size == 0 and not isinstance(ids, np.ndarray) and array.dtype.kind == "f":
@@ -48,4 +50,4 @@ def as_ids(ids: ArrayLike) -> np.ndarray:
             "of range (larger than any table)"
         )
     target = np.int32 if array.dtype.itemsize < 4 or array.dtype == np.int32 else np.int64
-    return array.astype(target, order="C", copy=False)  # keeps 0-d ids 0-d
+    return kernel_readable(array.astype(target, order="C", copy=False))  # keeps 0-d ids 0-d

@@ -9,13 +9,16 @@ Formats, chosen by the file name when saving and recognised by their first bytes
   last, and the ``.json`` records the ``.npy``'s size and the SHA-256 of its header, so a crash
   between the two renames (a new table beside old options) is reported, not paired up.
   ``np.load`` memory-maps ``.npy`` directly.
-* anything else (``*.npz`` by convention): one uncompressed ``.npz`` archive, exactly as
-  ``np.savez`` writes it, with members ``weight.npy``, ``config.npy`` (the options as a JSON
-  string) and, for a checkpoint, further arrays. An uncompressed ("stored") member is the
-  ``.npy`` bytes verbatim at a fixed offset in the file: :func:`load_table` finds that offset
-  from the member's local zip header and ``np.memmap``s the data after its ``.npy`` header. Only
-  read-only (``"r"``) and copy-on-write (``"c"``) maps are offered for archives: writing through
-  ``"r+"`` would leave the member's CRC stale.
+* anything else (``*.npz`` by convention): one uncompressed ``.npz`` archive, as ``np.savez``
+  writes it, with members ``weight.npy``, ``config.npy`` (the options as a JSON string) and,
+  for a checkpoint, further arrays; each member's data is aligned to 64 bytes in the file
+  (``fastembed._aligned_npz``). An uncompressed ("stored") member is the ``.npy`` bytes
+  verbatim at a fixed offset in the file: :func:`load_table` finds that offset from the
+  member's local zip header and ``np.memmap``s the data after its ``.npy`` header. A member
+  whose data is not aligned to its dtype (an archive ``np.savez`` wrote) cannot be read in
+  place by the kernels, so it is read into memory instead (read-only for ``"r"``). Only
+  read-only (``"r"``) and copy-on-write (``"c"``) maps are offered for archives: writing
+  through ``"r+"`` would leave the member's CRC stale.
 
 Every save replaces its files (``fastembed._atomic``), never writes into them, so a table mapped
 ``"r"`` or ``"c"`` from the target keeps its old file alive and valid. A ``.npy`` table mapped
@@ -43,6 +46,7 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
+from ._aligned_npz import write_aligned_npz
 from ._atomic import atomic_write, atomic_write_all
 from ._dtypes import bfloat16
 
@@ -92,8 +96,8 @@ def save_table(
     _check_serialisable(path, config)
     if not path.endswith(".npy"):
         members = {_WEIGHT: np.asarray(weight), _CONFIG: np.array(json.dumps(config))}
-        with atomic_write(path) as file:  # a file object: np.savez then appends no suffix
-            np.savez(file, **members, **(arrays or {}))
+        with atomic_write(path) as file:
+            write_aligned_npz(file, {**members, **(arrays or {})})
         return
     if arrays:
         raise ValueError(
@@ -431,6 +435,13 @@ def _map_member(path: str, info: zipfile.ZipInfo, header: _Header, mmap_mode: st
     order = "F" if header.fortran_order else "C"
     if header.nbytes == 0:  # nothing to map (mmap refuses empty ranges)
         return np.zeros(header.shape, dtype=header.dtype, order=order)
+    if offset % header.dtype.alignment:  # np.savez's archives: copied, see the module text
+        with open(path, "rb") as file:
+            file.seek(offset)
+            table = np.fromfile(file, dtype=header.dtype, count=math.prod(header.shape))
+        table = table.reshape(header.shape, order=order)
+        table.flags.writeable = mmap_mode != "r"
+        return table
     return np.memmap(
         path, dtype=header.dtype, mode=mmap_mode, offset=offset, shape=header.shape, order=order
     )

@@ -9,7 +9,7 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from . import _core
 from ._bag_functional import Bags, bag_arguments, check_mode, padding_argument, pool
-from ._checks import norm_options
+from ._checks import kernel_readable, norm_options
 from ._dtypes import arithmetic_dtype
 from .layers import Embedding, TableLayer, _require_trainable_table
 from .quantized import QuantizedTable
@@ -227,7 +227,7 @@ class EmbeddingBag(TableLayer):
         changes (table, ``grad``, ``grad_per_sample_weights``, optimizer state).
         """
         bags = self._require_forward()
-        grad_output = _contiguous(grad_output)
+        grad_output = kernel_readable(grad_output)
         expected = (bags.num_bags, self.embedding_dim)
         if grad_output.shape != expected:
             raise ValueError(
@@ -298,7 +298,7 @@ class EmbeddingBag(TableLayer):
         """The last forward's gradient as the fused optimizer kernels take it."""
         bags = self._require_forward()
         padding = padding_argument(self.padding_idx, self.num_embeddings)
-        grad_output = _contiguous(grad_output)
+        grad_output = kernel_readable(grad_output)
         if grad_output.dtype == self.dtype:  # a float16 / bfloat16 gradient, read in float32
             grad_output = grad_output.astype(arithmetic_dtype(self.dtype), copy=False)
         return (
@@ -324,8 +324,3 @@ def _own(converted: np.ndarray, given: Any) -> np.ndarray:
     if converted is given or not converted.flags.owndata:
         return converted.copy()
     return converted
-
-
-def _contiguous(array: np.ndarray) -> np.ndarray:
-    array = np.asarray(array)  # first: np.ascontiguousarray would make a 0-d array 1-d
-    return array if array.flags.c_contiguous else np.ascontiguousarray(array)

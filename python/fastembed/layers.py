@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from ._bag_functional import padding_argument
-from ._checks import as_int, norm_options, require_table_fits
+from ._checks import as_int, kernel_readable, norm_options, require_table_fits
 from ._dtypes import TABLE_DTYPE_NAMES, arithmetic_dtype, is_reduced, is_table_dtype, table_dtype
 from ._functional import gather, padding_row, scatter_add, sparse_grad
 from ._ids import as_ids
@@ -506,8 +506,7 @@ class Embedding(TableLayer):
         """The last lookup's gradient as the fused optimizer kernels take it."""
         if self._ids is None:
             raise RuntimeError("an optimizer step needs a forward() first")
-        if type(grad_output) is not np.ndarray or not grad_output.flags.c_contiguous:
-            grad_output = np.ascontiguousarray(grad_output)
+        grad_output = kernel_readable(grad_output)
         padding = padding_argument(self.padding_idx, self.num_embeddings)
         scale = self.scale_grad_by_freq
         return (grad_output, self._ids, None, "sum", None, None, padding, scale)

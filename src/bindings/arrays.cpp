@@ -38,6 +38,13 @@ void require_layout(const py::array& array, const char* name, bool writeable) {
     if (!(array.flags() & py::array::c_style)) {
         throw py::value_error(std::string(name) + " must be C-contiguous (use np.ascontiguousarray)");
     }
+    // The kernels read elements through typed pointers; an element off its dtype's alignment (a
+    // view at an odd byte offset, a map of a foreign archive member) is undefined behaviour there.
+    if (!(array.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) {
+        throw py::value_error(std::string(name) + " is not aligned to its dtype " + dtype_name(array) +
+                              " (address " + std::to_string(reinterpret_cast<std::uintptr_t>(array.data())) +
+                              "); np.require(" + name + ", requirements='CA') makes an aligned copy");
+    }
     if (writeable && !array.writeable()) {
         throw py::value_error(std::string(name) + " is read-only");
     }

@@ -28,7 +28,7 @@ struct Tag {
 std::string shape_string(const py::array& array);
 std::string dtype_name(const py::array& array);
 
-// ValueError unless `array` is C-contiguous (and writeable, if `writeable`).
+// ValueError unless `array` is C-contiguous, aligned to its dtype (and writeable, if `writeable`).
 void require_layout(const py::array& array, const char* name, bool writeable);
 
 // ValueError if the bytes of `a` and `b` overlap.
