@@ -177,7 +177,9 @@ class RayEngine:
         Kernel threads of each actor (``fastembed.set_num_threads`` inside it). Default: the
         table's ``threads_per_shard``, else ``num_cpus`` rounded down, at least 1.
     timeout : float, default 60
-        Seconds a call waits for the shards before raising :class:`ShardError`.
+        Seconds a call waits for the shards before raising :class:`ShardError`. Starting the
+        actors (new worker processes, each importing NumPy and fastembed) waits at least
+        ``STARTUP_TIMEOUT`` seconds: on a busy host that alone can take tens of seconds.
     actor_options : dict, optional
         More options for the actors (``ray.remote(...).options``), e.g.
         ``{"scheduling_strategy": "SPREAD"}`` for one shard per node, or
@@ -185,6 +187,7 @@ class RayEngine:
     """
 
     name = "ray"
+    STARTUP_TIMEOUT = 300.0
 
     def __init__(
         self,
@@ -206,7 +209,7 @@ class RayEngine:
         self._actors = [
             self._new_actor(builder, len(builders), threads_per_shard) for builder in builders
         ]
-        self._wait({s: a.ready.remote() for s, a in enumerate(self._actors)})
+        self._wait({s: a.ready.remote() for s, a in enumerate(self._actors)}, startup=True)
 
     def _new_actor(self, builder: Builder, num_shards: int, threads_per_shard: int | None) -> Any:
         ray = import_ray()
@@ -230,7 +233,7 @@ class RayEngine:
         ]
         self._kill(self._actors[len(builders) :])
         self._actors = actors
-        self._wait({s: a.ready.remote() for s, a in enumerate(self._actors)})
+        self._wait({s: a.ready.remote() for s, a in enumerate(self._actors)}, startup=True)
 
     def _rebuilt(self, shard: int, call: Any) -> bool:
         """Whether the actor answered the rebuild ``call`` (False: the actor is gone)."""
@@ -242,11 +245,13 @@ class RayEngine:
             raise
         return True
 
-    def _wait(self, calls: dict[int, Any]) -> dict[int, Any]:
+    def _wait(self, calls: dict[int, Any], startup: bool = False) -> dict[int, Any]:
         """Each shard's result, or ShardError naming the first shard (by index) that failed or
-        did not answer before the deadline; the whole call never waits longer than timeout."""
+        did not answer before the deadline; the whole call never waits longer than timeout
+        (or STARTUP_TIMEOUT, if longer, for a ``startup`` wait on new actors)."""
         ray = import_ray()
-        deadline = time.monotonic() + self.timeout
+        timeout = max(self.timeout, self.STARTUP_TIMEOUT) if startup else self.timeout
+        deadline = time.monotonic() + timeout
         results = {}
         for shard, ref in calls.items():
             try:
@@ -258,7 +263,7 @@ class RayEngine:
                     "ShardedEmbedding.load(directory) brings the table back from a checkpoint",
                 ) from error
             except ray.exceptions.GetTimeoutError as error:
-                raise ShardError(shard, f"no answer within {self.timeout} s") from error
+                raise ShardError(shard, f"no answer within {timeout} s") from error
             except ray.exceptions.RayTaskError as error:
                 raise ShardError(shard, f"failed: {error}") from error
         return results
