@@ -18,6 +18,7 @@ from conftest import assert_bitwise_equal
 from fastembed import _core
 from fastembed.distributed import LocalEngine, ShardedEmbedding
 from fastembed.distributed import shard as shard_module
+from fastembed.distributed.layout import Layout
 
 V, D = 103, 6  # 103 rows do not divide evenly into 2, 3, 4 or 7 shards
 
@@ -120,22 +121,70 @@ def test_bad_arguments(arguments, error, match):
 # --- routing ------------------------------------------------------------------------------------
 
 
+def _owner(ids, num_shards, placement):
+    """(shard, local row) of each id, by the issue's definition of the placements."""
+    rows_per_shard = -(-V // num_shards)
+    if placement == "modulo":
+        return ids % num_shards, ids // num_shards
+    return ids // rows_per_shard, ids % rows_per_shard
+
+
 @pytest.mark.parametrize("placement", PLACEMENTS)
 @pytest.mark.parametrize("id_dtype", [np.int32, np.int64])
-def test_route_buckets_ids_stably_by_shard(placement, id_dtype, rng):
+def test_route_distinct_sends_each_row_once(placement, id_dtype, rng):
     num_shards = 5
-    ids = rng.integers(0, V, 1000).astype(id_dtype)
-    local, positions, offsets = _core.route_ids(ids, V, num_shards, placement == "modulo")
-    rows_per_shard = -(-V // num_shards)
-    owner = ids % num_shards if placement == "modulo" else ids // rows_per_shard
-    expected_local = ids // num_shards if placement == "modulo" else ids % rows_per_shard
-    expected_positions = np.argsort(owner, kind="stable")
+    ids = np.concatenate([rng.integers(0, V, 1000), np.zeros(300, np.int64)]).astype(id_dtype)
+    rng.shuffle(ids)
+    local, offsets, inverse = _core.route_distinct(ids, V, num_shards, placement == "modulo")
+    owner, expected_local = _owner(ids, num_shards, placement)
     assert local.dtype == ids.dtype
-    np.testing.assert_array_equal(positions, expected_positions)
-    np.testing.assert_array_equal(local, expected_local[expected_positions])
-    np.testing.assert_array_equal(
-        offsets, np.searchsorted(owner[expected_positions], np.arange(num_shards + 1))
-    )
+    for shard in range(num_shards):
+        mine = local[offsets[shard] : offsets[shard + 1]]
+        np.testing.assert_array_equal(mine, np.unique(expected_local[owner == shard]))
+    assert offsets[0] == 0 and offsets[-1] == len(local) == len(np.unique(ids))
+    # Slot inverse[i] holds the id at position i.
+    slot_shard = np.searchsorted(offsets, np.arange(len(local)), side="right") - 1
+    np.testing.assert_array_equal(slot_shard[inverse], owner)
+    np.testing.assert_array_equal(local[inverse], expected_local)
+    # Each shard answers its rows; expanded back they are the whole table's rows.
+    layout = Layout(V, num_shards, placement)
+    weight = rng.standard_normal((V, D)).astype(np.float32)
+    answers = [
+        weight[np.asarray(layout.rows(s))[local[offsets[s] : offsets[s + 1]]]]
+        for s in range(num_shards)
+    ]
+    out = np.full((len(ids), D), np.nan, np.float32)
+    _core.expand_rows(answers, offsets, inverse, out)
+    np.testing.assert_array_equal(out, weight[ids])
+
+
+def test_expand_rows_refuses_bad_arguments():
+    offsets = np.array([0, 2, 3], np.int64)
+    answers = [np.zeros((2, D), np.float32), np.zeros((1, D), np.float32)]
+    out = np.empty((4, D), np.float32)
+    with pytest.raises(IndexError, match="3"):
+        _core.expand_rows(answers, offsets, np.array([0, 1, 3, 2], np.int64), out)
+    with pytest.raises(ValueError, match="answer 1"):
+        _core.expand_rows(answers[:1] * 2, offsets, np.zeros(4, np.int64), out)
+    with pytest.raises(ValueError, match="offsets"):
+        _core.expand_rows(answers, offsets[:2], np.zeros(4, np.int64), out)
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_concatenated_rows_number_the_shards_tables_end_to_end(placement, rng):
+    num_shards = 3
+    layout = Layout(V, num_shards, placement)
+    ids = rng.integers(0, V, (7, 11))
+    owner, local = _owner(ids, num_shards, placement)
+    expected = np.asarray(layout.first_rows)[owner] + local
+    renamed = layout.concatenated(ids)
+    assert renamed.shape == ids.shape and renamed.dtype == ids.dtype
+    np.testing.assert_array_equal(renamed, expected)
+    # A bijection of [0, V): the shards' rows in shard order.
+    whole = np.concatenate([np.asarray(layout.rows(s)) for s in range(num_shards)])
+    np.testing.assert_array_equal(layout.concatenated(whole), np.arange(V))
+    with pytest.raises(IndexError, match=str(V)):
+        layout.concatenated(np.array([0, V]))
 
 
 # --- forward ------------------------------------------------------------------------------------

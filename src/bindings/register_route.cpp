@@ -1,4 +1,5 @@
-// Routing of a row-sharded table (kernels/route.hpp): ids to shard buckets, rows back to positions.
+// Routing of a row-sharded table (kernels/route.hpp): distinct ids to shard buckets, rows back to
+// positions; ids renamed to rows of the shards' tables laid end to end.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -31,12 +32,12 @@ void with_placement(std::uint64_t rows, std::uint64_t shards, bool modulo, F&& f
     }
 }
 
-// Rows that shard s holds (python/fastembed/distributed/layout.py says the same).
-std::uint64_t rows_of_shard(std::uint64_t rows, std::uint64_t shards, std::uint64_t s, bool modulo) {
-    if (modulo) return rows > s ? (rows - 1 - s) / shards + 1 : 0;
-    const std::uint64_t per_shard = rows == 0 ? 1 : (rows + shards - 1) / shards;
-    const std::uint64_t begin = std::min(rows, s * per_shard);
-    return std::min(rows, begin + per_shard) - begin;
+// Where each shard's rows start when the shards' tables are laid end to end (num_shards + 1
+// entries, the last one the table's rows).
+std::vector<std::uint64_t> first_rows(std::uint64_t rows, std::uint64_t shards, bool modulo) {
+    std::vector<std::uint64_t> first(shards + 1, 0);
+    for (std::uint64_t s = 0; s < shards; ++s) first[s + 1] = first[s] + rows_of_shard(rows, shards, s, modulo);
+    return first;
 }
 
 void require_num_shards(long long num_shards) {
@@ -46,63 +47,119 @@ void require_num_shards(long long num_shards) {
     }
 }
 
-// (local, positions, offsets): the ids bucketed by shard, see route_ids in kernels/route.hpp.
-// local has the ids' dtype; an id out of range raises IndexError before anything is computed.
-py::tuple route_ids(const py::array& ids, long long num_embeddings, long long num_shards,
-                    bool modulo) {
+// Calls f(concatenated) with the ConcatenatedRows of the placement (first_row must outlive it).
+template <class F>
+void with_concatenated_rows(std::uint64_t rows, std::uint64_t shards, bool modulo,
+                            const std::vector<std::uint64_t>& first_row, F&& f) {
+    with_placement(rows, shards, modulo, [&](const auto& placement) {
+        f(ConcatenatedRows<std::decay_t<decltype(placement)>>{placement, first_row.data()});
+    });
+}
+
+// The ids (any shape) renamed to their rows in the shards' tables laid end to end, as a new
+// array of the ids' shape and dtype (kernels/route.hpp: ConcatenatedRows). IndexError first.
+py::array concatenated_rows(const py::array& ids, long long num_embeddings, long long num_shards,
+                            bool modulo) {
     require_ids(ids);
     require_num_embeddings(num_embeddings);
     require_num_shards(num_shards);
     const auto rows = static_cast<std::uint64_t>(num_embeddings);
     const auto shards = static_cast<std::uint64_t>(num_shards);
     const auto n = static_cast<std::size_t>(ids.size());
-    py::array positions = new_result(py::dtype::of<std::int64_t>(), {static_cast<py::ssize_t>(n)});
-    py::array offsets = new_result(py::dtype::of<std::int64_t>(), {static_cast<py::ssize_t>(num_shards + 1)});
-    py::array local = new_result(ids.dtype(), {static_cast<py::ssize_t>(n)});
-    auto* position_data = static_cast<std::int64_t*>(positions.mutable_data());
-    auto* offset_data = static_cast<std::int64_t*>(offsets.mutable_data());
-    void* local_data = local.mutable_data();
+    std::vector<py::ssize_t> shape(ids.shape(), ids.shape() + ids.ndim());
+    py::array renamed = new_result(ids.dtype(), shape);
+    void* renamed_data = renamed.mutable_data();
+    const std::vector<std::uint64_t> first_row = first_rows(rows, shards, modulo);
     call_with_ids(ids, static_cast<std::size_t>(rows), [&](const auto* id_data) {
         using I = std::remove_const_t<std::remove_pointer_t<decltype(id_data)>>;
         check_ids(id_data, n, static_cast<std::size_t>(rows));
-        I* local_ids = static_cast<I*>(local_data);
-        with_placement(rows, shards, modulo, [&](const auto& placement) {
-            fastembed::route_ids(id_data, n, shards, placement, local_ids, position_data, offset_data);
+        with_concatenated_rows(rows, shards, modulo, first_row, [&](const auto& concatenated) {
+            concatenate_rows(id_data, n, concatenated, static_cast<I*>(renamed_data));
         });
     });
-    return py::make_tuple(local, positions, offsets);
+    return renamed;
 }
 
-// out[positions[j]] = source[j]: the rows a shard looked up put back at the caller's positions.
-// out is (N, D) and writeable; positions are int64 in [0, N) and distinct.
-void place_rows(const py::array& source, const py::array& positions, const py::array& out) {
-    if (source.ndim() != 2 || out.ndim() != 2 || source.shape(1) != out.shape(1)) {
-        throw py::value_error("source and out must be 2-d with the same row length, got shapes " +
-                              shape_string(source) + " and " + shape_string(out));
-    }
-    if (!py::isinstance<py::array_t<std::int64_t>>(positions) || positions.ndim() != 1 ||
-        positions.shape(0) != source.shape(0)) {
-        throw py::value_error("positions must be 1-d int64 with one entry per row of source, got " +
-                              dtype_name(positions) + " of shape " + shape_string(positions));
-    }
-    require_layout(positions, "positions", false);
-    const auto n = static_cast<std::size_t>(positions.shape(0));
-    dispatch_float(source, "source", [&](auto float_tag) {
-        using T = typename decltype(float_tag)::type;
-        require_dtype<T>(out, "out", "source");
-        require_layout(source, "source", false);
-        require_layout(out, "out", true);
-        require_disjoint(out, "out", source, "source");
-        require_disjoint(out, "out", positions, "positions");
-        const T* source_data = static_cast<const T*>(source.data());
-        T* out_data = static_cast<T*>(py::array(out).mutable_data());
-        const auto dim = static_cast<std::size_t>(source.shape(1));
-        const auto* position_data = static_cast<const std::int64_t*>(positions.data());
-        call_with_ids(positions, static_cast<std::size_t>(out.shape(0)), [&](const auto* checked) {
-            check_ids(checked, n, static_cast<std::size_t>(out.shape(0)));
+// (local, offsets, inverse): the distinct ids bucketed by shard and each position's slot among
+// them, see route_distinct in kernels/route.hpp. local has the ids' dtype; an id out of range
+// raises IndexError before anything is computed.
+py::tuple route_distinct(const py::array& ids, long long num_embeddings, long long num_shards,
+                         bool modulo) {
+    require_ids(ids);
+    require_num_embeddings(num_embeddings);
+    require_num_shards(num_shards);
+    const auto rows = static_cast<std::uint64_t>(num_embeddings);
+    const auto shards = static_cast<std::uint64_t>(num_shards);
+    const auto n = static_cast<std::size_t>(ids.size());
+    py::array inverse = new_result(py::dtype::of<std::int64_t>(), {static_cast<py::ssize_t>(n)});
+    py::array offsets = new_result(py::dtype::of<std::int64_t>(), {static_cast<py::ssize_t>(num_shards + 1)});
+    py::array local;
+    auto* inverse_data = static_cast<std::int64_t*>(inverse.mutable_data());
+    auto* offset_data = static_cast<std::int64_t*>(offsets.mutable_data());
+    const std::vector<std::uint64_t> first_row = first_rows(rows, shards, modulo);
+    call_with_ids(ids, static_cast<std::size_t>(rows), [&](const auto* id_data) {
+        using I = std::remove_const_t<std::remove_pointer_t<decltype(id_data)>>;
+        check_ids(id_data, n, static_cast<std::size_t>(rows));
+        with_concatenated_rows(rows, shards, modulo, first_row, [&](const auto& concatenated) {
+            fastembed::route_distinct(id_data, n, rows, shards, concatenated, !modulo, inverse_data,
+                                      offset_data, [&](std::size_t distinct) {
+                py::gil_scoped_acquire acquire;  // to make the array
+                local = new_result(ids.dtype(), {static_cast<py::ssize_t>(distinct)});
+                return static_cast<I*>(local.mutable_data());
+            });
         });
-        py::gil_scoped_release release;
-        fastembed::place_rows(source_data, dim, [](std::size_t j) { return j; }, position_data, n, out_data);
+    });
+    return py::make_tuple(local, offsets, inverse);
+}
+
+// out[i] = row inverse[i] - offsets[s] of answers[s], for the s with offsets[s] <= inverse[i] <
+// offsets[s + 1]: the shards' answers to route_distinct's buckets put back in the caller's order.
+void expand_rows(const std::vector<py::array>& answers, const py::array& offsets,
+                 const py::array& inverse, const py::array& out) {
+    const std::size_t shards = answers.size();
+    if (!py::isinstance<py::array_t<std::int64_t>>(offsets) || offsets.ndim() != 1 ||
+        static_cast<std::size_t>(offsets.shape(0)) != shards + 1) {
+        throw py::value_error("offsets must be 1-d int64 with len(answers) + 1 entries, got " +
+                              dtype_name(offsets) + " of shape " + shape_string(offsets));
+    }
+    if (!py::isinstance<py::array_t<std::int64_t>>(inverse) || inverse.ndim() != 1) {
+        throw py::value_error("inverse must be 1-d int64, got " + dtype_name(inverse) + " of shape " +
+                              shape_string(inverse));
+    }
+    if (out.ndim() != 2 || out.shape(0) != inverse.shape(0)) {
+        throw py::value_error("out must have shape (len(inverse), D), got " + shape_string(out));
+    }
+    require_layout(offsets, "offsets", false);
+    require_layout(inverse, "inverse", false);
+    const auto* offset_data = static_cast<const std::int64_t*>(offsets.data());
+    if (offset_data[0] != 0) throw py::value_error("offsets[0] must be 0");
+    dispatch_float(out, "out", [&](auto float_tag) {
+        using T = typename decltype(float_tag)::type;
+        require_layout(out, "out", true);
+        std::vector<const T*> pointers(shards);
+        for (std::size_t s = 0; s < shards; ++s) {
+            const py::array& answer = answers[s];
+            require_dtype<T>(answer, "each answer", "out");
+            require_layout(answer, "each answer", false);
+            const std::int64_t expected = offset_data[s + 1] - offset_data[s];
+            if (expected < 0 || answer.ndim() != 2 || answer.shape(0) != expected ||
+                answer.shape(1) != out.shape(1)) {
+                throw py::value_error("answer " + std::to_string(s) + " has shape " + shape_string(answer) +
+                                      ", expected (" + std::to_string(expected) + ", " +
+                                      std::to_string(out.shape(1)) + ")");
+            }
+            require_disjoint(out, "out", answer, "an answer");
+            pointers[s] = static_cast<const T*>(answer.data());
+        }
+        require_disjoint(out, "out", inverse, "inverse");
+        const auto n = static_cast<std::size_t>(inverse.shape(0));
+        const auto slots = static_cast<std::size_t>(offset_data[shards]);
+        T* out_data = static_cast<T*>(py::array(out).mutable_data());
+        call_with_ids(inverse, slots, [&](const auto* inverse_data) {
+            check_ids(inverse_data, n, slots);
+            fastembed::expand_rows(pointers.data(), offset_data, shards,
+                                   static_cast<std::size_t>(out.shape(1)), inverse_data, n, out_data);
+        });
     });
 }
 
@@ -163,9 +220,12 @@ void check_ids_in_range(const py::array& ids, long long num_embeddings) {
 }  // namespace
 
 void register_route(py::module_& m) {
-    m.def("route_ids", &route_ids, py::arg("ids"), py::arg("num_embeddings"), py::arg("num_shards"),
-          py::arg("modulo"));
-    m.def("place_rows", &place_rows, py::arg("source"), py::arg("positions"), py::arg("out"));
+    m.def("concatenated_rows", &concatenated_rows, py::arg("ids"), py::arg("num_embeddings"),
+          py::arg("num_shards"), py::arg("modulo"));
+    m.def("route_distinct", &route_distinct, py::arg("ids"), py::arg("num_embeddings"),
+          py::arg("num_shards"), py::arg("modulo"));
+    m.def("expand_rows", &expand_rows, py::arg("answers"), py::arg("offsets"), py::arg("inverse"),
+          py::arg("out"));
     m.def("gather_sharded", &gather_sharded, py::arg("tables"), py::arg("ids"), py::arg("out"),
           py::arg("num_embeddings"), py::arg("modulo"));
     m.def("check_ids", &check_ids_in_range, py::arg("ids"), py::arg("num_embeddings"));

@@ -7,8 +7,10 @@
 // no pass at all.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/buffer.hpp"
 #include "kernels/gather.hpp"
@@ -59,54 +61,107 @@ struct ModuloPlacement {
     std::uint64_t local(std::uint64_t id) const { return num_shards.quotient(id); }
 };
 
-// Buckets ids[0..n) (already checked against the table) by shard: for k in
-// [offsets[s], offsets[s + 1]), local[k] is the row within shard s of the id at ids[positions[k]],
-// and positions increase within a bucket. offsets has num_shards + 1 entries.
+// Rows that shard s of a (rows)-row table on `shards` shards holds (python/fastembed/distributed/
+// layout.py says the same).
+inline std::uint64_t rows_of_shard(std::uint64_t rows, std::uint64_t shards, std::uint64_t s, bool modulo) {
+    if (modulo) return rows > s ? (rows - 1 - s) / shards + 1 : 0;
+    const std::uint64_t per_shard = rows == 0 ? 1 : (rows + shards - 1) / shards;
+    const std::uint64_t begin = std::min(rows, s * per_shard);
+    return std::min(rows, begin + per_shard) - begin;
+}
+
+// Where each row sits when the shards' tables are laid end to end in shard order: local row r of
+// shard s is row first_row[s] + r. A bijection of [0, num_embeddings) that keeps the order of
+// ids within a shard (identity for a range placement), so ids renamed by it sort grouped by
+// shard, and a gradient reduced over them has the same runs (the same positions, so the same
+// sums, bit for bit) as over the global ids: no routing pass is needed after the reduction.
+template <class Placement>
+struct ConcatenatedRows {
+    Placement placement;
+    const std::uint64_t* first_row;  // num_shards + 1 entries, first_row[num_shards] = rows
+
+    std::uint64_t operator()(std::uint64_t id) const {
+        return first_row[placement.shard(id)] + placement.local(id);
+    }
+};
+
+// out[i] = concatenated(ids[i]) for i in [0, n) (ids already checked against the table).
 template <class I, class Placement>
-void route_ids(const I* ids, std::size_t n, std::size_t num_shards, const Placement& placement,
-               I* local, std::int64_t* positions, std::int64_t* offsets) {
-    ScratchArray<std::uint32_t> shards(n);
-    std::uint32_t* shard_of = shards.get();
-    parallel_ranges(n, threads_for_bytes(n * (sizeof(I) + sizeof(std::uint32_t))),
-                    [&](std::size_t, std::size_t begin, std::size_t end) {
+void concatenate_rows(const I* ids, std::size_t n, const ConcatenatedRows<Placement>& concatenated,
+                      I* out) {
+    parallel_ranges(n, threads_for_bytes(2 * n * sizeof(I)), [&](std::size_t, std::size_t begin, std::size_t end) {
         for (std::size_t i = begin; i < end; ++i) {
-            shard_of[i] = static_cast<std::uint32_t>(placement.shard(static_cast<std::uint64_t>(ids[i])));
+            out[i] = static_cast<I>(concatenated(static_cast<std::uint64_t>(ids[i])));
         }
-    });
-    with_sorted_ids(shard_of, n, num_shards, [&](const auto& sorted) {
-        const std::size_t bytes = n * (2 * sizeof(std::int64_t) + 2 * sizeof(I));
-        parallel_ranges(n, threads_for_bytes(bytes), [&](std::size_t, std::size_t begin, std::size_t end) {
-            for (std::size_t k = begin; k < end; ++k) {
-                const std::uint64_t position = sorted.position(k);
-                positions[k] = static_cast<std::int64_t>(position);
-                local[k] = static_cast<I>(placement.local(static_cast<std::uint64_t>(ids[position])));
-            }
-        });
-        for (std::size_t s = 0; s < num_shards; ++s) {
-            offsets[s] = static_cast<std::int64_t>(sorted.lower_bound(s));
-        }
-        offsets[num_shards] = static_cast<std::int64_t>(n);
     });
 }
 
-// out[positions[j]] = source[row_of(j)] for j in [0, n), rows of `dim` elements: a shard's rows
-// put back where the caller's ids were (row_of(j) = rows[j] to look them up in the shard's
-// table, or j for rows the shard already looked up). Positions are distinct and checked.
-template <class T, class RowOf>
-void place_rows(const T* source, std::size_t dim, RowOf row_of, const std::int64_t* positions,
-                std::size_t n, T* out) {
-    if (n == 0 || dim == 0) return;
-    const std::size_t row_bytes = dim * sizeof(T);
-    const RowWriter writer(n * row_bytes, row_bytes);
-    const std::size_t ahead = prefetch_distance(row_bytes);
-    parallel_ranges(n, threads_for_bytes(2 * n * row_bytes), [&](std::size_t, std::size_t begin, std::size_t end) {
-        for (std::size_t j = begin; j < end; ++j) {
-            if (j + ahead < end) prefetch_row(source + row_of(j + ahead) * dim, row_bytes);
-            writer.copy(out + static_cast<std::size_t>(positions[j]) * dim, source + row_of(j) * dim,
-                        row_bytes);
+// The distinct ids of a batch, bucketed by shard, and where each id's row is among them: what a
+// lookup sends when every shard is asked once per distinct id. Ids are renamed to concatenated
+// rows (ConcatenatedRows) and sorted by the radix sort; the runs of the sorted keys are the
+// distinct ids in shard order, then row order. For k in [offsets[s], offsets[s + 1]), local[k]
+// is a row of shard s (increasing within the shard), and the id at position i is the one at
+// slot inverse[i]. local_of(u) returns the array for u distinct ids (the caller allocates it
+// once u is known); offsets has num_shards + 1 entries.
+template <class I, class Placement, class LocalOf>
+void route_distinct(const I* ids, std::size_t n, std::uint64_t num_embeddings, std::size_t num_shards,
+                    const ConcatenatedRows<Placement>& concatenated, bool identity,
+                    std::int64_t* inverse, std::int64_t* offsets, LocalOf&& local_of) {
+    ScratchArray<I> renamed(identity ? 0 : n);
+    if (!identity) concatenate_rows(ids, n, concatenated, renamed.get());
+    const I* keys_of = identity ? ids : renamed.get();
+    with_sorted_ids(keys_of, n, num_embeddings, [&](const auto& sorted) {
+        // Run starts per part, then each part numbers its runs from the count before it: a part
+        // that opens inside a run continues that run's slot.
+        const std::size_t threads = threads_for_bytes(n * (sizeof(std::int64_t) + 2 * sizeof(I)));
+        std::vector<std::size_t> starts_before(parts_for(threads) + 1, 0);
+        auto opens_run = [&](std::size_t k) { return k == 0 || sorted.id(k) != sorted.id(k - 1); };
+        parallel_ranges(n, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
+            std::size_t starts = 0;
+            for (std::size_t k = begin; k < end; ++k) starts += opens_run(k);
+            starts_before[part + 1] = starts;
+        });
+        for (std::size_t part = 1; part < starts_before.size(); ++part) {
+            starts_before[part] += starts_before[part - 1];
         }
-        writer.finish();
+        const std::size_t distinct = starts_before.back();
+        I* local = local_of(distinct);
+        parallel_ranges(n, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
+            std::size_t slot = starts_before[part] - 1;  // wraps for part 0, whose key 0 opens a run
+            for (std::size_t k = begin; k < end; ++k) {
+                if (opens_run(k)) local[++slot] = static_cast<I>(sorted.id(k));
+                inverse[sorted.position(k)] = static_cast<std::int64_t>(slot);
+            }
+        });
+        for (std::size_t s = 0; s <= num_shards; ++s) {
+            offsets[s] = static_cast<std::int64_t>(
+                std::lower_bound(local, local + distinct, concatenated.first_row[s],
+                                 [](I row, std::uint64_t bound) { return static_cast<std::uint64_t>(row) < bound; }) -
+                local);
+        }
+        run_tasks(num_shards, [&](std::size_t s) {
+            for (auto k = offsets[s]; k < offsets[s + 1]; ++k) {
+                local[k] = static_cast<I>(static_cast<std::uint64_t>(local[k]) - concatenated.first_row[s]);
+            }
+        });
     });
+}
+
+// out[i] = the row at slot inverse[i] of the shards' answers laid end to end (answers[s] holds
+// the rows of slots [offsets[s], offsets[s + 1]), `dim` elements each): a lookup of distinct
+// ids put back in the caller's order. Slots are checked by the caller.
+template <class T, class I>
+void expand_rows(const T* const* answers, const std::int64_t* offsets, std::size_t num_shards,
+                 std::size_t dim, const I* inverse, std::size_t n, T* out) {
+    const auto distinct = static_cast<std::size_t>(offsets[num_shards]);
+    ScratchArray<const T*> slot_rows(distinct);
+    const T** rows = slot_rows.get();
+    run_tasks(num_shards, [&](std::size_t s) {
+        for (auto k = offsets[s]; k < offsets[s + 1]; ++k) {
+            rows[k] = answers[s] + static_cast<std::size_t>(k - offsets[s]) * dim;
+        }
+    });
+    copy_rows_at([rows](std::uint64_t slot) { return rows[slot]; }, distinct, dim, inverse, n, out);
 }
 
 // Where row `id` of a sharded table starts: tables[s] holds shard s's rows.

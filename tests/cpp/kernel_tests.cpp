@@ -783,47 +783,79 @@ void test_sgd(std::size_t V, std::size_t dim, std::size_t n, Ids kind, std::mt19
     }
 }
 
-// Routing to shards against a naive stable bucketing, then each shard's rows placed back: the
-// result is the plain gather of the whole table. Placement is a template, so both are run.
+// Distinct ids routed to shards against a naive dedupe and bucketing, then each shard's rows
+// expanded back: the result is the plain gather of the whole table. The renaming to
+// concatenated rows against its definition. Placement is a template, so both are run.
 template <class T, class I, class Placement>
 void test_route_with(const char* name, std::size_t V, std::size_t dim, std::size_t n,
                      std::size_t shards, const Placement& placement, Ids kind, std::mt19937_64& rng) {
     current_case = describe<T, I>(name, V, dim, n, kind) + " shards=" + std::to_string(shards);
     const auto ids = make_ids<I>(kind, n, V, rng);
-    std::vector<std::int64_t> expected_positions;
-    for (std::size_t s = 0; s < shards; ++s) {
-        for (std::size_t i = 0; i < n; ++i) {
-            if (placement.shard(static_cast<std::uint64_t>(ids[i])) == s) expected_positions.push_back(static_cast<std::int64_t>(i));
-        }
-    }
     // Each shard's table: its rows of a whole table, in local order.
     const auto weight = make_values<T>(V * dim, false, rng);
     std::vector<std::vector<T>> tables(shards);
+    std::vector<std::uint64_t> first_row(shards + 1, 0);
     for (std::size_t id = 0; id < V; ++id) {
         auto& table = tables[placement.shard(id)];
         const std::size_t local = placement.local(id);
         if (table.size() < (local + 1) * dim) table.resize((local + 1) * dim);
         std::copy(weight.begin() + id * dim, weight.begin() + (id + 1) * dim, table.begin() + local * dim);
     }
+    for (std::size_t s = 0; s < shards; ++s) first_row[s + 1] = first_row[s] + tables[s].size() / dim;
+    const fastembed::ConcatenatedRows<Placement> concatenated{placement, first_row.data()};
+    // Expected buckets: each shard's distinct local rows, increasing.
+    std::vector<std::vector<I>> expected_local(shards);
+    for (std::size_t i = 0; i < n; ++i) {
+        expected_local[placement.shard(static_cast<std::uint64_t>(ids[i]))].push_back(
+            static_cast<I>(placement.local(static_cast<std::uint64_t>(ids[i]))));
+    }
+    for (auto& bucket : expected_local) {
+        std::sort(bucket.begin(), bucket.end());
+        bucket.erase(std::unique(bucket.begin(), bucket.end()), bucket.end());
+    }
     const auto expected = naive_gather(weight, dim, ids);
+    constexpr bool identity = std::is_same_v<Placement, fastembed::RangePlacement>;
     for (std::size_t threads = 1; threads <= kMaxThreads; threads += 3) {
         fastembed::set_num_threads(threads);
-        std::vector<I> local(n);
-        std::vector<std::int64_t> positions(n), offsets(shards + 1);
-        fastembed::route_ids(ids.data(), n, shards, placement, local.data(), positions.data(), offsets.data());
-        CHECK(positions == expected_positions);
-        std::vector<T> out(n * dim, static_cast<T>(kSentinel));
-        for (std::size_t s = 0; s < shards; ++s) {
-            const auto begin = static_cast<std::size_t>(offsets[s]), end = static_cast<std::size_t>(offsets[s + 1]);
-            for (std::size_t k = begin; k < end; ++k) {
-                CHECK(placement.shard(static_cast<std::uint64_t>(ids[positions[k]])) == s);
-                CHECK(placement.local(static_cast<std::uint64_t>(ids[positions[k]])) == static_cast<std::uint64_t>(local[k]));
-            }
-            const I* rows = local.data() + begin;
-            fastembed::place_rows(tables[s].data(), dim, [rows](std::size_t j) { return static_cast<std::size_t>(rows[j]); },
-                                  positions.data() + begin, end - begin, out.data());
+        std::vector<I> renamed(n);
+        fastembed::concatenate_rows(ids.data(), n, concatenated, renamed.data());
+        for (std::size_t i = 0; i < n; ++i) {
+            const auto id = static_cast<std::uint64_t>(ids[i]);
+            CHECK(static_cast<std::uint64_t>(renamed[i]) == first_row[placement.shard(id)] + placement.local(id));
         }
-        CHECK(static_cast<std::size_t>(offsets[shards]) == n);
+        std::vector<I> local;
+        std::vector<std::int64_t> inverse(n, -1), offsets(shards + 1);
+        fastembed::route_distinct(ids.data(), n, V, shards, concatenated, false, inverse.data(), offsets.data(),
+                                  [&](std::size_t distinct) {
+                                      local.resize(distinct);
+                                      return local.data();
+                                  });
+        for (std::size_t s = 0; s < shards; ++s) {
+            CHECK(std::vector<I>(local.begin() + offsets[s], local.begin() + offsets[s + 1]) == expected_local[s]);
+        }
+        CHECK(offsets[0] == 0 && static_cast<std::size_t>(offsets[shards]) == local.size());
+        if constexpr (identity) {  // a range placement: routing the ids as they are gives the same
+            std::vector<I> same_local;
+            std::vector<std::int64_t> same_inverse(n), same_offsets(shards + 1);
+            fastembed::route_distinct(ids.data(), n, V, shards, concatenated, true, same_inverse.data(),
+                                      same_offsets.data(), [&](std::size_t distinct) {
+                                          same_local.resize(distinct);
+                                          return same_local.data();
+                                      });
+            CHECK(same_local == local && same_inverse == inverse && same_offsets == offsets);
+        }
+        // Each shard answers its rows; expanded back, they are the whole table's gather.
+        std::vector<std::vector<T>> answers(shards);
+        std::vector<const T*> answer_rows(shards);
+        for (std::size_t s = 0; s < shards; ++s) {
+            for (auto k = offsets[s]; k < offsets[s + 1]; ++k) {
+                const auto row = static_cast<std::size_t>(local[static_cast<std::size_t>(k)]);
+                answers[s].insert(answers[s].end(), tables[s].begin() + row * dim, tables[s].begin() + (row + 1) * dim);
+            }
+            answer_rows[s] = answers[s].data();
+        }
+        std::vector<T> out(n * dim, static_cast<T>(kSentinel));
+        fastembed::expand_rows(answer_rows.data(), offsets.data(), shards, dim, inverse.data(), n, out.data());
         CHECK(same_bytes(out, expected));
         // Without routing: rows read straight from the shards' tables, in both orders.
         std::vector<const T*> pointers(shards);

@@ -269,17 +269,23 @@ class RayEngine:
         return results
 
     def lookup(self, layout: Layout, ids: np.ndarray, out: np.ndarray) -> None:
-        """Buckets the ids by shard (IndexError before any shard is asked), asks every shard
-        with ids for its rows at once, and puts each answer back at its positions in ``out``."""
-        local, positions, offsets = layout.route(ids)
+        """Buckets the distinct ids by shard (IndexError before any shard is asked), asks every
+        shard with ids for each of its rows once, all at once, and expands the answers into
+        ``out`` in the caller's order. Sending distinct ids only is what makes Zipf-like
+        batches cheap here: the object store then moves each frequent row once, not once per
+        occurrence, and a shard's load is its distinct rows."""
+        local, offsets, inverse = layout.distinct(ids)
         parts = _slices(offsets)
         calls = {
             s: self._actors[s].lookup.remote(local[part])
             for s, part in enumerate(parts)
             if part.stop > part.start
         }
-        for s, rows in self._wait(calls).items():
-            _core.place_rows(rows, positions[parts[s]], out)
+        answers = self._wait(calls)
+        nothing = np.empty((0, out.shape[1]), dtype=out.dtype)
+        _core.expand_rows(
+            [answers.get(s, nothing) for s in range(len(parts))], offsets, inverse, out
+        )
 
     def step(self, config: OptimizerConfig, parts: list[tuple[np.ndarray, np.ndarray]]) -> None:
         calls = {

@@ -47,14 +47,35 @@ class Layout:
         quotient, remainder = np.divmod(ids, divisor)
         return (remainder, quotient) if self.placement == "modulo" else (quotient, remainder)
 
-    def route(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(local, positions, offsets)``: the ids (int32 or int64, any shape, C-contiguous)
-        bucketed by shard in one C++ pass. Shard ``s`` gets ``local[offsets[s]:offsets[s + 1]]``,
-        its own rows of the ids at the flat ``positions`` in the same slice, in position order.
-        An id out of range raises ``IndexError`` naming it and its position, before anything
-        else happens.
+    @property
+    def first_rows(self) -> list[int]:
+        """Where each shard's rows start when the shards' tables are laid end to end in shard
+        order (``num_shards + 1`` entries, the last one ``num_embeddings``)."""
+        first = [0]
+        for shard in range(self.num_shards):
+            first.append(first[-1] + len(self.rows(shard)))
+        return first
+
+    def concatenated(self, ids: np.ndarray) -> np.ndarray:
+        """The ids renamed to their rows in the shards' tables laid end to end (local row ``r``
+        of shard ``s`` is ``first_rows[s] + r``), a new array of the same shape and dtype. A
+        bijection of ``[0, num_embeddings)`` that keeps each shard's row order (the identity
+        for ``"range"``): a gradient reduced over these ids has the same sums and comes out
+        grouped by shard. An id out of range raises ``IndexError`` first.
         """
-        return _core.route_ids(
+        return _core.concatenated_rows(
+            ids, self.num_embeddings, self.num_shards, self.placement == "modulo"
+        )
+
+    def distinct(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(local, offsets, inverse)``: the distinct ids (int32 or int64, any shape,
+        C-contiguous) bucketed by shard in one C++ pass (a radix sort of the renamed ids).
+        Shard ``s`` gets ``local[offsets[s]:offsets[s + 1]]``, its own rows, each once, in
+        increasing order; the id at flat position ``i`` is the one at slot ``inverse[i]``. An
+        id out of range raises ``IndexError`` naming it and its position, before anything else
+        happens.
+        """
+        return _core.route_distinct(
             ids, self.num_embeddings, self.num_shards, self.placement == "modulo"
         )
 

@@ -1,11 +1,14 @@
 """ShardedEmbedding: one embedding table split by rows over shards that an engine hosts.
 
 The table object routes and checks; the shards hold rows and optimizer state. A lookup checks
-every id, buckets the ids by shard in one C++ pass (``Layout.route``), asks each shard for its
-rows and writes them back in the caller's order. A training step reduces the batch's gradient
-here with the reduction a single layer uses (``fastembed.sparse_grad``: sorted distinct rows and
-their sums, in position order), sends each shard only its rows and sums, and each shard applies
-the fused optimizer in place: the same arithmetic on the same sums as a single layer.
+every id and reads the rows: the local engine straight from the shards' tables (one gather),
+the Ray engine by bucketing the distinct ids by shard in one C++ pass (``Layout.distinct``),
+asking each shard for its rows once and expanding them back in the caller's order. A training
+step reduces the batch's gradient here with the reduction a single layer uses
+(``fastembed.sparse_grad``: sorted distinct rows and their sums, in position order) over the
+ids renamed to rows of the shards' tables laid end to end (``Layout.concatenated``), so each
+shard's rows and sums are slices of it; each shard applies the fused optimizer in place: the
+same arithmetic on the same sums as a single layer.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from .. import _core
 from .._atomic import atomic_write
 from .._checks import as_int, require_table_fits
-from .._functional import gather, padding_row, sparse_grad
+from .._functional import padding_row, sparse_grad
 from .._ids import as_ids
 from .._initializers import INIT_NAMES, Initializer, initial_table, seed_key
 from ..layers import Embedding
@@ -313,20 +316,25 @@ class ShardedEmbedding:
                 f"grad_output must have the dtype of the table ({self.dtype}), got "
                 f"{grad_output.dtype}"
             )
-        config = None if optimizer is None else optimizer_config(optimizer)
-        grad = sparse_grad(
-            grad_output, self._ids, self.num_embeddings, padding_idx=self.padding_idx
-        )
-        if config is None:
-            return grad
-        local, positions, offsets = self._layout.route(grad.indices)
-        # Range placement keeps the sorted rows in order (positions are 0..nnz-1): the shards'
-        # sums are slices of grad.values. Modulo placement permutes them.
-        values = grad.values if self.placement == "range" else gather(grad.values, positions)
-        bounds = offsets.tolist()
+        if optimizer is None:
+            return sparse_grad(
+                grad_output, self._ids, self.num_embeddings, padding_idx=self.padding_idx
+            )
+        config = optimizer_config(optimizer)
+        # Reduced over the ids renamed to rows of the shards' tables laid end to end: the same
+        # runs, so the same sums, but the sorted rows come out grouped by shard, and each
+        # shard's rows and sums are slices (no routing pass, no copy of the sums).
+        layout = self._layout
+        renamed = self._ids if self.placement == "range" else layout.concatenated(self._ids)
+        padding = None
+        if self.padding_idx is not None:
+            padding = int(layout.concatenated(np.array([self.padding_idx]))[0])
+        grad = sparse_grad(grad_output, renamed, self.num_embeddings, padding_idx=padding)
+        first = layout.first_rows
+        bounds = np.searchsorted(grad.indices, first).tolist()
+        shards = [slice(bounds[s], bounds[s + 1]) for s in range(self.num_shards)]
         parts = [
-            (local[bounds[s] : bounds[s + 1]], values[bounds[s] : bounds[s + 1]])
-            for s in range(self.num_shards)
+            (grad.indices[part] - first[s], grad.values[part]) for s, part in enumerate(shards)
         ]
         self._engine.step(config, parts)
         self._optimizer = config
