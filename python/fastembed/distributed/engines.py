@@ -53,10 +53,19 @@ def _slices(offsets: np.ndarray) -> list[slice]:
 
 
 class LocalEngine:
-    """The shards as objects in this process, called one after another.
+    """The shards as objects in this process.
 
-    Each call runs the kernels on fastembed's thread pool (``fastembed.set_num_threads``);
-    ``threads_per_shard`` does not apply here.
+    A lookup is one gather reading each row from its shard's table (no bucketing, no
+    deduplication: measured, sending each shard its distinct ids and expanding the answers took
+    twice as long as the gather); a step hands each shard its slice of the batch's reduced
+    gradient, the shards one after another.
+
+    ``threads_per_shard`` is accepted and ignored here, on purpose: the kernels run on
+    fastembed's one process-wide thread pool (``fastembed.set_num_threads``), which serves one
+    call at a time with all its threads. Shards run side by side with ``t`` threads each would
+    queue for that pool and run one after another anyway, and a gather or a step over one
+    shard at a time already uses every thread; a per-call thread count would only make each
+    shard's call slower. The total is set with ``fastembed.set_num_threads``.
     """
 
     name = "local"

@@ -77,8 +77,9 @@ class ShardedEmbedding:
         As in PyTorch: that row is zeros in a new table and its gradient is always zero.
     threads_per_shard : int, optional
         Kernel threads of each Ray actor (set explicitly inside it: Ray sets
-        ``OMP_NUM_THREADS=1`` in workers). The local engine runs its shards one after another
-        on fastembed's own thread count.
+        ``OMP_NUM_THREADS=1`` in workers). Ignored by the local engine: its shards share this
+        process's one thread pool, which runs one call at a time with all of
+        ``fastembed.get_num_threads()`` threads (see :class:`LocalEngine`).
 
     Examples
     --------
