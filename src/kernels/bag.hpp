@@ -41,6 +41,7 @@
 #include "kernels/check_ids.hpp"
 #include "kernels/half.hpp"
 #include "kernels/host_caches.hpp"
+#include "kernels/lanes.hpp"
 #include "kernels/row_ops.hpp"
 #include "kernels/thread_pool.hpp"
 
@@ -91,14 +92,6 @@ void parallel_bags(const BagLayout& bags, std::size_t bytes_per_id, Body&& body)
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__AVX2__)
 #define FASTEMBED_BAG_AVX2_CLONE 1
 #endif
-#if defined(__GNUC__) || defined(__clang__)
-#define FASTEMBED_ALWAYS_INLINE __attribute__((always_inline)) inline
-// Loops over an accumulator's vectors must be unrolled for the vectors to become registers.
-#define FASTEMBED_UNROLL _Pragma("GCC unroll 16")
-#else
-#define FASTEMBED_ALWAYS_INLINE inline
-#define FASTEMBED_UNROLL
-#endif
 
 // The row reader of a plain table of storage S (float32, float64, float16 or bfloat16;
 // C-contiguous, dim elements per row): elements are widened to S's arithmetic type (half.hpp)
@@ -115,8 +108,7 @@ class PlainRows {
     const void* row_address(std::size_t id) const { return table_ + id * dim_; }
     FASTEMBED_ALWAYS_INLINE void load(std::size_t id, std::size_t col, std::size_t width,
                                       value_type* values) const {
-        const S* __restrict row = table_ + id * dim_ + col;
-        for (std::size_t j = 0; j < width; ++j) values[j] = Element<S>::widen(row[j]);
+        widen_row(values, table_ + id * dim_ + col, width);
     }
 
   private:
@@ -247,7 +239,8 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I>& job, std
         if (id == job.padding_idx) continue;
         V values[Count];
         FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
-            const std::size_t n = lanes_of(k);
+            // (The min tells the compiler that a reader's groups of lanes beyond kLanes never run.)
+            const std::size_t n = std::min(lanes_of(k), kLanes);
             T lanes[kLanes];
             for (std::size_t j = n; j < kLanes; ++j) lanes[j] = T(0);
             job.rows.load(static_cast<std::size_t>(id), col + k * kLanes, n, lanes);

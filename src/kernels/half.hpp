@@ -21,6 +21,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/lanes.hpp"
 #include "kernels/row_ops.hpp"
 
 namespace fastembed {
@@ -89,6 +90,45 @@ inline std::uint16_t float_to_bfloat16(float value) {
     return static_cast<std::uint16_t>(nan ? (word >> 16) | 0x40u : rounded);
 }
 
+#ifdef FASTEMBED_LANE_VECTORS
+// half_to_float on L lanes at once, the same bit arithmetic (the comparison a lane mask).
+template <std::size_t L>
+FASTEMBED_ALWAYS_INLINE void half_lanes_to_float(const std::uint16_t* src, float* dst) {
+    using Words = typename Lanes<L>::words;
+    using Floats = typename Lanes<L>::floats;
+    typename Lanes<L>::halves halves;
+    std::memcpy(&halves, src, sizeof halves);
+    const Words word = __builtin_convertvector(halves, Words) << 16;
+    const Words sign = word & 0x80000000u;
+    const Words doubled = word + word;
+    const Words normal_bits = (doubled >> 4) + (std::uint32_t{0xE0} << 23);
+    const Words subnormal_bits = (doubled >> 17) | (std::uint32_t{126} << 23);
+    Floats normal;
+    Floats subnormal;
+    std::memcpy(&normal, &normal_bits, sizeof normal);
+    std::memcpy(&subnormal, &subnormal_bits, sizeof subnormal);
+    normal = normal * 0x1.0p-112f;
+    subnormal = subnormal - 0.5f;
+    Words normal_magnitude;
+    Words subnormal_magnitude;
+    std::memcpy(&normal_magnitude, &normal, sizeof normal);
+    std::memcpy(&subnormal_magnitude, &subnormal, sizeof subnormal);
+    const auto small = reinterpret_cast<Words>(doubled < (std::uint32_t{1} << 27));  // all ones
+    const Words bits = sign | (small & subnormal_magnitude) | (~small & normal_magnitude);
+    std::memcpy(dst, &bits, sizeof bits);
+}
+
+// bfloat16_to_float on L lanes at once.
+template <std::size_t L>
+FASTEMBED_ALWAYS_INLINE void bfloat16_lanes_to_float(const std::uint16_t* src, float* dst) {
+    using Words = typename Lanes<L>::words;
+    typename Lanes<L>::halves halves;
+    std::memcpy(&halves, src, sizeof halves);
+    const Words bits = __builtin_convertvector(halves, Words) << 16;
+    std::memcpy(dst, &bits, sizeof bits);
+}
+#endif
+
 }  // namespace detail
 
 // The arithmetic of storage type S: `type`, widen(S) and narrow(type) (nearest, ties to even).
@@ -120,10 +160,31 @@ using accumulator_t = typename Element<S>::type;
 template <class S>
 inline constexpr bool is_reduced_precision = sizeof(S) < sizeof(accumulator_t<S>);
 
-// dst[d] = widen(src[d]) for d < n.
+// dst[d] = widen(src[d]) for d < n: float16 and bfloat16 in groups of 8 and 4 lanes
+// (lanes.hpp), the rest element by element; the same bits either way (widening is exact).
+// Always inlined: the pooled kernel's row reader (bag.hpp) calls it for each vector of a block.
 template <class S>
-inline void widen_row(accumulator_t<S>* __restrict dst, const S* __restrict src, std::size_t n) {
-    for (std::size_t d = 0; d < n; ++d) dst[d] = Element<S>::widen(src[d]);
+FASTEMBED_ALWAYS_INLINE void widen_row(accumulator_t<S>* __restrict dst, const S* __restrict src,
+                                       std::size_t n) {
+    std::size_t d = 0;
+#ifdef FASTEMBED_LANE_VECTORS
+    if constexpr (is_reduced_precision<S>) {
+        static_assert(sizeof(S) == sizeof(std::uint16_t), "float16 / bfloat16 bits");
+        const auto* bits = reinterpret_cast<const std::uint16_t*>(src);
+        auto widen_group = [&](auto lanes) __attribute__((always_inline)) {
+            constexpr std::size_t L = decltype(lanes)::value;
+            if constexpr (std::is_same_v<S, Float16>) {
+                detail::half_lanes_to_float<L>(bits + d, dst + d);
+            } else {
+                detail::bfloat16_lanes_to_float<L>(bits + d, dst + d);
+            }
+            d += L;
+        };
+        while (d + 8 <= n) widen_group(std::integral_constant<std::size_t, 8>{});
+        if (d + 4 <= n) widen_group(std::integral_constant<std::size_t, 4>{});
+    }
+#endif
+    for (; d < n; ++d) dst[d] = Element<S>::widen(src[d]);
 }
 
 // dst[d] = narrow(src[d]) for d < n.

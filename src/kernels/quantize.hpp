@@ -89,14 +89,23 @@ class QuantizedRows {
         float scale;
         float bias;
         scale_bias(row, scale, bias);
+        std::size_t j = 0;
+#ifdef FASTEMBED_LANE_VECTORS
+        auto dequantize_group = [&](auto lanes) __attribute__((always_inline)) {
+            constexpr std::size_t L = decltype(lanes)::value;
+            dequantize_lanes<L>(row, col + j, scale, bias, values + j);
+            j += L;
+        };
+        while (j + 8 <= width) dequantize_group(std::integral_constant<std::size_t, 8>{});
+        if (j + 4 <= width) dequantize_group(std::integral_constant<std::size_t, 4>{});
+#endif
         if constexpr (Bits == 8) {
-            const std::uint8_t* __restrict codes = row + col;
-            for (std::size_t j = 0; j < width; ++j) values[j] = static_cast<float>(codes[j]) * scale + bias;
+            for (; j < width; ++j) values[j] = static_cast<float>(row[col + j]) * scale + bias;
         } else {
-            const std::uint8_t* __restrict pairs = row + col / 2;
-            for (std::size_t j = 0; j < width / 2; ++j) {
-                values[2 * j] = static_cast<float>(pairs[j] & 0x0F) * scale + bias;
-                values[2 * j + 1] = static_cast<float>(pairs[j] >> 4) * scale + bias;
+            for (; j < width; j += 2) {
+                const std::uint8_t pair = row[(col + j) / 2];
+                values[j] = static_cast<float>(pair & 0x0F) * scale + bias;
+                values[j + 1] = static_cast<float>(pair >> 4) * scale + bias;
             }
         }
     }
@@ -105,6 +114,35 @@ class QuantizedRows {
     void copy(const RowWriter&, float* dst, std::uint64_t id) const { load(id, 0, dim_, dst); }
 
   private:
+#ifdef FASTEMBED_LANE_VECTORS
+    // values[j] = element col + j, j < L, of the row at `row`: the codes widened to int32 lanes
+    // (4-bit: each pair byte twice, shifted by 0 and 4 and masked), then code * scale + bias in
+    // float32 with the scalar loop's operations, so the same bits.
+    template <std::size_t L>
+    FASTEMBED_ALWAYS_INLINE static void dequantize_lanes(const std::uint8_t* row, std::size_t col,
+                                                         float scale, float bias, float* values) {
+        using Ints = typename Lanes<L>::ints;
+        Ints codes;
+        if constexpr (Bits == 8) {
+            typename Lanes<L>::bytes bytes;
+            std::memcpy(&bytes, row + col, sizeof bytes);
+            codes = __builtin_convertvector(bytes, Ints);
+        } else {
+            typename Lanes<L>::nibble_pairs pairs;
+            std::memcpy(&pairs, row + col / 2, sizeof pairs);
+            if constexpr (L == 8) {
+                codes = __builtin_convertvector(__builtin_shufflevector(pairs, pairs, 0, 0, 1, 1, 2, 2, 3, 3), Ints);
+                codes = (codes >> Ints{0, 4, 0, 4, 0, 4, 0, 4}) & 0x0F;
+            } else {
+                codes = __builtin_convertvector(__builtin_shufflevector(pairs, pairs, 0, 0, 1, 1), Ints);
+                codes = (codes >> Ints{0, 4, 0, 4}) & 0x0F;
+            }
+        }
+        const typename Lanes<L>::floats result = __builtin_convertvector(codes, typename Lanes<L>::floats) * scale + bias;
+        std::memcpy(values, &result, sizeof result);
+    }
+#endif
+
     std::size_t code_bytes() const { return Bits == 8 ? dim_ : dim_ / 2; }
 
     const std::uint8_t* packed_;

@@ -1200,6 +1200,99 @@ void test_quantize(std::mt19937_64& rng) {
     CHECK(thrown);
 }
 
+// Every row reader pools the same bits in each copy of the pooled loop (the baseline one and,
+// on an AVX2 host, the AVX2 one: their conversions run in groups of 4 or 8 lanes) as a scalar
+// reference: each element widened on its own (`element(id, d)`), the bag's rows added in
+// position order. Widths cover the lane groups and the scalar tail (4-bit: even widths).
+template <class Reader, class Element>
+void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Element element,
+                        std::mt19937_64& rng) {
+    current_case = std::string(name) + ", dim " + std::to_string(rows.dim());
+    const std::size_t dim = rows.dim();
+    const std::size_t n = 200;
+    std::vector<std::int64_t> ids(n);
+    for (auto& id : ids) id = static_cast<std::int64_t>(rng() % V);
+    std::vector<std::int64_t> bounds = {0};
+    while (bounds.back() < static_cast<std::int64_t>(n)) {
+        bounds.push_back(std::min<std::int64_t>(bounds.back() + 1 + static_cast<std::int64_t>(rng() % 9), n));
+    }
+    const fastembed::BagLayout bags{bounds.data(), bounds.size() - 1};
+    std::vector<float> expected(bags.num_bags * dim);
+    for (std::size_t b = 0; b < bags.num_bags; ++b) {
+        for (std::size_t d = 0; d < dim; ++d) {
+            float sum = 0.0f;
+            for (std::size_t i = bags.begin(b); i < bags.end(b); ++i) {
+                const float value = element(static_cast<std::size_t>(ids[i]), d);
+                sum = i == bags.begin(b) ? value : sum + value;
+            }
+            expected[b * dim + d] = sum;
+        }
+    }
+    using Job = fastembed::detail::BagJob<Reader, std::int64_t>;
+    auto pooled = [&](auto copy) {
+        std::vector<float> out(bags.num_bags * dim, -1.0f);
+        const Job job{rows, ids.data(), bags, nullptr, fastembed::kNoPadding, out.data(), nullptr, 4, 16};
+        copy(job);
+        return out;
+    };
+    CHECK(pooled([](const Job& job) {
+              fastembed::detail::pool_bags_baseline<fastembed::BagMode::sum, false, false>(job, 0, job.bags.num_bags);
+          }) == expected);
+#ifdef FASTEMBED_BAG_AVX2_CLONE
+    if (fastembed::detail::cpu_has_avx2()) {
+        CHECK(pooled([](const Job& job) {
+                  fastembed::detail::pool_bags_avx2<fastembed::BagMode::sum, false, false>(job, 0, job.bags.num_bags);
+              }) == expected);
+    }
+#endif
+}
+
+void test_reader_copies_all(std::mt19937_64& rng) {
+    const std::size_t V = 50;
+    std::normal_distribution<float> normal;
+    for (std::size_t dim : {1, 2, 7, 8, 9, 15, 16, 17, 18, 64, 66, 67}) {
+        std::vector<float> table(V * dim);
+        for (float& x : table) x = normal(rng);
+        table[0] = 0x1p-20f;  // a float16 subnormal
+        std::vector<fastembed::Float16> half(V * dim);
+        std::vector<fastembed::BFloat16> brain(V * dim);
+        for (std::size_t k = 0; k < V * dim; ++k) {
+            half[k] = fastembed::Element<fastembed::Float16>::narrow(table[k]);
+            brain[k] = fastembed::Element<fastembed::BFloat16>::narrow(table[k]);
+        }
+        test_reader_copies("float16 reader", fastembed::PlainRows<fastembed::Float16>(half.data(), dim), V,
+                           [&](std::size_t id, std::size_t d) {
+                               return fastembed::detail::half_to_float(half[id * dim + d].bits);
+                           }, rng);
+        test_reader_copies("bfloat16 reader", fastembed::PlainRows<fastembed::BFloat16>(brain.data(), dim), V,
+                           [&](std::size_t id, std::size_t d) {
+                               return fastembed::detail::bfloat16_to_float(brain[id * dim + d].bits);
+                           }, rng);
+        std::vector<std::uint8_t> packed8(V * fastembed::packed_row_bytes(8, dim));
+        fastembed::quantize_rows<8>(table.data(), V, dim, packed8.data());
+        const fastembed::QuantizedRows<8> rows8(packed8.data(), dim);
+        test_reader_copies("8-bit reader", rows8, V, [&](std::size_t id, std::size_t d) {
+            const auto* row = static_cast<const std::uint8_t*>(rows8.row_address(id));
+            float scale;
+            float bias;
+            rows8.scale_bias(row, scale, bias);
+            return static_cast<float>(row[d]) * scale + bias;
+        }, rng);
+        if (dim % 2 != 0) continue;
+        std::vector<std::uint8_t> packed4(V * fastembed::packed_row_bytes(4, dim));
+        fastembed::quantize_rows<4>(table.data(), V, dim, packed4.data());
+        const fastembed::QuantizedRows<4> rows4(packed4.data(), dim);
+        test_reader_copies("4-bit reader", rows4, V, [&](std::size_t id, std::size_t d) {
+            const auto* row = static_cast<const std::uint8_t*>(rows4.row_address(id));
+            float scale;
+            float bias;
+            rows4.scale_bias(row, scale, bias);
+            const int code = d % 2 == 0 ? row[d / 2] & 0x0F : row[d / 2] >> 4;
+            return static_cast<float>(code) * scale + bias;
+        }, rng);
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -1227,6 +1320,7 @@ int main() {
     test_half_rounding();
     test_quantize<8>(rng);
     test_quantize<4>(rng);
+    test_reader_copies_all(rng);
     if (failures != 0) {
         std::fprintf(stderr, "kernel_tests: %d of %d checks failed\n", failures, checks);
         return 1;
