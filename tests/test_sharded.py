@@ -327,6 +327,36 @@ def test_hyperparameter_changes_reach_the_shards(rng):
     assert_bitwise_equal(table_of(table), single.weight)
 
 
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize(
+    "batch",
+    [
+        "blocked",  # 20 rows per id on a cache-sized table: the position-blocked reduction
+        "heavy",  # one id 9000 times among sorted runs: a run cut into blocks summed apart
+    ],
+)
+def test_training_reduces_like_a_single_layer_in_every_reduction_regime(placement, batch, rng):
+    """The sharded backward reduces over ids renamed to the shards' concatenated rows: both of
+    the single layer's summation orders must survive the renaming, bit for bit."""
+    # The blocked reduction needs >= 8 rows per id of a cache-sized table; sorted runs (where
+    # heavy runs are cut) need fewer, so a larger table there.
+    rows = V if batch == "blocked" else 5000
+    weight = rng.standard_normal((rows, D)).astype(np.float32)
+    single = fastembed.Embedding(weight=weight.copy(), padding_idx=2)
+    table = ShardedEmbedding.from_embedding(single, 3, placement=placement)
+    if batch == "blocked":
+        ids = rng.integers(0, rows, 20 * rows)
+    else:
+        ids = np.where(rng.random(12_000) < 0.75, 5, rng.integers(0, rows, 12_000))
+    grad = rng.standard_normal((ids.size, D)).astype(np.float32)
+    single_opt, sharded_opt = fastembed.optim.SGD(lr=0.1), fastembed.optim.SGD(lr=0.1)
+    for _ in range(2):
+        assert_bitwise_equal(table.forward(ids), single.forward(ids))
+        table.backward(grad, optimizer=sharded_opt)
+        single.backward(grad, optimizer=single_opt)
+        assert_bitwise_equal(table_of(table), single.weight)
+
+
 def test_backward_without_optimizer_returns_the_sparse_gradient(rng):
     table = ShardedEmbedding(V, D, num_shards=3, seed=0, padding_idx=0)
     before = table_of(table)
