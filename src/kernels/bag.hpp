@@ -22,13 +22,16 @@
 //     std::size_t dim() const;            // elements per row
 //     std::size_t row_bytes() const;      // bytes of one stored row (the prefetched span)
 //     const void* row_address(std::size_t id) const;  // where row `id` starts
+//     template <Isa isa = Isa::baseline>  // the copy of the loop calling it (lanes.hpp)
 //     FASTEMBED_ALWAYS_INLINE void load(std::size_t id, std::size_t col, std::size_t width,
 //                                       T* values) const;  // values[j] = row id's element
 //                                                          // col + j, j < width
 // (see PlainRows below: float32, float64, float16 and bfloat16 tables; QuantizedRows in
-// quantize.hpp: 8-bit and 4-bit rows dequantized in registers). `load` must be always-inline: the loop calls it with a constant width
-// for whole blocks, which turns values[] into registers, and the AVX2 copy of the loop only
-// vectorises what is inlined into it. Then call pool_rows_with(reader, ...).
+// quantize.hpp: 8-bit and 4-bit rows dequantized in registers). `load` must be always-inline:
+// the loop calls it with a constant width for whole blocks, which turns values[] into
+// registers, and the AVX2 copy of the loop only vectorises what is inlined into it; with
+// Isa::avx2 it may convert with AVX2 + F16C intrinsics (lanes.hpp). Then call
+// pool_rows_with(reader, ...).
 #pragma once
 
 #include <algorithm>
@@ -87,8 +90,9 @@ void parallel_bags(const BagLayout& bags, std::size_t bytes_per_id, Body&& body)
 // Pooling is latency-bound: it can only keep as many row reads in flight as the out-of-order
 // window spans rows, so fewer instructions per row mean more rows in flight. On x86-64 the
 // pooling loop is therefore also compiled for AVX2 (half the instructions of SSE2 per row; 1.5x
-// faster on 1M Zipf ids, D=64) and that copy is used where the CPU has it. Both copies do the
-// same additions in the same order (no FMA), so results are bitwise the same on any CPU.
+// faster on 1M Zipf ids, D=64), with F16C for float16 rows, and that copy is used where the CPU
+// has both. Both copies do the same additions in the same order (no FMA), and readers convert
+// exactly or with the same operations, so results are bitwise the same on any CPU.
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__AVX2__)
 #define FASTEMBED_BAG_AVX2_CLONE 1
 #endif
@@ -106,9 +110,10 @@ class PlainRows {
     std::size_t dim() const { return dim_; }
     std::size_t row_bytes() const { return dim_ * sizeof(S); }
     const void* row_address(std::size_t id) const { return table_ + id * dim_; }
+    template <Isa isa = Isa::baseline>
     FASTEMBED_ALWAYS_INLINE void load(std::size_t id, std::size_t col, std::size_t width,
                                       value_type* values) const {
-        widen_row(values, table_ + id * dim_ + col, width);
+        widen_row<isa>(values, table_ + id * dim_ + col, width);
     }
 
   private:
@@ -127,18 +132,21 @@ namespace detail {
 
 // The accumulator's registers: GCC/Clang vectors of `Bytes` bytes of T (one lane of T elsewhere),
 // and Mask, the same lanes as integers of T's width (a comparison's result; for max it also
-// holds the positions of the maxima, relative to the chunk).
+// holds the positions of the maxima, relative to the chunk); `isa`, the instruction set of the
+// copy of the loop they are used in (for the row reader's conversions).
 #if defined(__GNUC__) || defined(__clang__)
-template <class T, std::size_t Bytes>
+template <class T, std::size_t Bytes, Isa Set>
 struct Vector {
+    static constexpr Isa isa = Set;
     typedef T type __attribute__((vector_size(Bytes)));
     typedef decltype(type{} > type{}) mask;
     typedef std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t> lane_int;
     static constexpr std::size_t lanes = Bytes / sizeof(T);
 };
 #else
-template <class T, std::size_t Bytes>
+template <class T, std::size_t Bytes, Isa Set>
 struct Vector {
+    static constexpr Isa isa = Set;
     using type = T;
     using lane_int = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
     using mask = lane_int;
@@ -217,6 +225,7 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I>& job, std
     using V = typename Vec::type;
     using M = typename Vec::mask;
     constexpr std::size_t kLanes = Vec::lanes;
+    constexpr Isa kIsa = Vec::isa;
     const std::size_t tail = Whole ? kLanes : width;  // elements of the last vector
     const std::size_t row_bytes = job.rows.row_bytes();
 
@@ -243,7 +252,7 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I>& job, std
             const std::size_t n = std::min(lanes_of(k), kLanes);
             T lanes[kLanes];
             for (std::size_t j = n; j < kLanes; ++j) lanes[j] = T(0);
-            job.rows.load(static_cast<std::size_t>(id), col + k * kLanes, n, lanes);
+            job.rows.template load<kIsa>(static_cast<std::size_t>(id), col + k * kLanes, n, lanes);
             std::memcpy(&values[k], lanes, sizeof lanes);
         }
         if constexpr (Weighted) {
@@ -334,11 +343,12 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_remaining_columns(
 // also tracks the positions of the maxima, which take as many registers again); Mode, Weighted,
 // Track (argmax wanted) and the widths are fixed at compile time so the inner loops carry no
 // branches on them and the accumulators stay in registers.
-template <BagMode Mode, bool Weighted, bool Track, std::size_t VectorBytes, class Reader, class I>
+template <BagMode Mode, bool Weighted, bool Track, std::size_t VectorBytes, Isa Set, class Reader,
+          class I>
 FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I>& job, std::size_t first_bag,
                                        std::size_t last_bag) {
     using T = typename Reader::value_type;
-    using Vec = Vector<T, VectorBytes>;
+    using Vec = Vector<T, VectorBytes, Set>;
     constexpr std::size_t kCount = Track ? 4 : 8;
     constexpr std::size_t kWidth = kCount * Vec::lanes;
     const std::size_t dim = job.rows.dim();
@@ -368,19 +378,20 @@ FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I>& job, std::size_t
 template <BagMode Mode, bool Weighted, bool Track, class Reader, class I>
 void pool_bags_baseline(const BagJob<Reader, I>& job, std::size_t first_bag, std::size_t last_bag) {
     // Half the 16 SSE2 / NEON registers hold the accumulator.
-    pool_bags<Mode, Weighted, Track, 16>(job, first_bag, last_bag);
+    pool_bags<Mode, Weighted, Track, 16, Isa::baseline>(job, first_bag, last_bag);
 }
 
 #ifdef FASTEMBED_BAG_AVX2_CLONE
 template <BagMode Mode, bool Weighted, bool Track, class Reader, class I>
-__attribute__((target("avx2"))) void pool_bags_avx2(const BagJob<Reader, I>& job,
-                                                    std::size_t first_bag, std::size_t last_bag) {
+__attribute__((target("avx2,f16c"))) void pool_bags_avx2(const BagJob<Reader, I>& job,
+                                                         std::size_t first_bag, std::size_t last_bag) {
     // Half the 16 AVX2 registers hold the accumulator.
-    pool_bags<Mode, Weighted, Track, 32>(job, first_bag, last_bag);
+    pool_bags<Mode, Weighted, Track, 32, Isa::avx2>(job, first_bag, last_bag);
 }
 
+// (Every AVX2 CPU has F16C; the check is for emulators that differ.)
 inline bool cpu_has_avx2() {
-    static const bool has = __builtin_cpu_supports("avx2");
+    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
     return has;
 }
 #endif
@@ -392,8 +403,11 @@ void pool_bags_on_this_cpu(const BagJob<Reader, I>& job, std::size_t first_bag, 
         pool_bags_avx2<Mode, Weighted, Track>(job, first_bag, last_bag);
         return;
     }
+#elif defined(__AVX2__) && defined(__F16C__)
+    pool_bags<Mode, Weighted, Track, 32, Isa::avx2>(job, first_bag, last_bag);
+    return;
 #elif defined(__AVX2__)
-    pool_bags<Mode, Weighted, Track, 32>(job, first_bag, last_bag);
+    pool_bags<Mode, Weighted, Track, 32, Isa::baseline>(job, first_bag, last_bag);
     return;
 #endif
     pool_bags_baseline<Mode, Weighted, Track>(job, first_bag, last_bag);

@@ -129,6 +129,18 @@ FASTEMBED_ALWAYS_INLINE void bfloat16_lanes_to_float(const std::uint16_t* src, f
 }
 #endif
 
+#ifdef FASTEMBED_AVX2_LANES
+// 8 float16 -> float32 (vcvtph2ps: exact, as half_to_float) and 8 bfloat16 -> float32.
+FASTEMBED_AVX2_F16C inline void widen_lanes_avx2(const Float16* src, float* dst) {
+    _mm256_storeu_ps(dst, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src))));
+}
+
+FASTEMBED_AVX2_F16C inline void widen_lanes_avx2(const BFloat16* src, float* dst) {
+    const __m256i words = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm256_slli_epi32(words, 16));
+}
+#endif
+
 }  // namespace detail
 
 // The arithmetic of storage type S: `type`, widen(S) and narrow(type) (nearest, ties to even).
@@ -163,10 +175,16 @@ inline constexpr bool is_reduced_precision = sizeof(S) < sizeof(accumulator_t<S>
 // dst[d] = widen(src[d]) for d < n: float16 and bfloat16 in groups of 8 and 4 lanes
 // (lanes.hpp), the rest element by element; the same bits either way (widening is exact).
 // Always inlined: the pooled kernel's row reader (bag.hpp) calls it for each vector of a block.
-template <class S>
+// Isa::avx2 (only in a kernel's AVX2 copy) widens groups of 8 with AVX2 + F16C.
+template <Isa isa = Isa::baseline, class S>
 FASTEMBED_ALWAYS_INLINE void widen_row(accumulator_t<S>* __restrict dst, const S* __restrict src,
                                        std::size_t n) {
     std::size_t d = 0;
+#ifdef FASTEMBED_AVX2_LANES
+    if constexpr (isa == Isa::avx2 && is_reduced_precision<S>) {
+        for (; d + 8 <= n; d += 8) detail::widen_lanes_avx2(src + d, dst + d);
+    }
+#endif
 #ifdef FASTEMBED_LANE_VECTORS
     if constexpr (is_reduced_precision<S>) {
         static_assert(sizeof(S) == sizeof(std::uint16_t), "float16 / bfloat16 bits");

@@ -1,15 +1,26 @@
 // Groups of 4 or 8 lanes for the element conversions of the row readers (float16, bfloat16 and
-// quantized codes widened to float32): GCC/Clang vector extensions, so one source serves every
-// instruction set a kernel is compiled for. In the AVX2 copy of the pooled loop (bag.hpp) a
-// group of 8 float32 lanes is one register and a conversion a few instructions
-// (vpmovzx + shifts or vcvtdq2ps); in the baseline copy it is lowered to SSE2 pairs. Where the
-// extensions are missing (FASTEMBED_LANE_VECTORS undefined) callers convert element by element,
-// which gives the same bits: every conversion here is exact or the same float operations in the
-// same order.
+// quantized codes widened to float32), two ways:
+// - GCC/Clang vector extensions (Lanes<L>), one source for every instruction set; lowered to
+//   SSE2 in the baseline copy of a kernel (GCC 12 widens bytes to int32 lanes in ~9 shuffles);
+// - in the AVX2 copy of the pooled loop (bag.hpp: Isa::avx2), AVX2 + F16C intrinsics, one or
+//   two instructions per group of 8 (vcvtph2ps, vpmovzxbd + vcvtdq2ps).
+// Where neither exists (FASTEMBED_LANE_VECTORS undefined) callers convert element by element.
+// All give the same bits: every conversion is exact, or the same float operations in the same
+// order (no FMA).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#include <immintrin.h>
+// The AVX2 + F16C lane groups below exist (they run only where a kernel's AVX2 copy runs).
+#define FASTEMBED_AVX2_LANES 1
+// Marks them: a function with a target attribute cannot be force-inlined into the shared loop
+// template (compiled for the baseline), so these are plain inline functions that GCC inlines
+// once the loop has been inlined into its target("avx2,f16c") copy.
+#define FASTEMBED_AVX2_F16C __attribute__((target("avx2,f16c")))
+#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define FASTEMBED_ALWAYS_INLINE __attribute__((always_inline)) inline
@@ -22,6 +33,10 @@
 #endif
 
 namespace fastembed {
+
+// The instruction set a copy of a kernel is compiled for: the baseline (SSE2 on x86-64), or AVX2
+// with F16C (bag.hpp picks it at run time). Row readers choose their lane groups by it.
+enum class Isa { baseline, avx2 };
 
 #ifdef FASTEMBED_LANE_VECTORS
 // L lanes of each element type a conversion passes through. Values are moved in and out with

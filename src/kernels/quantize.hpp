@@ -83,6 +83,7 @@ class QuantizedRows {
     // values[j] = element col + j of row `id`, code * scale + bias, for j < width: the row
     // dequantized in registers. A row reader of the pooled kernel (bag.hpp), which calls it
     // with a constant width per column block; for 4-bit, col and width are even (D is).
+    template <Isa isa = Isa::baseline>
     FASTEMBED_ALWAYS_INLINE void load(std::size_t id, std::size_t col, std::size_t width,
                                       float* values) const {
         const auto* row = static_cast<const std::uint8_t*>(row_address(id));
@@ -90,6 +91,11 @@ class QuantizedRows {
         float bias;
         scale_bias(row, scale, bias);
         std::size_t j = 0;
+#ifdef FASTEMBED_AVX2_LANES
+        if constexpr (isa == Isa::avx2) {
+            for (; j + 8 <= width; j += 8) dequantize_lanes_avx2(row, col + j, scale, bias, values + j);
+        }
+#endif
 #ifdef FASTEMBED_LANE_VECTORS
         auto dequantize_group = [&](auto lanes) __attribute__((always_inline)) {
             constexpr std::size_t L = decltype(lanes)::value;
@@ -111,9 +117,30 @@ class QuantizedRows {
     }
 
     // A gather's row: the whole row dequantized into dst.
-    void copy(const RowWriter&, float* dst, std::uint64_t id) const { load(id, 0, dim_, dst); }
+    void copy(const RowWriter&, float* dst, std::uint64_t id) const { load<>(id, 0, dim_, dst); }
 
   private:
+#ifdef FASTEMBED_AVX2_LANES
+    // dequantize_lanes<8> with AVX2: the codes zero-extended to int32 lanes in one instruction
+    // (4-bit: each pair byte doubled first, then shifted by 0 or 4 and masked).
+    FASTEMBED_AVX2_F16C static void dequantize_lanes_avx2(const std::uint8_t* row, std::size_t col,
+                                                          float scale, float bias, float* values) {
+        __m256i codes;
+        if constexpr (Bits == 8) {
+            codes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + col)));
+        } else {
+            std::int32_t pairs;
+            std::memcpy(&pairs, row + col / 2, sizeof pairs);
+            const __m128i bytes = _mm_cvtsi32_si128(pairs);
+            codes = _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(bytes, bytes));
+            codes = _mm256_and_si256(_mm256_srlv_epi32(codes, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)),
+                                     _mm256_set1_epi32(0x0F));
+        }
+        const __m256 products = _mm256_mul_ps(_mm256_cvtepi32_ps(codes), _mm256_set1_ps(scale));
+        _mm256_storeu_ps(values, _mm256_add_ps(products, _mm256_set1_ps(bias)));
+    }
+#endif
+
 #ifdef FASTEMBED_LANE_VECTORS
     // values[j] = element col + j, j < L, of the row at `row`: the codes widened to int32 lanes
     // (4-bit: each pair byte twice, shifted by 0 and 4 and masked), then code * scale + bias in
@@ -171,23 +198,95 @@ inline std::uint8_t clamped_code(float value, float top) {
     return static_cast<std::uint8_t>(static_cast<int>((v + 0x1.8p23f) - 0x1.8p23f));
 }
 
+#ifdef FASTEMBED_LANE_VECTORS
+// Packing runs in the baseline build: 4 lanes, one SSE2 register (GCC 12 splits the selects of
+// 8-lane vectors into scalar code there).
+using PackLanes = Lanes<4>;
+inline constexpr std::size_t kPackLanes = 4;
+
+// clamped_code((x[j] - low) * inverse, top) for 4 lanes, the same operations.
+FASTEMBED_ALWAYS_INLINE void clamped_codes(const float* x, float low, float inverse, float top,
+                                           PackLanes::ints& codes) {
+    PackLanes::floats v;
+    std::memcpy(&v, x, sizeof v);
+    const PackLanes::floats zero = {};
+    const PackLanes::floats tops = zero + top;
+    v = (v - low) * inverse;
+    v = v > zero ? v : zero;
+    v = v < tops ? v : tops;
+    codes = __builtin_convertvector((v + 0x1.8p23f) - 0x1.8p23f, PackLanes::ints);
+}
+
+// out[0, 8) = the codes of `first` then `second` (each in [0, 255]) as bytes: SSE2's saturating
+// packs (GCC 12 narrows vector lanes one by one).
+FASTEMBED_ALWAYS_INLINE void store_codes(const PackLanes::ints& first, const PackLanes::ints& second,
+                                         std::uint8_t* out) {
+#ifdef FASTEMBED_HAVE_SSE2
+    __m128i low;
+    __m128i high;
+    std::memcpy(&low, &first, sizeof low);
+    std::memcpy(&high, &second, sizeof high);
+    const __m128i words = _mm_packs_epi32(low, high);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(words, words));
+#else
+    const auto low = __builtin_convertvector(first, PackLanes::bytes);
+    const auto high = __builtin_convertvector(second, PackLanes::bytes);
+    std::memcpy(out, &low, sizeof low);
+    std::memcpy(out + sizeof low, &high, sizeof high);
+#endif
+}
+#endif
+
 // Packs one row; returns false, having written nothing, if the row holds a NaN or infinity.
+// Min, max and codes are computed 4 lanes at a time where vector extensions exist (the same
+// codes as one by one; only which of +0 and -0 is the minimum may differ).
 template <unsigned Bits>
 bool pack_row(const float* __restrict x, std::size_t dim, std::uint8_t* __restrict out) {
     float low = dim == 0 ? 0.0f : x[0];
     float high = low;
     float probe = 0.0f;  // becomes NaN if any element is NaN or infinite (0 * inf is NaN)
-    for (std::size_t d = 0; d < dim; ++d) {
+    std::size_t d = 0;
+#ifdef FASTEMBED_LANE_VECTORS
+    if (dim >= kPackLanes) {
+        PackLanes::floats lows;
+        std::memcpy(&lows, x, sizeof lows);
+        PackLanes::floats highs = lows;
+        PackLanes::floats probes = {};
+        for (; d + kPackLanes <= dim; d += kPackLanes) {
+            PackLanes::floats v;
+            std::memcpy(&v, x + d, sizeof v);
+            lows = v < lows ? v : lows;
+            highs = v > highs ? v : highs;
+            probes += 0.0f * v;
+        }
+        for (std::size_t j = 0; j < kPackLanes; ++j) {
+            low = std::min(low, lows[j]);
+            high = std::max(high, highs[j]);
+            probe += probes[j];
+        }
+    }
+#endif
+    for (; d < dim; ++d) {
         low = std::min(low, x[d]);
         high = std::max(high, x[d]);
         probe += 0.0f * x[d];
     }
     if (probe != 0.0f) return false;
+    d = 0;
     if constexpr (Bits == 8) {
         const float range = high - low;
         const float scale = range / 255.0f;
         const float inverse = 255.0f / (range + 1e-8f);
-        for (std::size_t d = 0; d < dim; ++d) out[d] = clamped_code((x[d] - low) * inverse, 255.0f);
+#ifdef FASTEMBED_LANE_VECTORS
+        for (; d + 2 * kPackLanes <= dim; d += 2 * kPackLanes) {
+            PackLanes::ints first;
+            PackLanes::ints second;
+            clamped_codes(x + d, low, inverse, 255.0f, first);
+            clamped_codes(x + d + kPackLanes, low, inverse, 255.0f, second);
+            store_codes(first, second, out + d);
+        }
+#endif
+        for (; d < dim; ++d) out[d] = clamped_code((x[d] - low) * inverse, 255.0f);
         std::memcpy(out + dim, &scale, sizeof scale);
         std::memcpy(out + dim + sizeof(float), &low, sizeof low);
     } else {
@@ -201,7 +300,25 @@ bool pack_row(const float* __restrict x, std::size_t dim, std::uint8_t* __restri
             scale = 1.0f;
             inverse = 1.0f;
         }
-        for (std::size_t b = 0; b < dim / 2; ++b) {
+        std::size_t b = 0;
+#ifdef FASTEMBED_LANE_VECTORS
+        // 16 elements -> 8 bytes of two codes each
+        for (; 2 * b + 4 * kPackLanes <= dim; b += 2 * kPackLanes) {
+            PackLanes::ints pairs[2];
+            for (std::size_t half = 0; half < 2; ++half) {
+                PackLanes::ints first;
+                PackLanes::ints second;
+                const float* from = x + 2 * b + 2 * kPackLanes * half;
+                clamped_codes(from, bias, inverse, 15.0f, first);
+                clamped_codes(from + kPackLanes, bias, inverse, 15.0f, second);
+                const PackLanes::ints even = __builtin_shufflevector(first, second, 0, 2, 4, 6);
+                const PackLanes::ints odd = __builtin_shufflevector(first, second, 1, 3, 5, 7);
+                pairs[half] = even | (odd << 4);
+            }
+            store_codes(pairs[0], pairs[1], out + b);
+        }
+#endif
+        for (; b < dim / 2; ++b) {
             const std::uint8_t even = clamped_code((x[2 * b] - bias) * inverse, 15.0f);
             const std::uint8_t odd = clamped_code((x[2 * b + 1] - bias) * inverse, 15.0f);
             out[b] = static_cast<std::uint8_t>(even | (odd << 4));

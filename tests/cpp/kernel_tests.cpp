@@ -1163,12 +1163,12 @@ void test_half_rounding() {
 }
 
 // Packing: codes within [0, 2^bits), every element within half a quantum (plus the 8-bit
-// guard, the 4-bit bias rounding) after dequantizing, and NaN refused by position.
+// guard, the 4-bit bias rounding) after dequantizing, and NaN refused by position. Widths with
+// and without groups of 8 lanes (16 for 4-bit) and a tail.
 template <unsigned Bits>
-void test_quantize(std::mt19937_64& rng) {
-    current_case = Bits == 8 ? "quantize 8-bit" : "quantize 4-bit";
+void test_quantize(std::size_t dim, std::mt19937_64& rng) {
+    current_case = std::string(Bits == 8 ? "quantize 8-bit" : "quantize 4-bit") + ", dim " + std::to_string(dim);
     const std::size_t V = 300;
-    const std::size_t dim = 10;
     std::normal_distribution<float> normal;
     std::vector<float> table(V * dim);
     for (float& x : table) x = normal(rng);
@@ -1318,8 +1318,10 @@ int main() {
     test_half_round_trip<fastembed::Float16>("float16 round trip");
     test_half_round_trip<fastembed::BFloat16>("bfloat16 round trip");
     test_half_rounding();
-    test_quantize<8>(rng);
-    test_quantize<4>(rng);
+    for (std::size_t dim : {10, 38}) {
+        test_quantize<8>(dim, rng);
+        test_quantize<4>(dim, rng);
+    }
     test_reader_copies_all(rng);
     if (failures != 0) {
         std::fprintf(stderr, "kernel_tests: %d of %d checks failed\n", failures, checks);
