@@ -89,7 +89,15 @@ class QuantizedRows {
         const auto* row = static_cast<const std::uint8_t*>(row_address(id));
         float scale;
         float bias;
+#ifdef FASTEMBED_AVX2_LANES
+        if constexpr (isa == Isa::avx2 && Bits == 4) {
+            half_scale_bias_f16c(row + code_bytes(), scale, bias);
+        } else {
+            scale_bias(row, scale, bias);
+        }
+#else
         scale_bias(row, scale, bias);
+#endif
         std::size_t j = 0;
 #ifdef FASTEMBED_AVX2_LANES
         if constexpr (isa == Isa::avx2) {
@@ -121,6 +129,16 @@ class QuantizedRows {
 
   private:
 #ifdef FASTEMBED_AVX2_LANES
+    // The 4-bit scale and bias (two float16 after the codes) widened by one vcvtph2ps: exact, as
+    // scale_bias's half_to_float, in one instruction instead of two dozen per row.
+    FASTEMBED_AVX2_F16C static void half_scale_bias_f16c(const std::uint8_t* tail, float& scale, float& bias) {
+        std::int32_t halves;
+        std::memcpy(&halves, tail, sizeof halves);
+        const __m128 both = _mm_cvtph_ps(_mm_cvtsi32_si128(halves));
+        scale = _mm_cvtss_f32(both);
+        bias = _mm_cvtss_f32(_mm_shuffle_ps(both, both, 1));
+    }
+
     // dequantize_lanes<8> with AVX2: the codes zero-extended to int32 lanes in one instruction
     // (4-bit: each pair byte doubled first, then shifted by 0 or 4 and masked).
     FASTEMBED_AVX2_F16C static void dequantize_lanes_avx2(const std::uint8_t* row, std::size_t col,
