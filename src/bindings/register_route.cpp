@@ -40,11 +40,23 @@ std::vector<std::uint64_t> first_rows(std::uint64_t rows, std::uint64_t shards, 
     return first;
 }
 
-void require_num_shards(long long num_shards) {
+// The sizes of a routing call, after checking ids (int32/int64, C-contiguous), num_embeddings
+// (>= 0) and num_shards (1..kMaxShards).
+struct RouteSizes {
+    std::uint64_t rows;
+    std::uint64_t shards;
+    std::size_t n;  // ids.size
+};
+
+RouteSizes route_sizes(const py::array& ids, long long num_embeddings, long long num_shards) {
+    require_ids(ids);
+    require_num_embeddings(num_embeddings);
     if (num_shards < 1 || num_shards > kMaxShards) {
         throw py::value_error("num_shards must be in [1, " + std::to_string(kMaxShards) + "], got " +
                               std::to_string(num_shards));
     }
+    return {static_cast<std::uint64_t>(num_embeddings), static_cast<std::uint64_t>(num_shards),
+            static_cast<std::size_t>(ids.size())};
 }
 
 // Calls f(concatenated) with the ConcatenatedRows of the placement (first_row must outlive it).
@@ -60,12 +72,9 @@ void with_concatenated_rows(std::uint64_t rows, std::uint64_t shards, bool modul
 // array of the ids' shape and dtype (kernels/route.hpp: ConcatenatedRows). IndexError first.
 py::array concatenated_rows(const py::array& ids, long long num_embeddings, long long num_shards,
                             bool modulo) {
-    require_ids(ids);
-    require_num_embeddings(num_embeddings);
-    require_num_shards(num_shards);
-    const auto rows = static_cast<std::uint64_t>(num_embeddings);
-    const auto shards = static_cast<std::uint64_t>(num_shards);
-    const auto n = static_cast<std::size_t>(ids.size());
+    const RouteSizes sizes = route_sizes(ids, num_embeddings, num_shards);
+    const std::uint64_t rows = sizes.rows, shards = sizes.shards;
+    const std::size_t n = sizes.n;
     std::vector<py::ssize_t> shape(ids.shape(), ids.shape() + ids.ndim());
     py::array renamed = new_result(ids.dtype(), shape);
     void* renamed_data = renamed.mutable_data();
@@ -85,12 +94,9 @@ py::array concatenated_rows(const py::array& ids, long long num_embeddings, long
 // raises IndexError before anything is computed.
 py::tuple route_distinct(const py::array& ids, long long num_embeddings, long long num_shards,
                          bool modulo) {
-    require_ids(ids);
-    require_num_embeddings(num_embeddings);
-    require_num_shards(num_shards);
-    const auto rows = static_cast<std::uint64_t>(num_embeddings);
-    const auto shards = static_cast<std::uint64_t>(num_shards);
-    const auto n = static_cast<std::size_t>(ids.size());
+    const RouteSizes sizes = route_sizes(ids, num_embeddings, num_shards);
+    const std::uint64_t rows = sizes.rows, shards = sizes.shards;
+    const std::size_t n = sizes.n;
     py::array inverse = new_result(py::dtype::of<std::int64_t>(), {static_cast<py::ssize_t>(n)});
     py::array offsets = new_result(py::dtype::of<std::int64_t>(), {static_cast<py::ssize_t>(num_shards + 1)});
     py::array local;
@@ -168,12 +174,9 @@ void expand_rows(const std::vector<py::array>& answers, const py::array& offsets
 // (IndexError) and every table's shape (ValueError: the rows its placement gives it) first.
 void gather_sharded(const std::vector<py::array>& tables, const py::array& ids, const py::array& out,
                     long long num_embeddings, bool modulo) {
-    require_ids(ids);
-    require_num_embeddings(num_embeddings);
-    require_num_shards(static_cast<long long>(tables.size()));
-    const auto rows = static_cast<std::uint64_t>(num_embeddings);
-    const auto shards = static_cast<std::uint64_t>(tables.size());
-    const auto n = static_cast<std::size_t>(ids.size());
+    const RouteSizes sizes = route_sizes(ids, num_embeddings, static_cast<long long>(tables.size()));
+    const std::uint64_t rows = sizes.rows, shards = sizes.shards;
+    const std::size_t n = sizes.n;
     if (out.ndim() != 2 || static_cast<std::size_t>(out.shape(0)) != n) {
         throw py::value_error("out must have shape (ids.size, D), got " + shape_string(out));
     }
