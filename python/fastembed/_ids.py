@@ -33,7 +33,9 @@ def as_ids(ids: ArrayLike) -> np.ndarray:
     copy). Other integer dtypes, byte-swapped or non-contiguous arrays, Python ints and lists
     are converted. Bool, float, complex, object and string ids raise ``TypeError``.
     """
-    if type(ids) is np.ndarray and ids.dtype in _KERNEL_ID_DTYPES and ids.flags.carray:
+    # (flags.carray would also demand writeable ids, sending read-only ones the slow way)
+    readable = type(ids) is np.ndarray and ids.flags.c_contiguous and ids.flags.aligned
+    if readable and ids.dtype in _KERNEL_ID_DTYPES:
         return ids
     array = np.asarray(ids)
     if array.size == 0 and not isinstance(ids, np.ndarray) and array.dtype.kind == "f":
