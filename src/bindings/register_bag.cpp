@@ -4,7 +4,6 @@
 
 #include <optional>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "bindings/arrays.hpp"
@@ -15,7 +14,6 @@
 #include "bindings/sparse_output.hpp"
 #include "kernels/bag.hpp"
 #include "kernels/bag_backward.hpp"
-#include "kernels/buffer.hpp"
 #include "kernels/check_ids.hpp"
 #include "kernels/half.hpp"
 #include "kernels/quantize.hpp"
@@ -48,9 +46,9 @@ std::int64_t* argmax_data(const std::optional<py::array>& argmax_out, BagMode mo
     return static_cast<std::int64_t*>(given.mutable_data());
 }
 
-// Pools the bags through `rows` (a row reader, kernels/bag.hpp) into a result of dtype Out:
-// the reader's arithmetic type T, pooled in place; or float16 / bfloat16, pooled into float32
-// scratch and rounded once into it. `before_pooling(id_data)` runs first, on checked ids.
+// Pools the bags through `rows` (a row reader, kernels/bag.hpp) into a result of dtype Out: the
+// reader's arithmetic type T, or float16 / bfloat16, each element rounded once as it is stored.
+// `before_pooling(id_data)` runs first, on checked ids.
 template <class Out, class Reader, class BeforePooling>
 py::array pool_into(const Reader& rows, std::size_t num_embeddings, const py::array& ids,
                     const BagLayout& bags, BagMode mode,
@@ -58,7 +56,6 @@ py::array pool_into(const Reader& rows, std::size_t num_embeddings, const py::ar
                     const std::optional<py::array>& out, const std::optional<py::array>& argmax_out,
                     const std::vector<std::pair<const py::array*, const char*>>& inputs,
                     BeforePooling&& before_pooling) {
-    using T = typename Reader::value_type;
     const auto n = static_cast<std::size_t>(ids.size());
     const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(bags.num_bags),
                                          static_cast<py::ssize_t>(rows.dim())};
@@ -69,14 +66,7 @@ py::array pool_into(const Reader& rows, std::size_t num_embeddings, const py::ar
     call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
         check_ids(id_data, n, num_embeddings);
         before_pooling(id_data);
-        if constexpr (std::is_same_v<Out, T>) {
-            pool_rows_with(rows, id_data, bags, mode, weights, padding, destination, argmax);
-        } else {
-            const std::size_t elements = bags.num_bags * rows.dim();
-            ScratchArray<T> pooled(elements);
-            pool_rows_with(rows, id_data, bags, mode, weights, padding, pooled.get(), argmax);
-            narrow_row(destination, pooled.get(), elements);
-        }
+        pool_rows_with(rows, id_data, bags, mode, weights, padding, destination, argmax);
     });
     return result;
 }

@@ -138,6 +138,7 @@ namespace detail {
 template <class T, std::size_t Bytes, Isa Set>
 struct Vector {
     static constexpr Isa isa = Set;
+    using value_type = T;
     typedef T type __attribute__((vector_size(Bytes)));
     typedef decltype(type{} > type{}) mask;
     typedef std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t> lane_int;
@@ -147,6 +148,7 @@ struct Vector {
 template <class T, std::size_t Bytes, Isa Set>
 struct Vector {
     static constexpr Isa isa = Set;
+    using value_type = T;
     using type = T;
     using lane_int = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
     using mask = lane_int;
@@ -185,42 +187,58 @@ FASTEMBED_ALWAYS_INLINE void load_vector(typename Vec::type& to, const T* from, 
     std::memcpy(&to, values, sizeof to);
 }
 
-// ...and back.
-template <class Vec, class T>
-FASTEMBED_ALWAYS_INLINE void store_vector(T* to, const typename Vec::type& from, std::size_t n) {
+// ...and back, rounded once to Out where Out is a narrower storage type (half.hpp).
+template <class Vec, class Out>
+FASTEMBED_ALWAYS_INLINE void store_vector(Out* to, const typename Vec::type& from, std::size_t n) {
+    using T = typename Vec::value_type;
     T values[Vec::lanes];
     std::memcpy(values, &from, sizeof from);
-    for (std::size_t j = 0; j < n; ++j) to[j] = values[j];
+    if constexpr (std::is_same_v<Out, T>) {
+        for (std::size_t j = 0; j < n; ++j) to[j] = values[j];
+    } else {
+        narrow_row<Vec::isa>(to, values, n);
+    }
 }
 
-// Everything a pooling loop needs besides the bag range; T is the reader's value_type.
-template <class Reader, class I>
+// Everything a pooling loop needs besides the bag range; T is the reader's value_type, Out the
+// output's storage: T, or float16 / bfloat16 for T = float.
+template <class Reader, class I, class Out>
 struct BagJob {
     using T = typename Reader::value_type;
+    static_assert(std::is_same_v<accumulator_t<Out>, T>, "bags are stored in their sums' type or narrower");
     const Reader& rows;
     const I* ids;
     const BagLayout& bags;
     const T* per_sample_weights;  // only with sum, else null
     std::int64_t padding_idx;
-    T* out;
+    Out* out;
     std::int64_t* argmax;     // only with max, may be null
     std::size_t ahead;        // prefetch distance, in positions
     std::size_t chunk_rows;   // positions per chunk (see pooling_chunk_bytes)
 };
 
+// Where one bag's result goes: its output row, and the row its partial sums wait in between
+// chunks (the output row itself when it is stored in the sums' type; exact: a store and a load
+// change no bit).
+template <class T, class Out>
+struct BagRows {
+    Out* out;
+    T* partial;
+    std::int64_t* argmax;  // null unless max tracks its positions
+};
+
 // Pools columns [col, col + width) of positions [begin, end) of one bag into Count vectors of
 // Vec (width == Count * lanes, or less than one vector's lanes when Count == 1 and !Whole).
-// `count` entries of the bag were pooled before, their partial result in out_row and arg_row.
-// Returns the count including this chunk's entries. On the bag's last chunk (`last`), finishes
-// the bag (mean's division, zeros for an empty bag).
+// `count` entries of the bag were pooled before, their partial result in rows.partial and
+// rows.argmax. Returns the count including this chunk's entries. On the bag's last chunk
+// (`last`), finishes the bag (mean's division, zeros for an empty bag) into rows.out.
 template <BagMode Mode, bool Weighted, bool Track, class Vec, std::size_t Count, bool Whole,
-          class Reader, class I>
-FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I>& job, std::size_t begin,
+          class Reader, class I, class Out>
+FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job, std::size_t begin,
                                                std::size_t end, std::size_t stop, bool prefetch,
                                                std::size_t col, std::size_t width,
                                                std::size_t count, bool last,
-                                               typename Reader::value_type* out_row,
-                                               std::int64_t* arg_row) {
+                                               const BagRows<typename Reader::value_type, Out>& rows) {
     using T = typename Reader::value_type;
     using V = typename Vec::type;
     using M = typename Vec::mask;
@@ -235,7 +253,7 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I>& job, std
     [[maybe_unused]] M at[Count] = {};  // max: chunk offset of each lane's maximum, -1 if it came before the chunk
     if (count != 0) {
         FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
-            load_vector<Vec>(acc[k], out_row + col + k * kLanes, lanes_of(k));
+            load_vector<Vec>(acc[k], rows.partial + col + k * kLanes, lanes_of(k));
         }
         if constexpr (Track) for (std::size_t k = 0; k < Count; ++k) fill_lanes<Vec>(at[k], -1);
     }
@@ -288,14 +306,18 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I>& job, std
         FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) acc[k] = acc[k] / size;
     }
     FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
-        store_vector<Vec>(out_row + col + k * kLanes, acc[k], lanes_of(k));
+        if (last) {
+            store_vector<Vec>(rows.out + col + k * kLanes, acc[k], lanes_of(k));
+        } else {
+            store_vector<Vec>(rows.partial + col + k * kLanes, acc[k], lanes_of(k));
+        }
     }
     if constexpr (Track) {
         FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
             typename Vec::lane_int offsets[kLanes];
             std::memcpy(offsets, &at[k], sizeof offsets);
             for (std::size_t j = 0; j < lanes_of(k); ++j) {
-                std::int64_t& arg = arg_row[col + k * kLanes + j];
+                std::int64_t& arg = rows.argmax[col + k * kLanes + j];
                 if (count == 0) {
                     arg = -1;
                 } else if (offsets[j] >= 0) {
@@ -311,29 +333,28 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I>& job, std
 // vectors if that many columns remain, then the rest in halving counts, then a last vector of
 // fewer lanes.
 template <BagMode Mode, bool Weighted, bool Track, class Vec, std::size_t Count, class Reader,
-          class I>
+          class I, class Out>
 FASTEMBED_ALWAYS_INLINE std::size_t pool_remaining_columns(
-    const BagJob<Reader, I>& job, std::size_t begin, std::size_t end, std::size_t stop,
-    std::size_t col, std::size_t count, bool last, typename Reader::value_type* out_row,
-    std::int64_t* arg_row) {
+    const BagJob<Reader, I, Out>& job, std::size_t begin, std::size_t end, std::size_t stop,
+    std::size_t col, std::size_t count, bool last,
+    const BagRows<typename Reader::value_type, Out>& rows) {
     constexpr std::size_t kWidth = Count * Vec::lanes;
     const std::size_t dim = job.rows.dim();
     std::size_t result = count;  // unchanged if no column remains
     if (dim - col >= kWidth) {
         result = pool_block<Mode, Weighted, Track, Vec, Count, true>(job, begin, end, stop, col == 0, col,
-                                                              kWidth, count, last, out_row, arg_row);
+                                                              kWidth, count, last, rows);
         col += kWidth;
     }
     if constexpr (Count == 1) {
         if (col < dim) {
             result = pool_block<Mode, Weighted, Track, Vec, 1, false>(job, begin, end, stop, col == 0, col,
-                                                               dim - col, count, last, out_row,
-                                                               arg_row);
+                                                               dim - col, count, last, rows);
         }
     } else {
         if (col < dim) {
             result = pool_remaining_columns<Mode, Weighted, Track, Vec, Count / 2>(
-                job, begin, end, stop, col, count, last, out_row, arg_row);
+                job, begin, end, stop, col, count, last, rows);
         }
     }
     return result;
@@ -344,8 +365,8 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_remaining_columns(
 // Track (argmax wanted) and the widths are fixed at compile time so the inner loops carry no
 // branches on them and the accumulators stay in registers.
 template <BagMode Mode, bool Weighted, bool Track, std::size_t VectorBytes, Isa Set, class Reader,
-          class I>
-FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I>& job, std::size_t first_bag,
+          class I, class Out>
+FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I, Out>& job, std::size_t first_bag,
                                        std::size_t last_bag) {
     using T = typename Reader::value_type;
     using Vec = Vector<T, VectorBytes, Set>;
@@ -353,9 +374,15 @@ FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I>& job, std::size_t
     constexpr std::size_t kWidth = kCount * Vec::lanes;
     const std::size_t dim = job.rows.dim();
     const std::size_t stop = job.bags.end(last_bag - 1);
+    // A narrower output keeps a bag's partial sums here between its chunks.
+    std::vector<T> partial(std::is_same_v<Out, T> ? 0 : dim);
     for (std::size_t bag = first_bag; bag < last_bag; ++bag) {
-        T* out_row = job.out + bag * dim;
-        std::int64_t* arg_row = Track ? job.argmax + bag * dim : nullptr;
+        BagRows<T, Out> rows{job.out + bag * dim, nullptr, Track ? job.argmax + bag * dim : nullptr};
+        if constexpr (std::is_same_v<Out, T>) {
+            rows.partial = rows.out;
+        } else {
+            rows.partial = partial.data();
+        }
         const std::size_t bag_end = job.bags.end(bag);
         std::size_t count = 0;
         std::size_t begin = job.bags.begin(bag);
@@ -366,24 +393,24 @@ FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I>& job, std::size_t
             std::size_t col = 0;
             for (; col + 2 * kWidth <= dim; col += kWidth) {
                 count = pool_block<Mode, Weighted, Track, Vec, kCount, true>(
-                    job, begin, end, stop, col == 0, col, kWidth, before, last, out_row, arg_row);
+                    job, begin, end, stop, col == 0, col, kWidth, before, last, rows);
             }
             count = pool_remaining_columns<Mode, Weighted, Track, Vec, kCount>(job, begin, end, stop, col,
-                                                                        before, last, out_row, arg_row);
+                                                                        before, last, rows);
             begin = end;
         } while (begin < bag_end);
     }
 }
 
-template <BagMode Mode, bool Weighted, bool Track, class Reader, class I>
-void pool_bags_baseline(const BagJob<Reader, I>& job, std::size_t first_bag, std::size_t last_bag) {
+template <BagMode Mode, bool Weighted, bool Track, class Reader, class I, class Out>
+void pool_bags_baseline(const BagJob<Reader, I, Out>& job, std::size_t first_bag, std::size_t last_bag) {
     // Half the 16 SSE2 / NEON registers hold the accumulator.
     pool_bags<Mode, Weighted, Track, 16, Isa::baseline>(job, first_bag, last_bag);
 }
 
 #ifdef FASTEMBED_BAG_AVX2_CLONE
-template <BagMode Mode, bool Weighted, bool Track, class Reader, class I>
-__attribute__((target("avx2,f16c"))) void pool_bags_avx2(const BagJob<Reader, I>& job,
+template <BagMode Mode, bool Weighted, bool Track, class Reader, class I, class Out>
+__attribute__((target("avx2,f16c"))) void pool_bags_avx2(const BagJob<Reader, I, Out>& job,
                                                          std::size_t first_bag, std::size_t last_bag) {
     // Half the 16 AVX2 registers hold the accumulator.
     pool_bags<Mode, Weighted, Track, 32, Isa::avx2>(job, first_bag, last_bag);
@@ -396,8 +423,8 @@ inline bool cpu_has_avx2() {
 }
 #endif
 
-template <BagMode Mode, bool Weighted, bool Track, class Reader, class I>
-void pool_bags_on_this_cpu(const BagJob<Reader, I>& job, std::size_t first_bag, std::size_t last_bag) {
+template <BagMode Mode, bool Weighted, bool Track, class Reader, class I, class Out>
+void pool_bags_on_this_cpu(const BagJob<Reader, I, Out>& job, std::size_t first_bag, std::size_t last_bag) {
 #ifdef FASTEMBED_BAG_AVX2_CLONE
     if (cpu_has_avx2()) {
         pool_bags_avx2<Mode, Weighted, Track>(job, first_bag, last_bag);
@@ -416,18 +443,19 @@ void pool_bags_on_this_cpu(const BagJob<Reader, I>& job, std::size_t first_bag, 
 }  // namespace detail
 
 // The pooling alone, through a row reader (see the top of this file), for ids that have already
-// passed check_ids: out[b, :] = pooled rows of bag b. `per_sample_weights` (one per flat id, or
-// null) only with sum. `argmax` (num_bags x dim, or null) receives, for max, the position of the
-// id that gave each element, -1 for an empty bag.
-template <class Reader, class I>
+// passed check_ids: out[b, :] = pooled rows of bag b, in the reader's value_type or rounded once
+// to a narrower Out (float16 / bfloat16 bags of float sums). `per_sample_weights` (one per flat
+// id, or null) only with sum. `argmax` (num_bags x dim, or null) receives, for max, the position
+// of the id that gave each element, -1 for an empty bag.
+template <class Reader, class I, class Out>
 void pool_rows_with(const Reader& rows, const I* ids, const BagLayout& bags, BagMode mode,
                     const typename Reader::value_type* per_sample_weights, std::int64_t padding_idx,
-                    typename Reader::value_type* out, std::int64_t* argmax) {
+                    Out* out, std::int64_t* argmax) {
     const std::size_t dim = rows.dim();
     if (dim == 0) return;
     const std::size_t row_bytes = rows.row_bytes();
     const std::size_t chunk_rows = std::max<std::size_t>(pooling_chunk_bytes() / row_bytes, 8);
-    const detail::BagJob<Reader, I> job{rows, ids, bags, per_sample_weights, padding_idx, out, argmax,
+    const detail::BagJob<Reader, I, Out> job{rows, ids, bags, per_sample_weights, padding_idx, out, argmax,
                                         prefetch_distance(row_bytes), chunk_rows};
     parallel_bags(bags, row_bytes + sizeof(I), [&](std::size_t first, std::size_t last) {
         auto pool = [&](auto mode_tag, auto weighted_tag, auto track_tag) {

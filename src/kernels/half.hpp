@@ -61,8 +61,10 @@ inline float half_to_float(std::uint16_t half) {
     return bits_float(sign | magnitude);
 }
 
-// binary32 -> binary16, round to nearest even; overflow gives infinity, NaN stays NaN. Scaling
-// by 2^112 then 2^-110 leaves the value rounded at binary16's precision by the float unit itself.
+// binary32 -> binary16, round to nearest even; overflow gives infinity. Scaling by 2^112 then
+// 2^-110 leaves the value rounded at binary16's precision by the float unit itself. A NaN stays
+// a NaN as F16C's vcvtps2ph makes it (the quiet bit set, the payload's top 9 bits kept), so the
+// AVX2 copy of a kernel narrows to the same bits.
 inline std::uint16_t float_to_half(float value) {
     float base = (std::fabs(value) * 0x1.0p+112f) * 0x1.0p-110f;
     const std::uint32_t word = float_bits(value);
@@ -74,7 +76,8 @@ inline std::uint16_t float_to_half(float value) {
     const std::uint32_t bits = float_bits(base);
     const std::uint32_t exponent = (bits >> 13) & 0x00007C00u;
     const std::uint32_t mantissa = bits & 0x00000FFFu;
-    const std::uint32_t magnitude = doubled > 0xFF000000u ? 0x7E00u : exponent + mantissa;
+    const std::uint32_t nan = 0x7E00u | ((word >> 13) & 0x01FFu);
+    const std::uint32_t magnitude = doubled > 0xFF000000u ? nan : exponent + mantissa;
     return static_cast<std::uint16_t>((sign >> 16) | magnitude);
 }
 
@@ -118,6 +121,49 @@ FASTEMBED_ALWAYS_INLINE void half_lanes_to_float(const std::uint16_t* src, float
     std::memcpy(dst, &bits, sizeof bits);
 }
 
+// float_to_half on L lanes at once (the comparisons lane masks).
+template <std::size_t L>
+FASTEMBED_ALWAYS_INLINE void float_lanes_to_half(const float* src, std::uint16_t* dst) {
+    using Words = typename Lanes<L>::words;
+    using Floats = typename Lanes<L>::floats;
+    Words word;
+    std::memcpy(&word, src, sizeof word);
+    const Words magnitude_bits = word & 0x7FFFFFFFu;
+    Floats base;
+    std::memcpy(&base, &magnitude_bits, sizeof base);
+    base = (base * 0x1.0p+112f) * 0x1.0p-110f;
+    const Words doubled = word + word;
+    const Words sign = word & 0x80000000u;
+    Words bias = doubled & 0xFF000000u;
+    const auto small = reinterpret_cast<Words>(bias < 0x71000000u);
+    bias = (small & 0x71000000u) | (~small & bias);
+    const Words offset_bits = (bias >> 1) + 0x07800000u;
+    Floats offset;
+    std::memcpy(&offset, &offset_bits, sizeof offset);
+    base = offset + base;
+    Words bits;
+    std::memcpy(&bits, &base, sizeof bits);
+    const Words finite = ((bits >> 13) & 0x00007C00u) + (bits & 0x00000FFFu);
+    const Words nan = 0x7E00u | ((word >> 13) & 0x01FFu);
+    const auto is_nan = reinterpret_cast<Words>(doubled > 0xFF000000u);
+    const Words half = (sign >> 16) | (is_nan & nan) | (~is_nan & finite);
+    const auto halves = __builtin_convertvector(half, typename Lanes<L>::halves);
+    std::memcpy(dst, &halves, sizeof halves);
+}
+
+// float_to_bfloat16 on L lanes at once.
+template <std::size_t L>
+FASTEMBED_ALWAYS_INLINE void float_lanes_to_bfloat16(const float* src, std::uint16_t* dst) {
+    using Words = typename Lanes<L>::words;
+    Words word;
+    std::memcpy(&word, src, sizeof word);
+    const Words rounded = (word + 0x7FFFu + ((word >> 16) & 1u)) >> 16;
+    const auto is_nan = reinterpret_cast<Words>((word & 0x7FFFFFFFu) > 0x7F800000u);
+    const Words bits = (is_nan & ((word >> 16) | 0x40u)) | (~is_nan & rounded);
+    const auto halves = __builtin_convertvector(bits, typename Lanes<L>::halves);
+    std::memcpy(dst, &halves, sizeof halves);
+}
+
 // bfloat16_to_float on L lanes at once.
 template <std::size_t L>
 FASTEMBED_ALWAYS_INLINE void bfloat16_lanes_to_float(const std::uint16_t* src, float* dst) {
@@ -138,6 +184,12 @@ FASTEMBED_AVX2_F16C inline void widen_lanes_avx2(const Float16* src, float* dst)
 FASTEMBED_AVX2_F16C inline void widen_lanes_avx2(const BFloat16* src, float* dst) {
     const __m256i words = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm256_slli_epi32(words, 16));
+}
+
+// 8 float32 -> float16 (vcvtps2ph, to nearest even: the bits of float_to_half).
+FASTEMBED_AVX2_F16C inline void narrow_lanes_avx2(const float* src, Float16* dst) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src), _MM_FROUND_TO_NEAREST_INT));
 }
 #endif
 
@@ -205,10 +257,35 @@ FASTEMBED_ALWAYS_INLINE void widen_row(accumulator_t<S>* __restrict dst, const S
     for (; d < n; ++d) dst[d] = Element<S>::widen(src[d]);
 }
 
-// dst[d] = narrow(src[d]) for d < n.
-template <class S>
-inline void narrow_row(S* __restrict dst, const accumulator_t<S>* __restrict src, std::size_t n) {
-    for (std::size_t d = 0; d < n; ++d) dst[d] = Element<S>::narrow(src[d]);
+// dst[d] = narrow(src[d]) for d < n, in groups of lanes as widen_row; the same bits either way.
+// Always inlined: the pooled kernel stores each block of a bag's result through it.
+template <Isa isa = Isa::baseline, class S>
+FASTEMBED_ALWAYS_INLINE void narrow_row(S* __restrict dst, const accumulator_t<S>* __restrict src,
+                                        std::size_t n) {
+    std::size_t d = 0;
+#ifdef FASTEMBED_AVX2_LANES
+    if constexpr (isa == Isa::avx2 && std::is_same_v<S, Float16>) {
+        for (; d + 8 <= n; d += 8) detail::narrow_lanes_avx2(src + d, dst + d);
+    }
+#endif
+#ifdef FASTEMBED_LANE_VECTORS
+    if constexpr (is_reduced_precision<S>) {
+        static_assert(sizeof(S) == sizeof(std::uint16_t), "float16 / bfloat16 bits");
+        auto* bits = reinterpret_cast<std::uint16_t*>(dst);
+        auto narrow_group = [&](auto lanes) __attribute__((always_inline)) {
+            constexpr std::size_t L = decltype(lanes)::value;
+            if constexpr (std::is_same_v<S, Float16>) {
+                detail::float_lanes_to_half<L>(src + d, bits + d);
+            } else {
+                detail::float_lanes_to_bfloat16<L>(src + d, bits + d);
+            }
+            d += L;
+        };
+        while (d + 8 <= n) narrow_group(std::integral_constant<std::size_t, 8>{});
+        if (d + 4 <= n) narrow_group(std::integral_constant<std::size_t, 4>{});
+    }
+#endif
+    for (; d < n; ++d) dst[d] = Element<S>::narrow(src[d]);
 }
 
 // dst[d] = src[d] rounded to Out: through `writer` (which may stream) when Out is its own

@@ -1127,6 +1127,57 @@ void test_half_round_trip(const char* name) {
     }
 }
 
+template <class T>
+struct Tag {
+    using type = T;
+};
+
+#ifdef FASTEMBED_AVX2_LANES
+template <class S>
+__attribute__((target("avx2,f16c"))) void narrow_row_avx2(S* dst, const float* src, std::size_t n) {
+    fastembed::narrow_row<fastembed::Isa::avx2>(dst, src, n);
+}
+#endif
+
+// Narrowing a row (lane groups of 8 and 4, then single elements; F16C in the AVX2 copy) gives
+// each element's scalar bits, NaN payloads included: floats stepping through every exponent,
+// and the neighbours of every float16 / bfloat16 value.
+template <class S>
+void test_narrow_lanes(const char* name) {
+    current_case = name;
+    using E = fastembed::Element<S>;
+    std::vector<float> values;
+    for (std::uint64_t bits = 0; bits < (std::uint64_t{1} << 32); bits += 4099) {
+        values.push_back(fastembed::detail::bits_float(static_cast<std::uint32_t>(bits)));
+    }
+    for (std::uint32_t half = 0; half < 65536; ++half) {
+        const std::uint32_t wide = fastembed::detail::float_bits(E::widen(S{static_cast<std::uint16_t>(half)}));
+        for (std::uint32_t step : {0u, 1u, 0x1000u, 0x7FFFu, 0x8000u}) {
+            values.push_back(fastembed::detail::bits_float(wide + step));
+            values.push_back(fastembed::detail::bits_float(wide - step));
+        }
+    }
+    values.resize(values.size() - values.size() % 64 + 13);  // a tail of 13: groups of 8, 4, 1
+    std::vector<S> expected(values.size());
+    for (std::size_t k = 0; k < values.size(); ++k) expected[k] = E::narrow(values[k]);
+    auto same = [&](const std::vector<S>& got) {
+        for (std::size_t k = 0; k < got.size(); ++k) {
+            if (got[k].bits != expected[k].bits) return false;
+        }
+        return true;
+    };
+    std::vector<S> got(values.size());
+    fastembed::narrow_row(got.data(), values.data(), values.size());
+    CHECK(same(got));
+#ifdef FASTEMBED_AVX2_LANES
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
+        std::fill(got.begin(), got.end(), S{0});
+        narrow_row_avx2(got.data(), values.data(), values.size());
+        CHECK(same(got));
+    }
+#endif
+}
+
 void test_half_rounding() {
     current_case = "float16 rounding";
     using H = fastembed::Element<fastembed::Float16>;
@@ -1228,23 +1279,33 @@ void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Ele
             expected[b * dim + d] = sum;
         }
     }
-    using Job = fastembed::detail::BagJob<Reader, std::int64_t>;
-    auto pooled = [&](auto copy) {
-        std::vector<float> out(bags.num_bags * dim, -1.0f);
-        const Job job{rows, ids.data(), bags, nullptr, fastembed::kNoPadding, out.data(), nullptr, 4, 16};
-        copy(job);
-        return out;
-    };
-    CHECK(pooled([](const Job& job) {
-              fastembed::detail::pool_bags_baseline<fastembed::BagMode::sum, false, false>(job, 0, job.bags.num_bags);
-          }) == expected);
+    // Into float32, and rounded once into float16 and bfloat16 outputs; chunks of 4 positions,
+    // so that longer bags keep partial sums between chunks.
+    auto check_output = [&](auto out_tag) {
+        using Out = typename decltype(out_tag)::type;
+        std::vector<Out> narrowed(expected.size());
+        fastembed::narrow_row(narrowed.data(), expected.data(), expected.size());
+        using Job = fastembed::detail::BagJob<Reader, std::int64_t, Out>;
+        auto same = [&](auto copy) {
+            std::vector<Out> out(bags.num_bags * dim, Out{});
+            const Job job{rows, ids.data(), bags, nullptr, fastembed::kNoPadding, out.data(), nullptr, 4, 4};
+            copy(job);
+            return std::memcmp(out.data(), narrowed.data(), out.size() * sizeof(Out)) == 0;
+        };
+        CHECK(same([](const Job& job) {
+            fastembed::detail::pool_bags_baseline<fastembed::BagMode::sum, false, false>(job, 0, job.bags.num_bags);
+        }));
 #ifdef FASTEMBED_BAG_AVX2_CLONE
-    if (fastembed::detail::cpu_has_avx2()) {
-        CHECK(pooled([](const Job& job) {
-                  fastembed::detail::pool_bags_avx2<fastembed::BagMode::sum, false, false>(job, 0, job.bags.num_bags);
-              }) == expected);
-    }
+        if (fastembed::detail::cpu_has_avx2()) {
+            CHECK(same([](const Job& job) {
+                fastembed::detail::pool_bags_avx2<fastembed::BagMode::sum, false, false>(job, 0, job.bags.num_bags);
+            }));
+        }
 #endif
+    };
+    check_output(Tag<float>{});
+    check_output(Tag<fastembed::Float16>{});
+    check_output(Tag<fastembed::BFloat16>{});
 }
 
 void test_reader_copies_all(std::mt19937_64& rng) {
@@ -1318,6 +1379,8 @@ int main() {
     test_half_round_trip<fastembed::Float16>("float16 round trip");
     test_half_round_trip<fastembed::BFloat16>("bfloat16 round trip");
     test_half_rounding();
+    test_narrow_lanes<fastembed::Float16>("float16 narrowing in lanes");
+    test_narrow_lanes<fastembed::BFloat16>("bfloat16 narrowing in lanes");
     for (std::size_t dim : {10, 38}) {
         test_quantize<8>(dim, rng);
         test_quantize<4>(dim, rng);
