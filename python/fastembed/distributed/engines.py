@@ -116,8 +116,10 @@ class _ShardActor:
         self._shard = _build(builder)
         return self._shard.index
 
-    def lookup(self, local_ids: np.ndarray) -> np.ndarray:
-        return self._shard.lookup(local_ids)
+    def lookup(self, local_ids: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Rows ``local_ids[start:stop]``: every shard is sent the whole array, which the
+        object store holds once and each actor maps without copying."""
+        return self._shard.lookup(local_ids[start:stop])
 
     def step(self, config: OptimizerConfig, rows: np.ndarray, sums: np.ndarray) -> None:
         self._shard.step(config, rows, sums)
@@ -285,8 +287,10 @@ class RayEngine:
         occurrence, and a shard's load is its distinct rows."""
         local, offsets, inverse = layout.distinct(ids)
         parts = _slices(offsets)
+        # One object for all shards: a put per shard cost 10-18 ms on 1M uniform ids.
+        local_ref = import_ray().put(local)
         calls = {
-            s: self._actors[s].lookup.remote(local[part])
+            s: self._actors[s].lookup.remote(local_ref, part.start, part.stop)
             for s, part in enumerate(parts)
             if part.stop > part.start
         }
