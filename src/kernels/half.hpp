@@ -94,6 +94,17 @@ inline std::uint16_t float_to_bfloat16(float value) {
 }
 
 #ifdef FASTEMBED_LANE_VECTORS
+// Calls convert(lanes) for the groups of 8 lanes from element d on, then for one group of 4 if
+// that many remain (lanes: an std::integral_constant), advancing d past each.
+template <class Convert>
+FASTEMBED_ALWAYS_INLINE void over_lane_groups(std::size_t& d, std::size_t n, Convert&& convert) {
+    for (; d + 8 <= n; d += 8) convert(std::integral_constant<std::size_t, 8>{});
+    if (d + 4 <= n) {
+        convert(std::integral_constant<std::size_t, 4>{});
+        d += 4;
+    }
+}
+
 // half_to_float on L lanes at once, the same bit arithmetic (the comparison a lane mask).
 template <std::size_t L>
 FASTEMBED_ALWAYS_INLINE void half_lanes_to_float(const std::uint16_t* src, float* dst) {
@@ -241,17 +252,14 @@ FASTEMBED_ALWAYS_INLINE void widen_row(accumulator_t<S>* __restrict dst, const S
     if constexpr (is_reduced_precision<S>) {
         static_assert(sizeof(S) == sizeof(std::uint16_t), "float16 / bfloat16 bits");
         const auto* bits = reinterpret_cast<const std::uint16_t*>(src);
-        auto widen_group = [&](auto lanes) __attribute__((always_inline)) {
+        detail::over_lane_groups(d, n, [&](auto lanes) __attribute__((always_inline)) {
             constexpr std::size_t L = decltype(lanes)::value;
             if constexpr (std::is_same_v<S, Float16>) {
                 detail::half_lanes_to_float<L>(bits + d, dst + d);
             } else {
                 detail::bfloat16_lanes_to_float<L>(bits + d, dst + d);
             }
-            d += L;
-        };
-        while (d + 8 <= n) widen_group(std::integral_constant<std::size_t, 8>{});
-        if (d + 4 <= n) widen_group(std::integral_constant<std::size_t, 4>{});
+        });
     }
 #endif
     for (; d < n; ++d) dst[d] = Element<S>::widen(src[d]);
@@ -272,17 +280,14 @@ FASTEMBED_ALWAYS_INLINE void narrow_row(S* __restrict dst, const accumulator_t<S
     if constexpr (is_reduced_precision<S>) {
         static_assert(sizeof(S) == sizeof(std::uint16_t), "float16 / bfloat16 bits");
         auto* bits = reinterpret_cast<std::uint16_t*>(dst);
-        auto narrow_group = [&](auto lanes) __attribute__((always_inline)) {
+        detail::over_lane_groups(d, n, [&](auto lanes) __attribute__((always_inline)) {
             constexpr std::size_t L = decltype(lanes)::value;
             if constexpr (std::is_same_v<S, Float16>) {
                 detail::float_lanes_to_half<L>(src + d, bits + d);
             } else {
                 detail::float_lanes_to_bfloat16<L>(src + d, bits + d);
             }
-            d += L;
-        };
-        while (d + 8 <= n) narrow_group(std::integral_constant<std::size_t, 8>{});
-        if (d + 4 <= n) narrow_group(std::integral_constant<std::size_t, 4>{});
+        });
     }
 #endif
     for (; d < n; ++d) dst[d] = Element<S>::narrow(src[d]);

@@ -16,25 +16,23 @@
 
 namespace fastembed {
 
+// Where a prefetch puts its line: the L1 (prefetcht0), or the L2 only (prefetcht1; AMD's cores
+// fill the L1 all the same).
+enum class CacheLevel { l1, l2 };
+
 // On x86 the prefetch is a volatile asm statement: __builtin_prefetch has no side effects the
 // optimiser can see, and GCC deletes it together with any helper it ends up in (a lambda, say)
 // once interprocedural analysis marks that helper as const.
+template <CacheLevel level = CacheLevel::l1>
 inline void prefetch_read(const void* address) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(address)));
+    if constexpr (level == CacheLevel::l1) {
+        asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(address)));
+    } else {
+        asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(address)));
+    }
 #elif defined(__GNUC__)
-    __builtin_prefetch(address, 0, 3);
-#else
-    (void)address;
-#endif
-}
-
-// The same into the L2 only (prefetcht1; AMD's cores fill the L1 all the same).
-inline void prefetch_read_l2(const void* address) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(address)));
-#elif defined(__GNUC__)
-    __builtin_prefetch(address, 0, 2);
+    __builtin_prefetch(address, 0, level == CacheLevel::l1 ? 3 : 2);
 #else
     (void)address;
 #endif
@@ -58,12 +56,11 @@ inline void prefetch_row(const void* row, std::size_t row_bytes) {
     if (span == 0) return;
     const auto first = reinterpret_cast<std::uintptr_t>(row) & ~std::uintptr_t{63};
     const auto end = reinterpret_cast<std::uintptr_t>(row) + span;
-    if (end - first > 128) {
-        for (std::uintptr_t line = first; line < end; line += 64) {
-            prefetch_read_l2(reinterpret_cast<const void*>(line));
-        }
-    } else {
-        for (std::uintptr_t line = first; line < end; line += 64) {
+    const bool to_l2 = end - first > 128;
+    for (std::uintptr_t line = first; line < end; line += 64) {
+        if (to_l2) {
+            prefetch_read<CacheLevel::l2>(reinterpret_cast<const void*>(line));
+        } else {
             prefetch_read(reinterpret_cast<const void*>(line));
         }
     }
