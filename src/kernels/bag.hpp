@@ -257,44 +257,59 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
         }
         if constexpr (Track) for (std::size_t k = 0; k < Count; ++k) fill_lanes<Vec>(at[k], -1);
     }
-    for (std::size_t i = begin; i < end; ++i) {
+    // The id at position i; the row `ahead` positions on is prefetched.
+    auto id_at = [&](std::size_t i) __attribute__((always_inline)) {
         if (prefetch && i + job.ahead < stop) {
             prefetch_row(job.rows.row_address(static_cast<std::size_t>(job.ids[i + job.ahead])),
                          row_bytes);
         }
-        const auto id = static_cast<std::int64_t>(job.ids[i]);
-        if (id == job.padding_idx) continue;
-        V values[Count];
+        return static_cast<std::int64_t>(job.ids[i]);
+    };
+    // Loads the block of row `id` (weighted by position i's weight) one vector at a time and
+    // hands each to combine(k, vector) at once: only the accumulator and a vector or two are
+    // live, so the accumulator stays in registers even where a reader holds constants in some
+    // (loading all of a row's vectors first spilled it to the stack on every row).
+    auto each_vector = [&](std::size_t i, std::int64_t id, auto&& combine) __attribute__((always_inline)) {
         FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
             // (The min tells the compiler that a reader's groups of lanes beyond kLanes never run.)
             const std::size_t n = std::min(lanes_of(k), kLanes);
             T lanes[kLanes];
             for (std::size_t j = n; j < kLanes; ++j) lanes[j] = T(0);
             job.rows.template load<kIsa>(static_cast<std::size_t>(id), col + k * kLanes, n, lanes);
-            std::memcpy(&values[k], lanes, sizeof lanes);
+            V vector;
+            std::memcpy(&vector, lanes, sizeof lanes);
+            if constexpr (Weighted) vector = job.per_sample_weights[i] * vector;
+            combine(k, vector);
         }
-        if constexpr (Weighted) {
-            const T scale = job.per_sample_weights[i];
-            FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) values[k] = scale * values[k];
-        }
-        if (count == 0) {
-            FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) acc[k] = values[k];
-            if constexpr (Track) {
-                FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
-                    fill_lanes<Vec>(at[k], static_cast<std::int64_t>(i - begin));
-                }
-            }
-        } else if constexpr (Mode == BagMode::max) {
+    };
+    std::size_t i = begin;
+    // The bag's first entry (padding skipped) is copied...
+    for (; count == 0 && i < end; ++i) {
+        const std::int64_t id = id_at(i);
+        if (id == job.padding_idx) continue;
+        each_vector(i, id, [&](std::size_t k, const V& vector) __attribute__((always_inline)) {
+            acc[k] = vector;
+            if constexpr (Track) fill_lanes<Vec>(at[k], static_cast<std::int64_t>(i - begin));
+        });
+        count = 1;
+    }
+    // ...and each later one combined into the accumulator.
+    for (; i < end; ++i) {
+        const std::int64_t id = id_at(i);
+        if (id == job.padding_idx) continue;
+        if constexpr (Mode == BagMode::max) {
             // Strictly greater: the first position holding the maximum wins, as in PyTorch.
             [[maybe_unused]] M offset{};
             if constexpr (Track) fill_lanes<Vec>(offset, static_cast<std::int64_t>(i - begin));
-            FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
-                const M greater = values[k] > acc[k];
-                blend(acc[k], greater, values[k]);
+            each_vector(i, id, [&](std::size_t k, const V& vector) __attribute__((always_inline)) {
+                const M greater = vector > acc[k];
+                blend(acc[k], greater, vector);
                 if constexpr (Track) blend(at[k], greater, offset);
-            }
+            });
         } else {
-            FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) acc[k] += values[k];
+            each_vector(i, id, [&](std::size_t k, const V& vector) __attribute__((always_inline)) {
+                acc[k] += vector;
+            });
         }
         ++count;
     }
