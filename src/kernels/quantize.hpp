@@ -105,13 +105,9 @@ class QuantizedRows {
         }
 #endif
 #ifdef FASTEMBED_LANE_VECTORS
-        auto dequantize_group = [&](auto lanes) __attribute__((always_inline)) {
-            constexpr std::size_t L = decltype(lanes)::value;
-            dequantize_lanes<L>(row, col + j, scale, bias, values + j);
-            j += L;
-        };
-        while (j + 8 <= width) dequantize_group(std::integral_constant<std::size_t, 8>{});
-        if (j + 4 <= width) dequantize_group(std::integral_constant<std::size_t, 4>{});
+        detail::over_lane_groups(j, width, [&](auto lanes) __attribute__((always_inline)) {
+            dequantize_lanes<decltype(lanes)::value>(row, col + j, scale, bias, values + j);
+        });
 #endif
         if constexpr (Bits == 8) {
             for (; j < width; ++j) values[j] = static_cast<float>(row[col + j]) * scale + bias;

@@ -1308,6 +1308,30 @@ void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Ele
     check_output(Tag<fastembed::BFloat16>{});
 }
 
+// The reader of `table` quantized to Bits, against each element dequantized on its own: its code
+// (8-bit: a byte; 4-bit: the low nibble of its pair byte for even d, the high one for odd)
+// times the row's scale plus its bias.
+template <unsigned Bits>
+void test_quantized_reader_copies(const char* name, const std::vector<float>& table, std::size_t V,
+                                  std::size_t dim, std::mt19937_64& rng) {
+    std::vector<std::uint8_t> packed(V * fastembed::packed_row_bytes(Bits, dim));
+    fastembed::quantize_rows<Bits>(table.data(), V, dim, packed.data());
+    const fastembed::QuantizedRows<Bits> rows(packed.data(), dim);
+    test_reader_copies(name, rows, V, [&](std::size_t id, std::size_t d) {
+        const auto* row = static_cast<const std::uint8_t*>(rows.row_address(id));
+        float scale;
+        float bias;
+        rows.scale_bias(row, scale, bias);
+        int code;
+        if constexpr (Bits == 8) {
+            code = row[d];
+        } else {
+            code = d % 2 == 0 ? row[d / 2] & 0x0F : row[d / 2] >> 4;
+        }
+        return static_cast<float>(code) * scale + bias;
+    }, rng);
+}
+
 void test_reader_copies_all(std::mt19937_64& rng) {
     const std::size_t V = 50;
     std::normal_distribution<float> normal;
@@ -1329,28 +1353,8 @@ void test_reader_copies_all(std::mt19937_64& rng) {
                            [&](std::size_t id, std::size_t d) {
                                return fastembed::detail::bfloat16_to_float(brain[id * dim + d].bits);
                            }, rng);
-        std::vector<std::uint8_t> packed8(V * fastembed::packed_row_bytes(8, dim));
-        fastembed::quantize_rows<8>(table.data(), V, dim, packed8.data());
-        const fastembed::QuantizedRows<8> rows8(packed8.data(), dim);
-        test_reader_copies("8-bit reader", rows8, V, [&](std::size_t id, std::size_t d) {
-            const auto* row = static_cast<const std::uint8_t*>(rows8.row_address(id));
-            float scale;
-            float bias;
-            rows8.scale_bias(row, scale, bias);
-            return static_cast<float>(row[d]) * scale + bias;
-        }, rng);
-        if (dim % 2 != 0) continue;
-        std::vector<std::uint8_t> packed4(V * fastembed::packed_row_bytes(4, dim));
-        fastembed::quantize_rows<4>(table.data(), V, dim, packed4.data());
-        const fastembed::QuantizedRows<4> rows4(packed4.data(), dim);
-        test_reader_copies("4-bit reader", rows4, V, [&](std::size_t id, std::size_t d) {
-            const auto* row = static_cast<const std::uint8_t*>(rows4.row_address(id));
-            float scale;
-            float bias;
-            rows4.scale_bias(row, scale, bias);
-            const int code = d % 2 == 0 ? row[d / 2] & 0x0F : row[d / 2] >> 4;
-            return static_cast<float>(code) * scale + bias;
-        }, rng);
+        test_quantized_reader_copies<8>("8-bit reader", table, V, dim, rng);
+        if (dim % 2 == 0) test_quantized_reader_copies<4>("4-bit reader", table, V, dim, rng);
     }
 }
 
