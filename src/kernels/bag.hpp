@@ -91,11 +91,9 @@ void parallel_bags(const BagLayout& bags, std::size_t bytes_per_id, Body&& body)
 // window spans rows, so fewer instructions per row mean more rows in flight. On x86-64 the
 // pooling loop is therefore also compiled for AVX2 (half the instructions of SSE2 per row; 1.5x
 // faster on 1M Zipf ids, D=64), with F16C for float16 rows, and that copy is used where the CPU
-// has both. Both copies do the same additions in the same order (no FMA), and readers convert
-// exactly or with the same operations, so results are bitwise the same on any CPU.
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__AVX2__)
-#define FASTEMBED_BAG_AVX2_CLONE 1
-#endif
+// has both (FASTEMBED_AVX2_CLONE, lanes.hpp). Both copies do the same additions in the same
+// order (no FMA), and readers convert exactly or with the same operations, so results are
+// bitwise the same on any CPU.
 
 // The row reader of a plain table of storage S (float32, float64, float16 or bfloat16;
 // C-contiguous, dim elements per row): elements are widened to S's arithmetic type (half.hpp)
@@ -423,7 +421,7 @@ void pool_bags_baseline(const BagJob<Reader, I, Out>& job, std::size_t first_bag
     pool_bags<Mode, Weighted, Track, 16, Isa::baseline>(job, first_bag, last_bag);
 }
 
-#ifdef FASTEMBED_BAG_AVX2_CLONE
+#ifdef FASTEMBED_AVX2_CLONE
 template <BagMode Mode, bool Weighted, bool Track, class Reader, class I, class Out>
 __attribute__((target("avx2,f16c"))) void pool_bags_avx2(const BagJob<Reader, I, Out>& job,
                                                          std::size_t first_bag, std::size_t last_bag) {
@@ -431,16 +429,11 @@ __attribute__((target("avx2,f16c"))) void pool_bags_avx2(const BagJob<Reader, I,
     pool_bags<Mode, Weighted, Track, 32, Isa::avx2>(job, first_bag, last_bag);
 }
 
-// (Every AVX2 CPU has F16C; the check is for emulators that differ.)
-inline bool cpu_has_avx2() {
-    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
-    return has;
-}
 #endif
 
 template <BagMode Mode, bool Weighted, bool Track, class Reader, class I, class Out>
 void pool_bags_on_this_cpu(const BagJob<Reader, I, Out>& job, std::size_t first_bag, std::size_t last_bag) {
-#ifdef FASTEMBED_BAG_AVX2_CLONE
+#ifdef FASTEMBED_AVX2_CLONE
     if (cpu_has_avx2()) {
         pool_bags_avx2<Mode, Weighted, Track>(job, first_bag, last_bag);
         return;

@@ -32,7 +32,24 @@
 #define FASTEMBED_UNROLL
 #endif
 
+// Kernels whose speed is the instruction count per row (the pooled loop, bag.hpp; packing,
+// quantize.hpp) are compiled twice on x86-64, for the baseline and for AVX2 + F16C, and pick the
+// AVX2 copy at run time where the CPU has both (a build for AVX2 itself needs no second copy).
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__AVX2__)
+#define FASTEMBED_AVX2_CLONE 1
+#endif
+
 namespace fastembed {
+
+#ifdef FASTEMBED_AVX2_CLONE
+namespace detail {
+// (Every AVX2 CPU has F16C; the check is for emulators that differ.)
+inline bool cpu_has_avx2() {
+    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    return has;
+}
+}  // namespace detail
+#endif
 
 // The instruction set a copy of a kernel is compiled for: the baseline (SSE2 on x86-64), or AVX2
 // with F16C (bag.hpp picks it at run time). Row readers choose their lane groups by it.

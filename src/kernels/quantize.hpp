@@ -21,6 +21,8 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/bag.hpp"
@@ -212,72 +214,201 @@ inline std::uint8_t clamped_code(float value, float top) {
     return static_cast<std::uint8_t>(static_cast<int>((v + 0x1.8p23f) - 0x1.8p23f));
 }
 
-#ifdef FASTEMBED_LANE_VECTORS
-// Packing runs in the baseline build: 4 lanes, one SSE2 register (GCC 12 splits the selects of
-// 8-lane vectors into scalar code there).
-using PackLanes = Lanes<4>;
-inline constexpr std::size_t kPackLanes = 4;
+// Packing is compute-bound (a 64-wide row is read once, ~300 SSE2 instructions), so it runs in
+// groups of 4 lanes, one SSE2 register, in the baseline copy (GCC 12 splits the selects of
+// 8-lane vectors into scalar code there) and of 8 in the AVX2 copy (FASTEMBED_AVX2_CLONE).
+// Both do the same operations on each element, so they write the same bytes.
+template <Isa isa>
+inline constexpr std::size_t kPackLanes = isa == Isa::avx2 ? 8 : 4;
 
-// clamped_code((x[j] - low) * inverse, top) for 4 lanes, the same operations.
-FASTEMBED_ALWAYS_INLINE void clamped_codes(const float* x, float low, float inverse, float top,
-                                           PackLanes::ints& codes) {
-    PackLanes::floats v;
-    std::memcpy(&v, x, sizeof v);
-    const PackLanes::floats zero = {};
-    const PackLanes::floats tops = zero + top;
-    v = (v - low) * inverse;
-    v = v > zero ? v : zero;
+#ifdef FASTEMBED_AVX2_LANES
+// clamp_and_round<8, Clamp> in the AVX2 copy.
+template <bool Clamp>
+FASTEMBED_AVX2_F16C inline void clamp_and_round_avx2(const Lanes<8>::floats& values, float top,
+                                                     Lanes<8>::ints& codes) {
+    __m256 v;
+    std::memcpy(&v, &values, sizeof v);
+    if constexpr (Clamp) v = _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(top));
+    const __m256i rounded = _mm256_cvtps_epi32(v);
+    std::memcpy(&codes, &rounded, sizeof codes);
+}
+#endif
+
+#ifdef FASTEMBED_LANE_VECTORS
+// codes = values clamped to [0, top] (if Clamp; NaN gives 0) and rounded to the nearest integer,
+// ties to even: clamped_code for L lanes. On x86, maxps, minps (whose operand order makes them
+// clamped_code's selects exactly) and one cvtps2dq, which rounds by the MXCSR mode (to nearest
+// even unless a program changes it; clamped_code's trick relies on that mode as well) and
+// gives INT_MIN for an unclamped NaN.
+template <std::size_t L, bool Clamp>
+FASTEMBED_ALWAYS_INLINE void clamp_and_round(const typename Lanes<L>::floats& values, float top,
+                                             typename Lanes<L>::ints& codes) {
+#ifdef FASTEMBED_HAVE_SSE2
+    if constexpr (L == 4) {
+        __m128 v;
+        std::memcpy(&v, &values, sizeof v);
+        if constexpr (Clamp) v = _mm_min_ps(_mm_max_ps(v, _mm_setzero_ps()), _mm_set1_ps(top));
+        const __m128i rounded = _mm_cvtps_epi32(v);
+        std::memcpy(&codes, &rounded, sizeof codes);
+    } else {
+        clamp_and_round_avx2<Clamp>(values, top, codes);
+    }
+#else
+    static_assert(Clamp, "lanes are narrowed modulo 256 without SSE2's saturating packs");
+    using Floats = typename Lanes<L>::floats;
+    const Floats zero = {};
+    const Floats tops = zero + top;
+    Floats v = values > zero ? values : zero;
     v = v < tops ? v : tops;
-    codes = __builtin_convertvector((v + 0x1.8p23f) - 0x1.8p23f, PackLanes::ints);
+    codes = __builtin_convertvector((v + 0x1.8p23f) - 0x1.8p23f, typename Lanes<L>::ints);
+#endif
 }
 
-// out[0, 8) = the codes of `first` then `second` (each in [0, 255]) as bytes: SSE2's saturating
-// packs (GCC 12 narrows vector lanes one by one).
-FASTEMBED_ALWAYS_INLINE void store_codes(const PackLanes::ints& first, const PackLanes::ints& second,
-                                         std::uint8_t* out) {
+// codes[j] = clamped_code((x[j] - low) * inverse, 2^Bits - 1) for L lanes. Where store_codes
+// narrows with SSE2's saturating packs, 8-bit codes skip the clamp: rounding first and
+// saturating to [0, 255] gives the same codes, NaN's INT_MIN included (it saturates to 0), as
+// (x - low) * inverse never exceeds 255.5 (low is the row's minimum, inverse 255 / its range).
+template <unsigned Bits, std::size_t L>
+FASTEMBED_ALWAYS_INLINE void clamped_codes(const float* x, float low, float inverse, typename Lanes<L>::ints& codes) {
+    typename Lanes<L>::floats v;
+    std::memcpy(&v, x, sizeof v);
+    v = (v - low) * inverse;
 #ifdef FASTEMBED_HAVE_SSE2
-    __m128i low;
-    __m128i high;
-    std::memcpy(&low, &first, sizeof low);
-    std::memcpy(&high, &second, sizeof high);
-    const __m128i words = _mm_packs_epi32(low, high);
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(words, words));
+    constexpr bool kClamp = Bits == 4;
 #else
-    const auto low = __builtin_convertvector(first, PackLanes::bytes);
-    const auto high = __builtin_convertvector(second, PackLanes::bytes);
+    constexpr bool kClamp = true;
+#endif
+    clamp_and_round<L, kClamp>(v, static_cast<float>((1u << Bits) - 1), codes);
+}
+
+// out[0, 2L) = the codes of `first` then `second` (each in [0, 255]) as bytes: SSE2's saturating
+// packs (GCC 12 narrows vector lanes one by one).
+template <std::size_t L>
+FASTEMBED_ALWAYS_INLINE void store_codes(const typename Lanes<L>::ints& first,
+                                         const typename Lanes<L>::ints& second, std::uint8_t* out) {
+#ifdef FASTEMBED_HAVE_SSE2
+    __m128i quads[L / 2];
+    std::memcpy(quads, &first, sizeof first);
+    std::memcpy(quads + L / 4, &second, sizeof second);
+    if constexpr (L == 4) {
+        const __m128i words = _mm_packs_epi32(quads[0], quads[1]);
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm_packus_epi16(words, words));
+    } else {
+        const __m128i bytes =
+            _mm_packus_epi16(_mm_packs_epi32(quads[0], quads[1]), _mm_packs_epi32(quads[2], quads[3]));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), bytes);
+    }
+#else
+    const auto low = __builtin_convertvector(first, typename Lanes<L>::bytes);
+    const auto high = __builtin_convertvector(second, typename Lanes<L>::bytes);
     std::memcpy(out, &low, sizeof low);
     std::memcpy(out + sizeof low, &high, sizeof high);
 #endif
 }
+
+// swapped = v with lane j moved to lane j ^ Width.
+template <std::size_t Width, class V, std::size_t... J>
+FASTEMBED_ALWAYS_INLINE void swap_lanes(const V& v, V& swapped, std::index_sequence<J...>) {
+    swapped = __builtin_shufflevector(v, v, (J ^ Width)...);
+}
+template <std::size_t Width, class V>
+FASTEMBED_ALWAYS_INLINE void swap_lanes(const V& v, V& swapped) {
+    swap_lanes<Width>(v, swapped, std::make_index_sequence<sizeof(V) / sizeof(v[0])>{});
+}
+
+// pairs = the even and odd lanes of first:second as byte values (even | odd << 4).
+template <std::size_t L>
+FASTEMBED_ALWAYS_INLINE void nibble_pairs(const typename Lanes<L>::ints& first, const typename Lanes<L>::ints& second,
+                                          typename Lanes<L>::ints& pairs) {
+    if constexpr (L == 4) {
+        pairs = __builtin_shufflevector(first, second, 0, 2, 4, 6) |
+                (__builtin_shufflevector(first, second, 1, 3, 5, 7) << 4);
+    } else {
+        pairs = __builtin_shufflevector(first, second, 0, 2, 4, 6, 8, 10, 12, 14) |
+                (__builtin_shufflevector(first, second, 1, 3, 5, 7, 9, 11, 13, 15) << 4);
+    }
+}
 #endif
 
+#ifdef FASTEMBED_AVX2_LANES
+FASTEMBED_AVX2_F16C inline std::uint16_t float_to_half_f16c(float value) {
+    return static_cast<std::uint16_t>(_cvtss_sh(value, _MM_FROUND_TO_NEAREST_INT));
+}
+FASTEMBED_AVX2_F16C inline float half_to_float_f16c(std::uint16_t half) { return _cvtsh_ss(half); }
+#endif
+
+// The 4-bit scale and bias are rounded to float16: in the AVX2 copy by F16C, one instruction
+// each instead of two dozen, the bits of float_to_half / half_to_float (which match vcvtps2ph).
+template <Isa isa>
+FASTEMBED_ALWAYS_INLINE std::uint16_t to_half(float value) {
+#ifdef FASTEMBED_AVX2_LANES
+    if constexpr (isa == Isa::avx2) return float_to_half_f16c(value);
+#endif
+    return float_to_half(value);
+}
+template <Isa isa>
+FASTEMBED_ALWAYS_INLINE float from_half(std::uint16_t half) {
+#ifdef FASTEMBED_AVX2_LANES
+    if constexpr (isa == Isa::avx2) return half_to_float_f16c(half);
+#endif
+    return half_to_float(half);
+}
+
 // Packs one row; returns false, having written nothing, if the row holds a NaN or infinity.
-// Min, max and codes are computed 4 lanes at a time where vector extensions exist (the same
-// codes as one by one; only which of +0 and -0 is the minimum may differ).
-template <unsigned Bits>
-bool pack_row(const float* __restrict x, std::size_t dim, std::uint8_t* __restrict out) {
+// Min, max and codes are computed kPackLanes<isa> lanes at a time where vector extensions exist
+// (the same codes as one by one; only which of +0 and -0 is the minimum may differ).
+template <unsigned Bits, Isa isa>
+FASTEMBED_ALWAYS_INLINE bool pack_row(const float* __restrict x, std::size_t dim, std::uint8_t* __restrict out) {
     float low = dim == 0 ? 0.0f : x[0];
     float high = low;
     float probe = 0.0f;  // becomes NaN if any element is NaN or infinite (0 * inf is NaN)
     std::size_t d = 0;
 #ifdef FASTEMBED_LANE_VECTORS
-    if (dim >= kPackLanes) {
-        PackLanes::floats lows;
-        std::memcpy(&lows, x, sizeof lows);
-        PackLanes::floats highs = lows;
-        PackLanes::floats probes = {};
-        for (; d + kPackLanes <= dim; d += kPackLanes) {
-            PackLanes::floats v;
-            std::memcpy(&v, x + d, sizeof v);
-            lows = v < lows ? v : lows;
-            highs = v > highs ? v : highs;
-            probes += 0.0f * v;
+    constexpr std::size_t L = kPackLanes<isa>;
+    using Floats = typename Lanes<L>::floats;
+    using Ints = typename Lanes<L>::ints;
+    if (dim >= L) {
+        // Four independent minima, maxima and probes: one chain of dim / L dependent min
+        // instructions per row would make packing latency-bound.
+        constexpr std::size_t kChains = 4;
+        Floats first;
+        std::memcpy(&first, x, sizeof first);
+        Floats lows[kChains];
+        Floats highs[kChains];
+        Floats probes[kChains] = {};
+        for (std::size_t k = 0; k < kChains; ++k) lows[k] = highs[k] = first;
+        auto take = [&](std::size_t k, const float* from) __attribute__((always_inline)) {
+            Floats v;
+            std::memcpy(&v, from, sizeof v);
+            lows[k] = v < lows[k] ? v : lows[k];
+            highs[k] = v > highs[k] ? v : highs[k];
+            probes[k] += 0.0f * v;
+        };
+        for (; d + kChains * L <= dim; d += kChains * L) {
+            for (std::size_t k = 0; k < kChains; ++k) take(k, x + d + k * L);
         }
-        for (std::size_t j = 0; j < kPackLanes; ++j) {
-            low = std::min(low, lows[j]);
-            high = std::max(high, highs[j]);
-            probe += probes[j];
+        for (; d + L <= dim; d += L) take(0, x + d);
+        for (std::size_t k = 1; k < kChains; ++k) {
+            lows[0] = lows[k] < lows[0] ? lows[k] : lows[0];
+            highs[0] = highs[k] > highs[0] ? highs[k] : highs[0];
+            probes[0] += probes[k];
         }
+        // Across lanes in log2(L) steps, each lane against the one `width` away.
+        auto fold = [&](auto width) __attribute__((always_inline)) {
+            Floats other;
+            swap_lanes<decltype(width)::value>(lows[0], other);
+            lows[0] = other < lows[0] ? other : lows[0];
+            swap_lanes<decltype(width)::value>(highs[0], other);
+            highs[0] = other > highs[0] ? other : highs[0];
+            swap_lanes<decltype(width)::value>(probes[0], other);
+            probes[0] += other;
+        };
+        if constexpr (L == 8) fold(std::integral_constant<std::size_t, 4>{});
+        fold(std::integral_constant<std::size_t, 2>{});
+        fold(std::integral_constant<std::size_t, 1>{});
+        low = lows[0][0];
+        high = highs[0][0];
+        probe = probes[0][0];
     }
 #endif
     for (; d < dim; ++d) {
@@ -286,28 +417,32 @@ bool pack_row(const float* __restrict x, std::size_t dim, std::uint8_t* __restri
         probe += 0.0f * x[d];
     }
     if (probe != 0.0f) return false;
+    // Which of +0 and -0 a lane keeps depends on the lane count; +0 for both makes every copy of
+    // the loop write the same bytes.
+    low += 0.0f;
+    high += 0.0f;
     d = 0;
     if constexpr (Bits == 8) {
         const float range = high - low;
         const float scale = range / 255.0f;
         const float inverse = 255.0f / (range + 1e-8f);
 #ifdef FASTEMBED_LANE_VECTORS
-        for (; d + 2 * kPackLanes <= dim; d += 2 * kPackLanes) {
-            PackLanes::ints first;
-            PackLanes::ints second;
-            clamped_codes(x + d, low, inverse, 255.0f, first);
-            clamped_codes(x + d + kPackLanes, low, inverse, 255.0f, second);
-            store_codes(first, second, out + d);
+        for (; d + 2 * L <= dim; d += 2 * L) {
+            Ints first;
+            Ints second;
+            clamped_codes<8, L>(x + d, low, inverse, first);
+            clamped_codes<8, L>(x + d + L, low, inverse, second);
+            store_codes<L>(first, second, out + d);
         }
 #endif
         for (; d < dim; ++d) out[d] = clamped_code((x[d] - low) * inverse, 255.0f);
         std::memcpy(out + dim, &scale, sizeof scale);
         std::memcpy(out + dim + sizeof(float), &low, sizeof low);
     } else {
-        const std::uint16_t bias_bits = float_to_half(low);
-        const float bias = half_to_float(bias_bits);
+        const std::uint16_t bias_bits = to_half<isa>(low);
+        const float bias = from_half<isa>(bias_bits);
         const float range = high - bias;
-        float scale = half_to_float(float_to_half(range == 0.0f ? 1.0f : range / 15.0f));
+        float scale = from_half<isa>(to_half<isa>(range == 0.0f ? 1.0f : range / 15.0f));
         if (scale == 0.0f) scale = 1.0f;
         float inverse = 1.0f / scale;
         if (std::isinf(inverse)) {
@@ -316,20 +451,18 @@ bool pack_row(const float* __restrict x, std::size_t dim, std::uint8_t* __restri
         }
         std::size_t b = 0;
 #ifdef FASTEMBED_LANE_VECTORS
-        // 16 elements -> 8 bytes of two codes each
-        for (; 2 * b + 4 * kPackLanes <= dim; b += 2 * kPackLanes) {
-            PackLanes::ints pairs[2];
+        // 4L elements -> 2L bytes of two codes each
+        for (; 2 * b + 4 * L <= dim; b += 2 * L) {
+            Ints pairs[2];
             for (std::size_t half = 0; half < 2; ++half) {
-                PackLanes::ints first;
-                PackLanes::ints second;
-                const float* from = x + 2 * b + 2 * kPackLanes * half;
-                clamped_codes(from, bias, inverse, 15.0f, first);
-                clamped_codes(from + kPackLanes, bias, inverse, 15.0f, second);
-                const PackLanes::ints even = __builtin_shufflevector(first, second, 0, 2, 4, 6);
-                const PackLanes::ints odd = __builtin_shufflevector(first, second, 1, 3, 5, 7);
-                pairs[half] = even | (odd << 4);
+                Ints first;
+                Ints second;
+                const float* from = x + 2 * b + 2 * L * half;
+                clamped_codes<4, L>(from, bias, inverse, first);
+                clamped_codes<4, L>(from + L, bias, inverse, second);
+                nibble_pairs<L>(first, second, pairs[half]);
             }
-            store_codes(pairs[0], pairs[1], out + b);
+            store_codes<L>(pairs[0], pairs[1], out + b);
         }
 #endif
         for (; b < dim / 2; ++b) {
@@ -337,10 +470,47 @@ bool pack_row(const float* __restrict x, std::size_t dim, std::uint8_t* __restri
             const std::uint8_t odd = clamped_code((x[2 * b + 1] - bias) * inverse, 15.0f);
             out[b] = static_cast<std::uint8_t>(even | (odd << 4));
         }
-        const std::uint16_t tail[2] = {float_to_half(scale), bias_bits};
+        const std::uint16_t tail[2] = {to_half<isa>(scale), bias_bits};
         std::memcpy(out + dim / 2, tail, sizeof tail);
     }
     return true;
+}
+
+// Packs rows [begin, end) of `weight`; returns the first that holds a NaN or infinity, or end.
+template <unsigned Bits, Isa isa>
+FASTEMBED_ALWAYS_INLINE std::size_t pack_rows(const float* weight, std::size_t dim, std::uint8_t* out,
+                                              std::size_t begin, std::size_t end) {
+    const std::size_t stride = packed_row_bytes(Bits, dim);
+    for (std::size_t r = begin; r < end; ++r) {
+        if (!pack_row<Bits, isa>(weight + r * dim, dim, out + r * stride)) return r;
+    }
+    return end;
+}
+
+template <unsigned Bits>
+std::size_t pack_rows_baseline(const float* weight, std::size_t dim, std::uint8_t* out, std::size_t begin,
+                               std::size_t end) {
+    return pack_rows<Bits, Isa::baseline>(weight, dim, out, begin, end);
+}
+
+#ifdef FASTEMBED_AVX2_CLONE
+template <unsigned Bits>
+__attribute__((target("avx2,f16c"))) std::size_t pack_rows_avx2(const float* weight, std::size_t dim,
+                                                                 std::uint8_t* out, std::size_t begin,
+                                                                 std::size_t end) {
+    return pack_rows<Bits, Isa::avx2>(weight, dim, out, begin, end);
+}
+#endif
+
+template <unsigned Bits>
+std::size_t pack_rows_on_this_cpu(const float* weight, std::size_t dim, std::uint8_t* out, std::size_t begin,
+                                  std::size_t end) {
+#ifdef FASTEMBED_AVX2_CLONE
+    if (cpu_has_avx2()) return pack_rows_avx2<Bits>(weight, dim, out, begin, end);
+#elif defined(__AVX2__) && defined(__F16C__)
+    return pack_rows<Bits, Isa::avx2>(weight, dim, out, begin, end);
+#endif
+    return pack_rows_baseline<Bits>(weight, dim, out, begin, end);
 }
 
 }  // namespace detail
@@ -354,12 +524,8 @@ void quantize_rows(const float* weight, std::size_t num_embeddings, std::size_t 
     const std::size_t threads = threads_for_bytes(num_embeddings * (dim * sizeof(float) + stride));
     std::vector<std::size_t> first_bad(parts_for(threads), num_embeddings);
     parallel_ranges(num_embeddings, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
-        for (std::size_t r = begin; r < end; ++r) {
-            if (!detail::pack_row<Bits>(weight + r * dim, dim, out + r * stride)) {
-                first_bad[part] = r;
-                return;
-            }
-        }
+        const std::size_t bad = detail::pack_rows_on_this_cpu<Bits>(weight, dim, out, begin, end);
+        if (bad < end) first_bad[part] = bad;
     });
     const std::size_t bad_row = *std::min_element(first_bad.begin(), first_bad.end());
     if (bad_row == num_embeddings) return;

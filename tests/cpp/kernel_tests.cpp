@@ -1251,6 +1251,37 @@ void test_quantize(std::size_t dim, std::mt19937_64& rng) {
     CHECK(thrown);
 }
 
+// The baseline and AVX2 copies of packing write the same bytes, on rows whose minimum or maximum
+// is a zero of either sign, whose range overflows float32, or that hold subnormals.
+template <unsigned Bits>
+void test_pack_copies(std::size_t dim, std::mt19937_64& rng) {
+    current_case = std::string(Bits == 8 ? "pack copies 8-bit" : "pack copies 4-bit") + ", dim " + std::to_string(dim);
+    const std::size_t V = 64;
+    std::normal_distribution<float> normal;
+    std::vector<float> table(V * dim);
+    for (float& x : table) x = normal(rng);
+    for (std::size_t r = 0; r < 8; ++r) {  // zeros of both signs, the rest of one sign
+        const float sign = r % 2 ? -1.0f : 1.0f;
+        table[r * dim] = sign;
+        for (std::size_t d = 1; d < dim; ++d) {
+            table[r * dim + d] = rng() % 3 ? (rng() % 2 ? 0.0f : -0.0f) : sign * std::fabs(normal(rng));
+        }
+    }
+    table[8 * dim] = 3e38f;
+    table[8 * dim + 1] = -3e38f;
+    for (std::size_t d = 0; d < dim; ++d) table[9 * dim + d] *= 1e-39f;
+    const std::size_t bytes = V * fastembed::packed_row_bytes(Bits, dim);
+    std::vector<std::uint8_t> baseline(bytes);
+    CHECK(fastembed::detail::pack_rows_baseline<Bits>(table.data(), dim, baseline.data(), 0, V) == V);
+#ifdef FASTEMBED_AVX2_CLONE
+    if (fastembed::detail::cpu_has_avx2()) {
+        std::vector<std::uint8_t> avx2(bytes);
+        CHECK(fastembed::detail::pack_rows_avx2<Bits>(table.data(), dim, avx2.data(), 0, V) == V);
+        CHECK(avx2 == baseline);
+    }
+#endif
+}
+
 // Every row reader pools the same bits in each copy of the pooled loop (the baseline one and,
 // on an AVX2 host, the AVX2 one: their conversions run in groups of 4 or 8 lanes) as a scalar
 // reference: each element widened on its own (`element(id, d)`), the bag's rows added in
@@ -1295,7 +1326,7 @@ void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Ele
         CHECK(same([](const Job& job) {
             fastembed::detail::pool_bags_baseline<fastembed::BagMode::sum, false, false>(job, 0, job.bags.num_bags);
         }));
-#ifdef FASTEMBED_BAG_AVX2_CLONE
+#ifdef FASTEMBED_AVX2_CLONE
         if (fastembed::detail::cpu_has_avx2()) {
             CHECK(same([](const Job& job) {
                 fastembed::detail::pool_bags_avx2<fastembed::BagMode::sum, false, false>(job, 0, job.bags.num_bags);
@@ -1388,6 +1419,10 @@ int main() {
     for (std::size_t dim : {10, 38}) {
         test_quantize<8>(dim, rng);
         test_quantize<4>(dim, rng);
+    }
+    for (std::size_t dim : {2, 10, 38, 64, 130}) {
+        test_pack_copies<8>(dim, rng);
+        test_pack_copies<4>(dim, rng);
     }
     test_reader_copies_all(rng);
     if (failures != 0) {
