@@ -356,7 +356,7 @@ FASTEMBED_ALWAYS_INLINE float from_half(std::uint16_t half) {
 
 // Packs one row; returns false, having written nothing, if the row holds a NaN or infinity.
 // Min, max and codes are computed kPackLanes<isa> lanes at a time where vector extensions exist
-// (the same codes as one by one; only which of +0 and -0 is the minimum may differ).
+// (the same codes as one by one).
 template <unsigned Bits, Isa isa>
 FASTEMBED_ALWAYS_INLINE bool pack_row(const float* __restrict x, std::size_t dim, std::uint8_t* __restrict out) {
     float low = dim == 0 ? 0.0f : x[0];

@@ -312,17 +312,30 @@ void test_gather_order_choice() {
     const auto uniform = make_ids<std::int64_t>(Ids::uniform, V, V, rng);
     const auto zipf = make_ids<std::int64_t>(Ids::zipf, V, V, rng);
     const auto equal = make_ids<std::int64_t>(Ids::all_equal, V, V, rng);
+    // Output addresses are only compared, never written: one on a cache line, one 16 bytes past.
+    const auto* line = reinterpret_cast<const void*>(std::uintptr_t{1} << 12);
+    const auto* past_line = reinterpret_cast<const void*>((std::uintptr_t{1} << 12) + 16);
+    auto in_id_order = [&](const std::vector<std::int64_t>& ids, std::size_t n, std::size_t rows,
+                           std::size_t bytes, const void* out = nullptr, std::size_t out_bytes = 0) {
+        return fastembed::reads_in_id_order(ids.data(), n, rows, bytes, out == nullptr ? line : out,
+                                            out_bytes == 0 ? bytes : out_bytes);
+    };
     fastembed::set_num_threads(2);
-    CHECK(fastembed::reads_in_id_order(uniform.data(), V, V, row_bytes));
-    CHECK(fastembed::reads_in_id_order(uniform.data(), V / 2, V, row_bytes));
-    CHECK(!fastembed::reads_in_id_order(uniform.data(), V / 2 - 1, V, row_bytes));  // too few
-    CHECK(!fastembed::reads_in_id_order(uniform.data(), V, V, row_bytes / 2));      // rows
-    CHECK(fastembed::reads_in_id_order(uniform.data(), V, threshold_rows, row_bytes));
-    CHECK(!fastembed::reads_in_id_order(uniform.data(), V, threshold_rows - 1, row_bytes));  // table
-    CHECK(!fastembed::reads_in_id_order(zipf.data(), V, V, row_bytes));
-    CHECK(!fastembed::reads_in_id_order(equal.data(), V, V, row_bytes));
+    CHECK(in_id_order(uniform, V, V, row_bytes));
+    CHECK(in_id_order(uniform, V / 2, V, row_bytes));
+    CHECK(!in_id_order(uniform, V / 2 - 1, V, row_bytes));  // too few
+    CHECK(!in_id_order(uniform, V, V, row_bytes / 2));      // rows
+    CHECK(in_id_order(uniform, V, threshold_rows, row_bytes));
+    CHECK(!in_id_order(uniform, V, threshold_rows - 1, row_bytes));  // table
+    CHECK(!in_id_order(zipf, V, V, row_bytes));
+    CHECK(!in_id_order(equal, V, V, row_bytes));
+    CHECK(!in_id_order(uniform, V, V, row_bytes, past_line));           // output rows off the lines
+    CHECK(!in_id_order(uniform, V, V, row_bytes, line, row_bytes + 16));  // or not whole lines
+    CHECK(in_id_order(uniform, V, V, row_bytes, past_line, 1024));      // unless rows are 1 KiB
+    CHECK(!in_id_order(uniform, V, V, row_bytes, past_line, 1008));
+    CHECK(in_id_order(uniform, V, V, row_bytes, line, row_bytes / 2));    // float16 out of float32 rows
     fastembed::set_num_threads(1);
-    CHECK(!fastembed::reads_in_id_order(uniform.data(), V, V, row_bytes));
+    CHECK(!in_id_order(uniform, V, V, row_bytes));
 }
 
 // The host's cache sizes: sysfs parsed, CPUID skipped, the environment's override (positive byte
