@@ -128,3 +128,39 @@ def test_an_unaligned_table_is_refused_with_a_clear_error(rng):
     with pytest.raises(ValueError, match="aligned"):
         fastembed.gather(weight, np.array([1, 2]), max_norm=0.1)
     assert_bitwise_equal(weight, before)
+
+
+@pytest.mark.parametrize("init", ["uniform", "normal", "xavier_uniform", "callable"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_drawn_tables_start_on_a_cache_line_with_numpys_numbers(init, dtype):
+    """Tables fastembed draws start on a 64-byte line (NumPy's start 16 bytes past one); the
+    numbers are NumPy's allocating draw's, rounded once to a narrower dtype."""
+    shape = (300, 24)
+
+    def fill(shape, rng):
+        return rng.standard_normal(shape) * 3
+
+    scheme = fill if init == "callable" else init
+    layer = fastembed.Embedding(*shape, init=scheme, dtype=dtype, seed=5)
+    assert layer.weight.ctypes.data % 64 == 0
+    assert layer.weight.flags.c_contiguous and layer.weight.flags.writeable
+    wide = np.float64 if dtype == "float64" else np.float32
+    rng = np.random.default_rng(5)
+    if init == "callable":
+        drawn = fill(shape, rng).astype(wide)
+    elif init == "normal":
+        drawn = rng.standard_normal(shape, dtype=wide)
+    else:
+        limit = 0.05 if init == "uniform" else np.sqrt(6.0 / sum(shape))
+        drawn = rng.random(shape, dtype=wide) * wide(2 * limit) - wide(limit)
+    assert_bitwise_equal(layer.weight, drawn.astype(dtype))
+    bag = fastembed.EmbeddingBag(*shape, dtype=dtype, seed=5)  # the layer's default init
+    assert bag.weight.ctypes.data % 64 == 0
+    assert_bitwise_equal(bag.weight, fastembed.Embedding(*shape, dtype=dtype, seed=5).weight)
+
+
+def test_sharded_tables_start_on_a_cache_line():
+    from fastembed.distributed import ShardedEmbedding
+
+    with ShardedEmbedding(1000, 24, num_shards=3, seed=2) as table:
+        assert all(t.ctypes.data % 64 == 0 for t in table._engine.tables())

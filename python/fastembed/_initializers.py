@@ -6,6 +6,8 @@ from typing import Callable, Union
 
 import numpy as np
 
+from ._memory import line_aligned_empty
+
 Initializer = Union[str, Callable[[tuple, np.random.Generator], np.ndarray]]
 
 INIT_NAMES = ("uniform", "normal", "xavier_uniform")
@@ -25,21 +27,16 @@ def initial_table(
     rng = np.random.default_rng(seed)
     if callable(init):
         return _from_callable(init, shape, dtype, rng)
-    if init == "uniform":
-        return _uniform(rng, shape, dtype, 0.05)
+    if init not in INIT_NAMES:
+        raise ValueError(
+            f"init must be one of {', '.join(map(repr, INIT_NAMES))} or a callable, got {init!r}"
+        )
+    # Drawn straight into a line-aligned table (the same numbers as an allocating draw).
+    table = line_aligned_empty(shape, dtype)
     if init == "normal":
-        return rng.standard_normal(shape, dtype=dtype)
-    if init == "xavier_uniform":
-        return _uniform(rng, shape, dtype, float(np.sqrt(6.0 / max(sum(shape), 1))))
-    raise ValueError(
-        f"init must be one of {', '.join(map(repr, INIT_NAMES))} or a callable, got {init!r}"
-    )
-
-
-def _uniform(
-    rng: np.random.Generator, shape: tuple[int, int], dtype: np.dtype, limit: float
-) -> np.ndarray:
-    table = rng.random(shape, dtype=dtype)
+        return rng.standard_normal(dtype=dtype, out=table)
+    limit = 0.05 if init == "uniform" else float(np.sqrt(6.0 / max(sum(shape), 1)))
+    rng.random(dtype=dtype, out=table)
     table *= 2 * limit
     table -= limit
     return table
@@ -60,7 +57,9 @@ def _from_callable(
         raise TypeError(
             f"init callable must return real numbers, got dtype {np.asarray(drawn).dtype}"
         )
-    return np.array(drawn, dtype=dtype, order="C", copy=True)
+    table = line_aligned_empty(shape, dtype)
+    table[...] = drawn
+    return table
 
 
 # SplitMix64 (Steele, Lea & Flood): element k of the stream keyed by `key` is mix(key + k * gamma),
@@ -101,7 +100,7 @@ def counter_rows(
         raise ValueError(
             f"init must be one of {', '.join(map(repr, INIT_NAMES))} or a callable, got {init!r}"
         )
-    table = np.empty((len(rows), dim), dtype=dtype)
+    table = line_aligned_empty((len(rows), dim), dtype)
     columns = np.arange(dim, dtype=np.uint64)
     draws = 2 if init == "normal" else 1
     limit = 0.05 if init == "uniform" else float(np.sqrt(6.0 / max(num_embeddings + dim, 1)))
