@@ -1233,9 +1233,7 @@ template <unsigned Bits>
 void test_quantize(std::size_t dim, std::mt19937_64& rng) {
     current_case = std::string(Bits == 8 ? "quantize 8-bit" : "quantize 4-bit") + ", dim " + std::to_string(dim);
     const std::size_t V = 300;
-    std::normal_distribution<float> normal;
-    std::vector<float> table(V * dim);
-    for (float& x : table) x = normal(rng);
+    std::vector<float> table = make_values<float>(V * dim, false, rng);
     for (std::size_t d = 0; d < dim; ++d) table[dim + d] = 2.5f;  // a constant row
     std::vector<std::uint8_t> packed(V * fastembed::packed_row_bytes(Bits, dim));
     fastembed::quantize_rows<Bits>(table.data(), V, dim, packed.data());
@@ -1270,9 +1268,8 @@ template <unsigned Bits>
 void test_pack_copies(std::size_t dim, std::mt19937_64& rng) {
     current_case = std::string(Bits == 8 ? "pack copies 8-bit" : "pack copies 4-bit") + ", dim " + std::to_string(dim);
     const std::size_t V = 64;
+    std::vector<float> table = make_values<float>(V * dim, false, rng);
     std::normal_distribution<float> normal;
-    std::vector<float> table(V * dim);
-    for (float& x : table) x = normal(rng);
     for (std::size_t r = 0; r < 8; ++r) {  // zeros of both signs, the rest of one sign
         const float sign = r % 2 ? -1.0f : 1.0f;
         table[r * dim] = sign;
@@ -1378,10 +1375,8 @@ void test_quantized_reader_copies(const char* name, const std::vector<float>& ta
 
 void test_reader_copies_all(std::mt19937_64& rng) {
     const std::size_t V = 50;
-    std::normal_distribution<float> normal;
     for (std::size_t dim : {1, 2, 7, 8, 9, 15, 16, 17, 18, 64, 66, 67}) {
-        std::vector<float> table(V * dim);
-        for (float& x : table) x = normal(rng);
+        std::vector<float> table = make_values<float>(V * dim, false, rng);
         table[0] = 0x1p-20f;  // a float16 subnormal
         std::vector<fastembed::Float16> half(V * dim);
         std::vector<fastembed::BFloat16> brain(V * dim);
