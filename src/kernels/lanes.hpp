@@ -52,7 +52,8 @@ inline bool cpu_has_avx2() {
 #endif
 
 // The instruction set a copy of a kernel is compiled for: the baseline (SSE2 on x86-64), or AVX2
-// with F16C (bag.hpp picks it at run time). Row readers choose their lane groups by it.
+// with F16C (picked at run time: FASTEMBED_AVX2_CLONE above). Row readers and packing choose
+// their lane groups by it.
 enum class Isa { baseline, avx2 };
 
 #ifdef FASTEMBED_LANE_VECTORS

@@ -52,6 +52,28 @@ inline std::size_t packed_row_bytes(unsigned bits, std::size_t dim) {
     return bits == 8 ? dim + 2 * sizeof(float) : dim / 2 + 2 * sizeof(Float16);
 }
 
+#ifdef FASTEMBED_LANE_VECTORS
+namespace detail {
+
+// 4-bit codes two to a byte, the even column in the low nibble, for L = sizeof...(J) lanes:
+// pairs[j] = codes[2j] | codes[2j + 1] << 4, the codes being the lanes of first:second...
+template <class Ints, std::size_t... J>
+FASTEMBED_ALWAYS_INLINE void nibble_pairs(const Ints& first, const Ints& second, Ints& pairs,
+                                          std::index_sequence<J...>) {
+    pairs = __builtin_shufflevector(first, second, (2 * J)...) |
+            (__builtin_shufflevector(first, second, (2 * J + 1)...) << 4);
+}
+
+// ...and back: codes[j] = the low nibble of pairs[j / 2] for even j, the high one for odd j.
+template <class Pairs, class Ints, std::size_t... J>
+FASTEMBED_ALWAYS_INLINE void split_nibbles(const Pairs& pairs, Ints& codes, std::index_sequence<J...>) {
+    codes = __builtin_convertvector(__builtin_shufflevector(pairs, pairs, (J / 2)...), Ints);
+    codes = (codes >> Ints{static_cast<int>(J % 2 * 4)...}) & 0x0F;
+}
+
+}  // namespace detail
+#endif
+
 // Reads the rows of a packed table (checked by the caller: V rows of packed_row_bytes(Bits, D)).
 template <unsigned Bits>
 class QuantizedRows {
@@ -173,13 +195,7 @@ class QuantizedRows {
         } else {
             typename Lanes<L>::nibble_pairs pairs;
             std::memcpy(&pairs, row + col / 2, sizeof pairs);
-            if constexpr (L == 8) {
-                codes = __builtin_convertvector(__builtin_shufflevector(pairs, pairs, 0, 0, 1, 1, 2, 2, 3, 3), Ints);
-                codes = (codes >> Ints{0, 4, 0, 4, 0, 4, 0, 4}) & 0x0F;
-            } else {
-                codes = __builtin_convertvector(__builtin_shufflevector(pairs, pairs, 0, 0, 1, 1), Ints);
-                codes = (codes >> Ints{0, 4, 0, 4}) & 0x0F;
-            }
+            detail::split_nibbles(pairs, codes, std::make_index_sequence<L>{});
         }
         const typename Lanes<L>::floats result = __builtin_convertvector(codes, typename Lanes<L>::floats) * scale + bias;
         std::memcpy(values, &result, sizeof result);
@@ -315,19 +331,6 @@ template <std::size_t Width, class V>
 FASTEMBED_ALWAYS_INLINE void swap_lanes(const V& v, V& swapped) {
     swap_lanes<Width>(v, swapped, std::make_index_sequence<sizeof(V) / sizeof(v[0])>{});
 }
-
-// pairs = the even and odd lanes of first:second as byte values (even | odd << 4).
-template <std::size_t L>
-FASTEMBED_ALWAYS_INLINE void nibble_pairs(const typename Lanes<L>::ints& first, const typename Lanes<L>::ints& second,
-                                          typename Lanes<L>::ints& pairs) {
-    if constexpr (L == 4) {
-        pairs = __builtin_shufflevector(first, second, 0, 2, 4, 6) |
-                (__builtin_shufflevector(first, second, 1, 3, 5, 7) << 4);
-    } else {
-        pairs = __builtin_shufflevector(first, second, 0, 2, 4, 6, 8, 10, 12, 14) |
-                (__builtin_shufflevector(first, second, 1, 3, 5, 7, 9, 11, 13, 15) << 4);
-    }
-}
 #endif
 
 #ifdef FASTEMBED_AVX2_LANES
@@ -460,7 +463,7 @@ FASTEMBED_ALWAYS_INLINE bool pack_row(const float* __restrict x, std::size_t dim
                 const float* from = x + 2 * b + 2 * L * half;
                 clamped_codes<4, L>(from, bias, inverse, first);
                 clamped_codes<4, L>(from + L, bias, inverse, second);
-                nibble_pairs<L>(first, second, pairs[half]);
+                nibble_pairs(first, second, pairs[half], std::make_index_sequence<L>{});
             }
             store_codes<L>(pairs[0], pairs[1], out + b);
         }
