@@ -27,10 +27,7 @@ def initial_table(
     rng = np.random.default_rng(seed)
     if callable(init):
         return _from_callable(init, shape, dtype, rng)
-    if init not in INIT_NAMES:
-        raise ValueError(
-            f"init must be one of {', '.join(map(repr, INIT_NAMES))} or a callable, got {init!r}"
-        )
+    _require_init_name(init)
     # Drawn straight into a line-aligned table (the same numbers as an allocating draw).
     table = line_aligned_empty(shape, dtype)
     if init == "normal":
@@ -40,6 +37,13 @@ def initial_table(
     table *= 2 * limit
     table -= limit
     return table
+
+
+def _require_init_name(init: str) -> None:
+    if init not in INIT_NAMES:
+        raise ValueError(
+            f"init must be one of {', '.join(map(repr, INIT_NAMES))} or a callable, got {init!r}"
+        )
 
 
 def _from_callable(
@@ -96,10 +100,7 @@ def counter_rows(
     anywhere, make the same table. ``init`` as in :func:`initial_table` (names only); "normal"
     uses the Box-Muller transform of two uniforms per element.
     """
-    if init not in INIT_NAMES:
-        raise ValueError(
-            f"init must be one of {', '.join(map(repr, INIT_NAMES))} or a callable, got {init!r}"
-        )
+    _require_init_name(init)
     table = line_aligned_empty((len(rows), dim), dtype)
     columns = np.arange(dim, dtype=np.uint64)
     draws = 2 if init == "normal" else 1

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
+from ._aligned_npz import ALIGNMENT
 from ._checks import as_int
-
-CACHE_LINE_BYTES = 64
 
 
 def line_aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -21,8 +20,8 @@ def line_aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    raw = np.empty(nbytes + CACHE_LINE_BYTES, dtype=np.uint8)
-    start = -raw.ctypes.data % CACHE_LINE_BYTES
+    raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)  # ALIGNMENT: a cache line
+    start = -raw.ctypes.data % ALIGNMENT
     return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
