@@ -131,9 +131,12 @@ def _owner(ids, num_shards, placement):
 
 @pytest.mark.parametrize("placement", PLACEMENTS)
 @pytest.mark.parametrize("id_dtype", [np.int32, np.int64])
-def test_route_distinct_sends_each_row_once(placement, id_dtype, rng):
+# The kernel finds distinct rows by marking them in bitmaps of the table when the batch has at
+# least 1/32 as many ids as the table has rows, else by sorting: 1300 ids mark, 3 ids sort.
+@pytest.mark.parametrize("uniform, zeros", [(1000, 300), (2, 1)])
+def test_route_distinct_sends_each_row_once(placement, id_dtype, uniform, zeros, rng):
     num_shards = 5
-    ids = np.concatenate([rng.integers(0, V, 1000), np.zeros(300, np.int64)]).astype(id_dtype)
+    ids = np.concatenate([rng.integers(0, V, uniform), np.zeros(zeros, np.int64)]).astype(id_dtype)
     rng.shuffle(ids)
     local, offsets, inverse = _core.route_distinct(ids, V, num_shards, placement == "modulo")
     owner, expected_local = _owner(ids, num_shards, placement)

@@ -1,10 +1,9 @@
 // Routing for a row-sharded table: ids to per-shard buckets of local rows, and the shards' rows
 // back to the caller's positions.
 //
-// The buckets come from the radix sort's stable pass (radix_sort.hpp) over each id's shard
-// number: within a shard the ids keep their position order, so the sorted distinct ids of a
-// gradient stay sorted in every shard, and a shard's local rows of ids that arrive sorted need
-// no pass at all.
+// Ids are renamed so that each shard's rows follow the previous shard's (ConcatenatedRows):
+// the distinct renamed ids in increasing order are then the buckets, and the sorted distinct ids
+// of a gradient stay sorted in every shard.
 #pragma once
 
 #include <algorithm>
@@ -96,21 +95,23 @@ void concatenate_rows(const I* ids, std::size_t n, const ConcatenatedRows<Placem
     });
 }
 
-// The distinct ids of a batch, bucketed by shard, and where each id's row is among them: what a
-// lookup sends when every shard is asked once per distinct id. Ids are renamed to concatenated
-// rows (ConcatenatedRows) and sorted by the radix sort; the runs of the sorted keys are the
-// distinct ids in shard order, then row order. For k in [offsets[s], offsets[s + 1]), local[k]
-// is a row of shard s (increasing within the shard), and the id at position i is the one at
-// slot inverse[i]. local_of(u) returns the array for u distinct ids (the caller allocates it
-// once u is known); offsets has num_shards + 1 entries.
-template <class I, class Placement, class LocalOf>
-void route_distinct(const I* ids, std::size_t n, std::uint64_t num_embeddings, std::size_t num_shards,
-                    const ConcatenatedRows<Placement>& concatenated, bool identity,
-                    std::int64_t* inverse, std::int64_t* offsets, LocalOf&& local_of) {
-    ScratchArray<I> renamed(identity ? 0 : n);
-    if (!identity) concatenate_rows(ids, n, concatenated, renamed.get());
-    const I* keys_of = identity ? ids : renamed.get();
-    with_sorted_ids(keys_of, n, num_embeddings, [&](const auto& sorted) {
+// Whether route_distinct finds the distinct rows by marking them in bitmaps of the whole table
+// (distinct_by_marking) rather than by sorting the ids. Both give the same arrays; this is speed
+// only, and the shape alone decides. The bitmaps cost passes over rows / 64 words per thread,
+// the sort passes over the n ids. Measured, 2 threads, uniform ids, sort -> bitmaps: n = 1M
+// over 100k rows 10.1 -> 3.1 ms, 1M rows 11.3 -> 3.5, 16M 15.5 -> 8.3, 64M 17.7 -> 15.6, 256M
+// 18.5 -> 40.9; n = 100k over 10M rows 1.8 -> 1.5, 100M 2.3 -> 5.3; n = 10k over 1M rows
+// 0.07 -> 0.13 ms. Slots are counted in 32 bits.
+inline bool marks_distinct_rows(std::size_t n, std::uint64_t rows) {
+    return rows <= 32 * static_cast<std::uint64_t>(n) && rows < (std::uint64_t{1} << 32);
+}
+
+// The distinct keys (rows in [0, rows)) in increasing order, written to local_of(distinct),
+// and inverse[i] = the slot of keys[i] among them: by a stable radix sort of the keys.
+template <class I, class LocalOf>
+void distinct_by_sorting(const I* keys, std::size_t n, std::uint64_t rows, std::int64_t* inverse,
+                         LocalOf&& local_of) {
+    with_sorted_ids(keys, n, rows, [&](const auto& sorted) {
         // Run starts per part, then each part numbers its runs from the count before it: a part
         // that opens inside a run continues that run's slot.
         const std::size_t threads = threads_for_bytes(n * (sizeof(std::int64_t) + 2 * sizeof(I)));
@@ -124,8 +125,7 @@ void route_distinct(const I* ids, std::size_t n, std::uint64_t num_embeddings, s
         for (std::size_t part = 1; part < starts_before.size(); ++part) {
             starts_before[part] += starts_before[part - 1];
         }
-        const std::size_t distinct = starts_before.back();
-        I* local = local_of(distinct);
+        I* local = local_of(starts_before.back());
         parallel_ranges(n, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
             std::size_t slot = starts_before[part] - 1;  // wraps for part 0, whose key 0 opens a run
             for (std::size_t k = begin; k < end; ++k) {
@@ -133,17 +133,102 @@ void route_distinct(const I* ids, std::size_t n, std::uint64_t num_embeddings, s
                 inverse[sorted.position(k)] = static_cast<std::int64_t>(slot);
             }
         });
-        for (std::size_t s = 0; s <= num_shards; ++s) {
-            offsets[s] = static_cast<std::int64_t>(
-                std::lower_bound(local, local + distinct, concatenated.first_row[s],
-                                 [](I row, std::uint64_t bound) { return static_cast<std::uint64_t>(row) < bound; }) -
-                local);
-        }
-        run_tasks(num_shards, [&](std::size_t s) {
-            for (auto k = offsets[s]; k < offsets[s + 1]; ++k) {
-                local[k] = static_cast<I>(static_cast<std::uint64_t>(local[k]) - concatenated.first_row[s]);
+    });
+}
+
+// The same arrays from bitmaps of the table's rows, with no sort and the inverse written in
+// position order instead of scattered. Each thread marks the rows of its share of the keys in
+// a bitmap of its own (rows / 8 bytes, which stays in the cache), so no two threads write one
+// word; the bitmaps are merged word by word and each word's slot is the count of marked rows
+// before it. A row's slot is then its word's slot plus the marked rows below it in the word.
+template <class I, class LocalOf>
+void distinct_by_marking(const I* keys, std::size_t n, std::uint64_t rows, std::int64_t* inverse,
+                         LocalOf&& local_of) {
+    const auto words = static_cast<std::size_t>((rows + 63) / 64);
+    const std::size_t threads = threads_for_bytes(n * (sizeof(I) + sizeof(std::int64_t)));
+    ScratchArray<std::uint64_t> bitmaps(threads * words);  // bitmap 0 becomes the merged one
+    ScratchArray<std::uint32_t> slot_before(words + 1);
+    run_tasks(
+        threads,
+        [&](std::size_t part) {
+            std::uint64_t* bits = bitmaps.get() + part * words;
+            std::fill(bits, bits + words, std::uint64_t{0});
+            for (std::size_t i = n * part / threads; i < n * (part + 1) / threads; ++i) {
+                const auto row = static_cast<std::uint64_t>(keys[i]);
+                bits[row / 64] |= std::uint64_t{1} << (row % 64);
             }
-        });
+        },
+        threads);
+    std::uint64_t* merged = bitmaps.get();
+    std::vector<std::size_t> marked_before(parts_for(threads) + 1, 0);
+    parallel_ranges(words, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
+        std::size_t count = 0;
+        for (std::size_t w = begin; w < end; ++w) {
+            std::uint64_t word = merged[w];
+            for (std::size_t other = 1; other < threads; ++other) word |= bitmaps[other * words + w];
+            merged[w] = word;
+            count += static_cast<std::size_t>(__builtin_popcountll(word));
+        }
+        marked_before[part + 1] = count;
+    });
+    for (std::size_t part = 1; part < marked_before.size(); ++part) {
+        marked_before[part] += marked_before[part - 1];
+    }
+    I* local = local_of(marked_before.back());
+    slot_before[words] = static_cast<std::uint32_t>(marked_before.back());
+    parallel_ranges(words, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
+        std::size_t slot = marked_before[part];
+        for (std::size_t w = begin; w < end; ++w) {
+            slot_before[w] = static_cast<std::uint32_t>(slot);
+            for (std::uint64_t word = merged[w]; word != 0; word &= word - 1) {
+                local[slot++] = static_cast<I>(64 * w + static_cast<std::size_t>(__builtin_ctzll(word)));
+            }
+        }
+    });
+    parallel_ranges(n, threads, [&](std::size_t, std::size_t begin, std::size_t end) {
+        for (std::size_t i = begin; i < end; ++i) {
+            const auto row = static_cast<std::uint64_t>(keys[i]);
+            const std::uint64_t below = merged[row / 64] & ((std::uint64_t{1} << (row % 64)) - 1);
+            inverse[i] = static_cast<std::int64_t>(slot_before[row / 64]) + __builtin_popcountll(below);
+        }
+    });
+}
+
+// The distinct ids of a batch, bucketed by shard, and where each id's row is among them: what a
+// lookup sends when every shard is asked once per distinct id. Ids are renamed to concatenated
+// rows (ConcatenatedRows), whose distinct values in increasing order are the distinct ids in
+// shard order, then row order. For k in [offsets[s], offsets[s + 1]), local[k] is a row of
+// shard s (increasing within the shard), and the id at position i is the one at slot
+// inverse[i]. local_of(u) returns the array for u distinct ids (the caller allocates it once u
+// is known); offsets has num_shards + 1 entries.
+template <class I, class Placement, class LocalOf>
+void route_distinct(const I* ids, std::size_t n, std::uint64_t num_embeddings, std::size_t num_shards,
+                    const ConcatenatedRows<Placement>& concatenated, bool identity,
+                    std::int64_t* inverse, std::int64_t* offsets, LocalOf&& local_of) {
+    ScratchArray<I> renamed(identity ? 0 : n);
+    if (!identity) concatenate_rows(ids, n, concatenated, renamed.get());
+    const I* keys = identity ? ids : renamed.get();
+    I* local = nullptr;
+    std::size_t distinct = 0;
+    auto keep_local = [&](std::size_t count) {
+        distinct = count;
+        return local = local_of(count);
+    };
+    if (marks_distinct_rows(n, num_embeddings)) {
+        distinct_by_marking(keys, n, num_embeddings, inverse, keep_local);
+    } else {
+        distinct_by_sorting(keys, n, num_embeddings, inverse, keep_local);
+    }
+    for (std::size_t s = 0; s <= num_shards; ++s) {
+        offsets[s] = static_cast<std::int64_t>(
+            std::lower_bound(local, local + distinct, concatenated.first_row[s],
+                             [](I row, std::uint64_t bound) { return static_cast<std::uint64_t>(row) < bound; }) -
+            local);
+    }
+    run_tasks(num_shards, [&](std::size_t s) {
+        for (auto k = offsets[s]; k < offsets[s + 1]; ++k) {
+            local[k] = static_cast<I>(static_cast<std::uint64_t>(local[k]) - concatenated.first_row[s]);
+        }
     });
 }
 

@@ -899,16 +899,50 @@ void test_divisor(std::mt19937_64& rng) {
     }
 }
 
+// The two ways of finding a batch's distinct rows give the same arrays, on either side of the
+// shape that picks one (marks_distinct_rows), at every thread count.
+template <class I>
+void test_distinct_strategies(std::mt19937_64& rng) {
+    const std::size_t rows = 10'007, boundary = (rows + 31) / 32;  // the smallest n that marks
+    CHECK(fastembed::marks_distinct_rows(boundary, rows) && !fastembed::marks_distinct_rows(boundary - 1, rows));
+    CHECK(!fastembed::marks_distinct_rows(std::size_t{1} << 40, std::uint64_t{1} << 32));
+    for (std::size_t n : {std::size_t{0}, boundary - 1, boundary, std::size_t{30'000}}) {
+        for (Ids kind : {Ids::uniform, Ids::zipf, Ids::all_equal}) {
+            const auto keys = make_ids<I>(kind, n, rows, rng);
+            for (std::size_t threads = 1; threads <= kMaxThreads; threads += 3) {
+                fastembed::set_num_threads(threads);
+                std::vector<I> sorted_local, marked_local;
+                std::vector<std::int64_t> sorted_inverse(n, -1), marked_inverse(n, -2);
+                fastembed::distinct_by_sorting(keys.data(), n, rows, sorted_inverse.data(), [&](std::size_t u) {
+                    sorted_local.resize(u);
+                    return sorted_local.data();
+                });
+                fastembed::distinct_by_marking(keys.data(), n, rows, marked_inverse.data(), [&](std::size_t u) {
+                    marked_local.resize(u);
+                    return marked_local.data();
+                });
+                CHECK(marked_local == sorted_local && marked_inverse == sorted_inverse);
+                CHECK(std::is_sorted(sorted_local.begin(), sorted_local.end()) &&
+                      std::adjacent_find(sorted_local.begin(), sorted_local.end()) == sorted_local.end());
+                for (std::size_t i = 0; i < n; ++i) CHECK(sorted_local[static_cast<std::size_t>(sorted_inverse[i])] == keys[i]);
+            }
+        }
+    }
+}
+
 template <class T, class I>
 void test_route(std::mt19937_64& rng) {
     for (std::size_t shards : {1, 3, 4, 7}) {
         for (Ids kind : {Ids::uniform, Ids::zipf, Ids::sorted}) {
-            const std::size_t V = 10'007, n = 30'000;
+            const std::size_t V = 10'007;
             const fastembed::Divisor per_shard((V + shards - 1) / shards), modulo(shards);
-            test_route_with<T, I>("route range", V, 9, n, shards, fastembed::RangePlacement{per_shard}, kind, rng);
-            test_route_with<T, I>("route modulo", V, 9, n, shards, fastembed::ModuloPlacement{modulo}, kind, rng);
+            for (std::size_t n : {30'000, 300}) {  // distinct rows by marking, by sorting
+                test_route_with<T, I>("route range", V, 9, n, shards, fastembed::RangePlacement{per_shard}, kind, rng);
+                test_route_with<T, I>("route modulo", V, 9, n, shards, fastembed::ModuloPlacement{modulo}, kind, rng);
+            }
         }
     }
+    test_distinct_strategies<I>(rng);
     test_route_with<T, I>("route range, empty", 5, 3, 0, 4, fastembed::RangePlacement{fastembed::Divisor(2)},
                           Ids::uniform, rng);
 }
