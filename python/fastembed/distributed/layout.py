@@ -69,7 +69,8 @@ class Layout:
 
     def distinct(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(local, offsets, inverse)``: the distinct ids (int32 or int64, any shape,
-        C-contiguous) bucketed by shard in one C++ pass (a radix sort of the renamed ids).
+        C-contiguous) bucketed by shard in C++ (bitmaps of the table's rows, or a radix sort of
+        the renamed ids where the table has over 32 rows per id).
         Shard ``s`` gets ``local[offsets[s]:offsets[s + 1]]``, its own rows, each once, in
         increasing order; the id at flat position ``i`` is the one at slot ``inverse[i]``. An
         id out of range raises ``IndexError`` naming it and its position, before anything else
