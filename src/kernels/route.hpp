@@ -146,26 +146,30 @@ void distinct_by_marking(const I* keys, std::size_t n, std::uint64_t rows, std::
                          LocalOf&& local_of) {
     const auto words = static_cast<std::size_t>((rows + 63) / 64);
     const std::size_t threads = threads_for_bytes(n * (sizeof(I) + sizeof(std::int64_t)));
-    ScratchArray<std::uint64_t> bitmaps(threads * words);  // bitmap 0 becomes the merged one
+    // Bitmaps of at most 16 bytes per key in all, the radix sort's scratch: a table of many
+    // rows per key is marked by fewer threads.
+    const std::size_t bitmap_count =
+        std::max<std::size_t>(1, std::min<std::uint64_t>(threads, 128 * static_cast<std::uint64_t>(n) / (rows + 1)));
+    ScratchArray<std::uint64_t> bitmaps(bitmap_count * words);  // bitmap 0 becomes the merged one
     ScratchArray<std::uint32_t> slot_before(words + 1);
     run_tasks(
-        threads,
+        bitmap_count,
         [&](std::size_t part) {
             std::uint64_t* bits = bitmaps.get() + part * words;
             std::fill(bits, bits + words, std::uint64_t{0});
-            for (std::size_t i = n * part / threads; i < n * (part + 1) / threads; ++i) {
+            for (std::size_t i = n * part / bitmap_count; i < n * (part + 1) / bitmap_count; ++i) {
                 const auto row = static_cast<std::uint64_t>(keys[i]);
                 bits[row / 64] |= std::uint64_t{1} << (row % 64);
             }
         },
-        threads);
+        bitmap_count);
     std::uint64_t* merged = bitmaps.get();
     std::vector<std::size_t> marked_before(parts_for(threads) + 1, 0);
     parallel_ranges(words, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
         std::size_t count = 0;
         for (std::size_t w = begin; w < end; ++w) {
             std::uint64_t word = merged[w];
-            for (std::size_t other = 1; other < threads; ++other) word |= bitmaps[other * words + w];
+            for (std::size_t other = 1; other < bitmap_count; ++other) word |= bitmaps[other * words + w];
             merged[w] = word;
             count += static_cast<std::size_t>(__builtin_popcountll(word));
         }
