@@ -15,7 +15,7 @@ def line_aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     NumPy's own arrays start 16 bytes past a line, so every 256-byte row of a float32 table
     with 64 columns spans five lines instead of four, and a float16 row three instead of two:
     a fifth more memory traffic on scattered rows (sum bags of 1M uniform ids over a 1M x 64
-    float32 table: 18.7 ms, 14.7 ms on a line-aligned copy). The tables fastembed creates
+    float32 table: 18.7 ms, 14.7 ms on a line-aligned copy). The tables fastembed draws
     start on a line; tables the caller passes are used where they are.
     """
     dtype = np.dtype(dtype)

@@ -115,16 +115,13 @@ void distinct_by_sorting(const I* keys, std::size_t n, std::uint64_t rows, std::
         // Run starts per part, then each part numbers its runs from the count before it: a part
         // that opens inside a run continues that run's slot.
         const std::size_t threads = threads_for_bytes(n * (sizeof(std::int64_t) + 2 * sizeof(I)));
-        std::vector<std::size_t> starts_before(parts_for(threads) + 1, 0);
         auto opens_run = [&](std::size_t k) { return k == 0 || sorted.id(k) != sorted.id(k - 1); };
-        parallel_ranges(n, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
-            std::size_t starts = 0;
-            for (std::size_t k = begin; k < end; ++k) starts += opens_run(k);
-            starts_before[part + 1] = starts;
-        });
-        for (std::size_t part = 1; part < starts_before.size(); ++part) {
-            starts_before[part] += starts_before[part - 1];
-        }
+        const std::vector<std::size_t> starts_before =
+            counts_before_parts(n, threads, [&](std::size_t begin, std::size_t end) {
+                std::size_t starts = 0;
+                for (std::size_t k = begin; k < end; ++k) starts += opens_run(k);
+                return starts;
+            });
         I* local = local_of(starts_before.back());
         parallel_ranges(n, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
             std::size_t slot = starts_before[part] - 1;  // wraps for part 0, whose key 0 opens a run
@@ -164,20 +161,17 @@ void distinct_by_marking(const I* keys, std::size_t n, std::uint64_t rows, std::
         },
         bitmap_count);
     std::uint64_t* merged = bitmaps.get();
-    std::vector<std::size_t> marked_before(parts_for(threads) + 1, 0);
-    parallel_ranges(words, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
-        std::size_t count = 0;
-        for (std::size_t w = begin; w < end; ++w) {
-            std::uint64_t word = merged[w];
-            for (std::size_t other = 1; other < bitmap_count; ++other) word |= bitmaps[other * words + w];
-            merged[w] = word;
-            count += static_cast<std::size_t>(__builtin_popcountll(word));
-        }
-        marked_before[part + 1] = count;
-    });
-    for (std::size_t part = 1; part < marked_before.size(); ++part) {
-        marked_before[part] += marked_before[part - 1];
-    }
+    const std::vector<std::size_t> marked_before =
+        counts_before_parts(words, threads, [&](std::size_t begin, std::size_t end) {
+            std::size_t count = 0;
+            for (std::size_t w = begin; w < end; ++w) {
+                std::uint64_t word = merged[w];
+                for (std::size_t other = 1; other < bitmap_count; ++other) word |= bitmaps[other * words + w];
+                merged[w] = word;
+                count += static_cast<std::size_t>(__builtin_popcountll(word));
+            }
+            return count;
+        });
     I* local = local_of(marked_before.back());
     slot_before[words] = static_cast<std::uint32_t>(marked_before.back());
     parallel_ranges(words, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {

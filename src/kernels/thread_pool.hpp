@@ -13,6 +13,8 @@
 
 #include <cstddef>
 #include <functional>
+#include <numeric>
+#include <vector>
 
 namespace fastembed {
 
@@ -69,6 +71,20 @@ void parallel_ranges(std::size_t n, std::size_t threads, Body&& body) {
         parts,
         [&](std::size_t part) { body(part, n * part / parts, n * (part + 1) / parts); },
         threads);
+}
+
+// The first pass of a parallel numbering: runs count(begin, end) for each part of
+// parallel_ranges(n, threads, ...) and returns, for part p, the sum of the counts of the parts
+// before it (one entry more: the total), so that a second pass over the same parts can number
+// its items from there.
+template <class Count>
+std::vector<std::size_t> counts_before_parts(std::size_t n, std::size_t threads, Count&& count) {
+    std::vector<std::size_t> before(parts_for(threads) + 1, 0);
+    parallel_ranges(n, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
+        before[part + 1] = count(begin, end);
+    });
+    std::partial_sum(before.begin(), before.end(), before.begin());
+    return before;
 }
 
 }  // namespace fastembed
