@@ -187,7 +187,8 @@ def format_host(host: dict[str, Any]) -> str:
     line = (
         f"host: caches (sysfs) {_caches(host['caches_sysfs'])}; (CPUID) "
         f"{_caches(host['caches_cpuid'])}; used by the kernels {_caches(host['caches_kernels'])} "
-        f"({host['kernels']['source']}); copy bandwidth (np.copyto {host['copy_mib']} MiB, "
+        f"({host['kernels']['source']}; {host['kernels']['isa']} kernels); copy bandwidth "
+        f"(np.copyto {host['copy_mib']} MiB, "
         f"read + write) {host['copy_bandwidth'] / 1e9:.1f} GB/s; dependent random load over "
         f"{host['copy_mib']} MiB {host['random_load_ns']:.0f} ns"
     )

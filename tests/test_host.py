@@ -38,6 +38,37 @@ for mode in ("sum", "mean", "max"):
 grad = rng.standard_normal((20_000, 64), dtype=np.float32)
 out["blocked"] = digest(fastembed.scatter_add(grad, rng.integers(0, 1000, 20_000), 1000))
 out["sorted"] = digest(fastembed.scatter_add(grad, rng.integers(0, 200_000, 20_000), 200_000))
+# a heavy run (9000 of one id: blocks of 4096 rows), float16 rows, a sparse gradient
+heavy = np.concatenate([np.zeros(9_000, np.int64), rng.integers(0, 200_000, 11_000)])
+out["heavy"] = digest(fastembed.scatter_add(grad, heavy, 200_000))
+out["half"] = digest(fastembed.scatter_add(grad.astype(np.float16), heavy, 200_000))
+sparse = fastembed.sparse_grad(grad, heavy, 200_000)
+out["sparse"] = digest(sparse.indices) + digest(sparse.values)
+# fused steps: every optimizer on float32, stochastic rounding into float16; bag backward
+for name, optimizer in (
+    ("sgd", fastembed.optim.SGD(0.1, momentum=0.9)),
+    ("adagrad", fastembed.optim.Adagrad(0.1)),
+    ("rowwise", fastembed.optim.Adagrad(0.1, rowwise=True)),
+    ("adam", fastembed.optim.Adam(0.1)),
+    ("sgd_f16", fastembed.optim.SGD(0.1, stochastic_rounding=True, seed=3)),
+):
+    dtype = np.float16 if name.endswith("f16") else np.float32
+    layer = fastembed.Embedding(weight=np.asarray(table, dtype=dtype))
+    for step in range(2):
+        layer(heavy % 20_000)
+        layer.backward(grad.astype(dtype), optimizer=optimizer)
+    out["step_" + name] = digest(layer.weight)
+bag = fastembed.EmbeddingBag(weight=wide.copy(), mode="mean")
+bag(bag_ids, offsets)
+bag.backward(rng.standard_normal((100, 300), dtype=np.float32), optimizer=fastembed.optim.SGD(0.1))
+out["bag_step"] = digest(bag.weight)
+# float16 and quantized rows through the pooled loop; packing
+out["bag_float16"] = digest(
+    fastembed.embedding_bag(wide.astype(np.float16), bag_ids, offsets, mode="sum"))
+for bits in (8, 4):
+    q = fastembed.quantize(wide, bits=bits)
+    out["pack_%d" % bits] = digest(q.packed)
+    out["qbag_%d" % bits] = digest(fastembed.embedding_bag(q, bag_ids, offsets, mode="mean"))
 print(json.dumps(out))
 """
 
@@ -94,6 +125,19 @@ def test_results_do_not_depend_on_the_cache_sizes():
     for key in default:
         if key != "info":
             assert default[key] == tiny[key] == huge[key], key
+
+
+def test_baseline_and_avx2_copies_give_the_same_bits():
+    """FASTEMBED_ISA=baseline runs the baseline copies of the instruction-bound kernels (pooled
+    loop, packing, reductions and the updates they feed) where the AVX2 copies would run."""
+    default = child_results()
+    baseline = child_results(FASTEMBED_ISA="baseline")
+    if default["info"]["isa"] == baseline["info"]["isa"]:
+        pytest.skip("this build and CPU have one copy only")
+    assert (default["info"]["isa"], baseline["info"]["isa"]) == ("avx2", "baseline")
+    for key in default:
+        if key != "info":
+            assert default[key] == baseline[key], key
 
 
 @pytest.mark.parametrize("num_embeddings", [16_384, 16_385])

@@ -16,7 +16,8 @@ def host_info() -> dict[str, Any]:
         ``l1d_bytes``, ``l2_bytes``, ``l3_bytes``: the sizes used; ``source``: where each came
         from (``env``, ``sysfs``, ``cpuid`` or ``fallback``; ``capped`` when the L3 was cut to
         16 MiB per usable core); ``sysfs`` and ``cpuid``: what each reported (0: nothing);
-        ``available_cores``; the budgets derived from the sizes, which change speed only
+        ``available_cores``; ``isa``: which copy of the instruction-bound kernels runs
+        (``"avx2"`` or ``"baseline"``); the budgets derived from the sizes, which change speed only
         (``prefetch_bytes``, ``pooling_chunk_bytes``, ``streaming_bytes``,
         ``in_order_table_bytes``); and the constant budgets that fix summation orders
         (``block_sums_budget_bytes``, ``block_sums_per_block_bytes``), the same on every host.
@@ -25,6 +26,7 @@ def host_info() -> dict[str, Any]:
     -----
     Read on first use: ``FASTEMBED_L1D_BYTES``, ``FASTEMBED_L2_BYTES`` and
     ``FASTEMBED_L3_BYTES`` (positive byte counts) override the detection; other values are
-    ignored. Results never depend on these sizes, only speed does.
+    ignored. ``FASTEMBED_ISA=baseline`` runs the baseline copies where the AVX2 ones would.
+    Results never depend on these sizes or on the copy, only speed does.
     """
     return _core.host_info()

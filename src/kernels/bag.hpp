@@ -415,37 +415,17 @@ FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I, Out>& job, std::s
     }
 }
 
-template <BagMode Mode, bool Weighted, bool Track, class Reader, class I, class Out>
-void pool_bags_baseline(const BagJob<Reader, I, Out>& job, std::size_t first_bag, std::size_t last_bag) {
-    // Half the 16 SSE2 / NEON registers hold the accumulator.
-    pool_bags<Mode, Weighted, Track, 16, Isa::baseline>(job, first_bag, last_bag);
-}
-
-#ifdef FASTEMBED_AVX2_CLONE
-template <BagMode Mode, bool Weighted, bool Track, class Reader, class I, class Out>
-__attribute__((target("avx2,f16c"))) void pool_bags_avx2(const BagJob<Reader, I, Out>& job,
-                                                         std::size_t first_bag, std::size_t last_bag) {
-    // Half the 16 AVX2 registers hold the accumulator.
-    pool_bags<Mode, Weighted, Track, 32, Isa::avx2>(job, first_bag, last_bag);
-}
-
+// Pools bags [first_bag, last_bag) in the copy of the loop compiled for `isa`.
+template <BagMode Mode, bool Weighted, bool Track, class Reader, class I, class Out, Isa isa>
+FASTEMBED_ALWAYS_INLINE void pool_bags_in(IsaTag<isa>, const BagJob<Reader, I, Out>& job, std::size_t first_bag, std::size_t last_bag) {
+    // Half the vector registers hold the accumulator: 16 of SSE2's / NEON's 16 bytes, 16 of
+    // AVX2's 32.
+#ifdef __AVX2__
+    constexpr std::size_t kVectorBytes = 32;
+#else
+    constexpr std::size_t kVectorBytes = isa == Isa::avx2 ? 32 : 16;
 #endif
-
-template <BagMode Mode, bool Weighted, bool Track, class Reader, class I, class Out>
-void pool_bags_on_this_cpu(const BagJob<Reader, I, Out>& job, std::size_t first_bag, std::size_t last_bag) {
-#ifdef FASTEMBED_AVX2_CLONE
-    if (cpu_has_avx2()) {
-        pool_bags_avx2<Mode, Weighted, Track>(job, first_bag, last_bag);
-        return;
-    }
-#elif defined(__AVX2__) && defined(__F16C__)
-    pool_bags<Mode, Weighted, Track, 32, Isa::avx2>(job, first_bag, last_bag);
-    return;
-#elif defined(__AVX2__)
-    pool_bags<Mode, Weighted, Track, 32, Isa::baseline>(job, first_bag, last_bag);
-    return;
-#endif
-    pool_bags_baseline<Mode, Weighted, Track>(job, first_bag, last_bag);
+    pool_bags<Mode, Weighted, Track, kVectorBytes, isa>(job, first_bag, last_bag);
 }
 
 }  // namespace detail
@@ -467,8 +447,10 @@ void pool_rows_with(const Reader& rows, const I* ids, const BagLayout& bags, Bag
                                         prefetch_distance(row_bytes), chunk_rows};
     parallel_bags(bags, row_bytes + sizeof(I), [&](std::size_t first, std::size_t last) {
         auto pool = [&](auto mode_tag, auto weighted_tag, auto track_tag) {
-            detail::pool_bags_on_this_cpu<decltype(mode_tag)::value, decltype(weighted_tag)::value,
-                                          decltype(track_tag)::value>(job, first, last);
+            on_this_cpu([&](auto isa) FASTEMBED_INLINE_LAMBDA {
+                detail::pool_bags_in<decltype(mode_tag)::value, decltype(weighted_tag)::value,
+                                     decltype(track_tag)::value>(isa, job, first, last);
+            });
         };
         using Yes = std::true_type;
         using No = std::false_type;

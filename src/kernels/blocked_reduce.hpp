@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "kernels/buffer.hpp"
+#include "kernels/lanes.hpp"
 #include "kernels/row_ops.hpp"
 #include "kernels/runs.hpp"
 #include "kernels/thread_pool.hpp"
@@ -70,7 +71,7 @@ void blocked_reduce_in(std::size_t blocks, const I* ids, std::size_t n, std::uin
     std::vector<std::uint32_t> count(blocks * V, 0);
     ScratchArray<T> sums(blocks * V * dim);
     const std::size_t ahead = prefetch_distance(row_bytes);
-    run_tasks(blocks, [&](std::size_t b) {
+    auto sum_block = [&](std::size_t b) FASTEMBED_INLINE_LAMBDA {
         std::uint32_t* block_count = count.data() + b * V;
         T* block_sums = sums.get() + b * V * dim;
         const std::size_t end = n * (b + 1) / blocks;
@@ -88,6 +89,9 @@ void blocked_reduce_in(std::size_t blocks, const I* ids, std::size_t n, std::uin
                 source.accumulate(sum, i);
             }
         }
+    };
+    run_tasks(blocks, [&](std::size_t b) {
+        on_this_cpu([&](auto) FASTEMBED_INLINE_LAMBDA { sum_block(b); });
     });
 
     // Parts: equal id ranges (every id costs about the same: K counts, at most K rows, one write).
@@ -109,7 +113,7 @@ void blocked_reduce_in(std::size_t blocks, const I* ids, std::size_t n, std::uin
         }
         sink.start(distinct_in_part);
     }
-    run_tasks(parts, [&](std::size_t p) {
+    auto add_blocks = [&](std::size_t p) FASTEMBED_INLINE_LAMBDA {
         std::vector<T> acc(dim);
         for (std::size_t v = part_begin(p); v < part_begin(p + 1); ++v) {
             const T* sum = nullptr;
@@ -130,6 +134,9 @@ void blocked_reduce_in(std::size_t blocks, const I* ids, std::size_t n, std::uin
             if (total != 0 || visit_absent_ids) sink.row(p, v, sum, total);
         }
         sink.finish_part(p);
+    };
+    run_tasks(parts, [&](std::size_t p) {
+        on_this_cpu([&](auto) FASTEMBED_INLINE_LAMBDA { add_blocks(p); });
     }, threads);
 }
 

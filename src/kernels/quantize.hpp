@@ -490,32 +490,6 @@ FASTEMBED_ALWAYS_INLINE std::size_t pack_rows(const float* weight, std::size_t d
     return end;
 }
 
-template <unsigned Bits>
-std::size_t pack_rows_baseline(const float* weight, std::size_t dim, std::uint8_t* out, std::size_t begin,
-                               std::size_t end) {
-    return pack_rows<Bits, Isa::baseline>(weight, dim, out, begin, end);
-}
-
-#ifdef FASTEMBED_AVX2_CLONE
-template <unsigned Bits>
-__attribute__((target("avx2,f16c"))) std::size_t pack_rows_avx2(const float* weight, std::size_t dim,
-                                                                 std::uint8_t* out, std::size_t begin,
-                                                                 std::size_t end) {
-    return pack_rows<Bits, Isa::avx2>(weight, dim, out, begin, end);
-}
-#endif
-
-template <unsigned Bits>
-std::size_t pack_rows_on_this_cpu(const float* weight, std::size_t dim, std::uint8_t* out, std::size_t begin,
-                                  std::size_t end) {
-#ifdef FASTEMBED_AVX2_CLONE
-    if (cpu_has_avx2()) return pack_rows_avx2<Bits>(weight, dim, out, begin, end);
-#elif defined(__AVX2__) && defined(__F16C__)
-    return pack_rows<Bits, Isa::avx2>(weight, dim, out, begin, end);
-#endif
-    return pack_rows_baseline<Bits>(weight, dim, out, begin, end);
-}
-
 }  // namespace detail
 
 // Packs a (num_embeddings, dim) float32 table into `out` (num_embeddings rows of
@@ -527,7 +501,9 @@ void quantize_rows(const float* weight, std::size_t num_embeddings, std::size_t 
     const std::size_t threads = threads_for_bytes(num_embeddings * (dim * sizeof(float) + stride));
     std::vector<std::size_t> first_bad(parts_for(threads), num_embeddings);
     parallel_ranges(num_embeddings, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
-        const std::size_t bad = detail::pack_rows_on_this_cpu<Bits>(weight, dim, out, begin, end);
+        const std::size_t bad = on_this_cpu([&](auto isa) FASTEMBED_INLINE_LAMBDA {
+            return detail::pack_rows<Bits, decltype(isa)::value>(weight, dim, out, begin, end);
+        });
         if (bad < end) first_bad[part] = bad;
     });
     const std::size_t bad_row = *std::min_element(first_bad.begin(), first_bad.end());

@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/lanes.hpp"
 #include "kernels/row_ops.hpp"
 #include "kernels/thread_pool.hpp"
 
@@ -166,7 +167,7 @@ void reduce_runs(const Sorted& sorted, const RunPlan& plan, const Source& source
                 block_begin[run.first_block + b] = run.begin + b * plan.block_rows;
             }
         }
-        run_tasks(plan.num_blocks, [&](std::size_t block) {
+        auto sum_block = [&](std::size_t block) FASTEMBED_INLINE_LAMBDA {
             const HeavyRun& run = *std::prev(std::upper_bound(
                 plan.heavy.begin(), plan.heavy.end(), block,
                 [](std::size_t b, const HeavyRun& r) { return b < r.first_block; }));
@@ -178,10 +179,13 @@ void reduce_runs(const Sorted& sorted, const RunPlan& plan, const Source& source
                 prefetch_key(k, end);
                 source.accumulate(sum, sorted.position(k));
             }
+        };
+        run_tasks(plan.num_blocks, [&](std::size_t block) {
+            on_this_cpu([&](auto) FASTEMBED_INLINE_LAMBDA { sum_block(block); });
         });
     }
 
-    run_tasks(plan.num_parts(), [&](std::size_t part) {
+    auto reduce_part = [&](std::size_t part) FASTEMBED_INLINE_LAMBDA {
         std::vector<T> acc(dim);
         const std::size_t key_end = plan.key_bounds[part + 1];
         auto heavy = std::lower_bound(
@@ -228,6 +232,9 @@ void reduce_runs(const Sorted& sorted, const RunPlan& plan, const Source& source
             }
         }
         sink.finish_part(part);
+    };
+    run_tasks(plan.num_parts(), [&](std::size_t part) {
+        on_this_cpu([&](auto) FASTEMBED_INLINE_LAMBDA { reduce_part(part); });
     }, plan.threads);
 }
 

@@ -1315,12 +1315,15 @@ void test_pack_copies(std::size_t dim, std::mt19937_64& rng) {
     table[8 * dim + 1] = -3e38f;
     for (std::size_t d = 0; d < dim; ++d) table[9 * dim + d] *= 1e-39f;
     const std::size_t bytes = V * fastembed::packed_row_bytes(Bits, dim);
+    auto pack = [&](std::vector<std::uint8_t>& out) {
+        return [&](auto isa) FASTEMBED_INLINE_LAMBDA { return fastembed::detail::pack_rows<Bits, decltype(isa)::value>(table.data(), dim, out.data(), 0, V); };
+    };
     std::vector<std::uint8_t> baseline(bytes);
-    CHECK(fastembed::detail::pack_rows_baseline<Bits>(table.data(), dim, baseline.data(), 0, V) == V);
+    CHECK(fastembed::detail::call_build_copy(pack(baseline)) == V);
 #ifdef FASTEMBED_AVX2_CLONE
     if (fastembed::detail::cpu_has_avx2()) {
         std::vector<std::uint8_t> avx2(bytes);
-        CHECK(fastembed::detail::pack_rows_avx2<Bits>(table.data(), dim, avx2.data(), 0, V) == V);
+        CHECK(fastembed::detail::call_avx2_copy(pack(avx2)) == V);
         CHECK(avx2 == baseline);
     }
 #endif
@@ -1367,14 +1370,15 @@ void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Ele
             copy(job);
             return std::memcmp(out.data(), narrowed.data(), out.size() * sizeof(Out)) == 0;
         };
-        CHECK(same([](const Job& job) {
-            fastembed::detail::pool_bags_baseline<fastembed::BagMode::sum, false, false>(job, 0, job.bags.num_bags);
-        }));
+        auto pool = [](const Job& job) {
+            return [&job](auto isa) FASTEMBED_INLINE_LAMBDA {
+                fastembed::detail::pool_bags_in<fastembed::BagMode::sum, false, false>(isa, job, 0, job.bags.num_bags);
+            };
+        };
+        CHECK(same([&](const Job& job) { fastembed::detail::call_build_copy(pool(job)); }));
 #ifdef FASTEMBED_AVX2_CLONE
         if (fastembed::detail::cpu_has_avx2()) {
-            CHECK(same([](const Job& job) {
-                fastembed::detail::pool_bags_avx2<fastembed::BagMode::sum, false, false>(job, 0, job.bags.num_bags);
-            }));
+            CHECK(same([&](const Job& job) { fastembed::detail::call_avx2_copy(pool(job)); }));
         }
 #endif
     };
