@@ -363,3 +363,100 @@ def test_bags_and_gradients_match_torch(name, dtype, mode, rng):
     tolerance = 8 * np.finfo(dtype).eps * (np.abs(expected) + 1)
     assert bag.grad.dtype == dtype
     assert np.all(np.abs(bag.grad.astype(np.float32) - expected) <= tolerance)
+
+
+def numpy_bag_gradient(grad, ids, bounds, mode, weights=None) -> np.ndarray:
+    """The table's gradient of a sum / mean bag in float64: each id's bag rows, scaled, added."""
+    expected = np.zeros((V, D))
+    for b in range(len(bounds) - 1):
+        members = range(bounds[b], bounds[b + 1])
+        for i in members:
+            scale = 1.0 / len(members) if mode == "mean" else 1.0
+            if weights is not None:
+                scale = float(weights[i])
+            expected[ids[i]] += scale * grad[b].astype(np.float64)
+    return expected
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_bag_backward_of_half_gradient_sums_in_float32(dtype, mode, sparse, rng):
+    """A float16 / bfloat16 grad_output is read in float32: the gradient is the float32 one of
+    the widened grad_output, rounded once into grad_output's dtype (or into a float32 out)."""
+    ids = make_ids("zipf", 600, V, rng)
+    offsets = np.arange(0, 600, 12)
+    W = half_table(dtype, rng)
+    argmax = None
+    if mode == "max":
+        _, argmax = fastembed.embedding_bag(W, ids, offsets, mode="max", return_argmax=True)
+    grad = half_table(dtype, rng, (50, D))
+    options = {"num_embeddings": V, "mode": mode, "argmax": argmax, "sparse": sparse}
+    got = fastembed.embedding_bag_backward(grad, ids, offsets, **options)
+    wide = fastembed.embedding_bag_backward(grad.astype(np.float32), ids, offsets, **options)
+    if sparse:
+        assert_bitwise_equal(got.indices, wide.indices)
+        assert_bitwise_equal(got.values, wide.values.astype(dtype))
+    else:
+        assert_bitwise_equal(got, wide.astype(dtype))
+        into = np.full((V, D), np.nan, np.float32)
+        fastembed.embedding_bag_backward(grad, ids, offsets, out=into, **options)
+        assert_bitwise_equal(into, wide)
+        if mode != "max":
+            expected = numpy_bag_gradient(grad, ids, np.append(offsets, 600), mode)
+            tolerance = np.finfo(dtype).eps * np.abs(expected) + 1e-5 * np.abs(expected).max()
+            assert np.all(np.abs(got.astype(np.float64) - expected) <= tolerance)
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+@pytest.mark.parametrize("weights_dtype", ["table", "float32"])
+def test_bag_backward_of_half_gradient_with_per_sample_weights(dtype, weights_dtype, rng):
+    ids = rng.integers(0, V, 120)
+    offsets = np.arange(0, 120, 8)
+    weights = rng.standard_normal(120).astype(np.float32)
+    if weights_dtype == "table":
+        weights = weights.astype(dtype)
+    grad = half_table(dtype, rng, (15, D))
+    got = fastembed.embedding_bag_backward(
+        grad, ids, offsets, num_embeddings=V, mode="sum", per_sample_weights=weights
+    )
+    wide = fastembed.embedding_bag_backward(
+        grad.astype(np.float32), ids, offsets, num_embeddings=V, mode="sum",
+        per_sample_weights=weights.astype(np.float32),
+    )  # fmt: skip
+    assert_bitwise_equal(got, wide.astype(dtype))
+    W = half_table(dtype, rng)
+    got = fastembed.embedding_bag_per_sample_weights_backward(grad, W, ids, offsets)
+    wide = fastembed.embedding_bag_per_sample_weights_backward(
+        grad.astype(np.float32), W.astype(np.float32), ids, offsets
+    )
+    assert_bitwise_equal(got, wide)
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES, ids=HALF_IDS)
+@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_bag_optimizer_step_with_half_gradient(dtype, name, weighted, rng):
+    """A bag layer's fused step from a gradient in the table's dtype is the step from that
+    gradient widened to float32, and so is grad_per_sample_weights."""
+    W = half_table(dtype, rng)
+    ids = make_ids("zipf", 900, V, rng)
+    offsets = np.arange(0, 900, 9)
+    weights = rng.standard_normal(900).astype(dtype) if weighted else None
+    grad = half_table(dtype, rng, (100, D))
+    mode = "sum" if weighted else "mean"
+    layers, optimizers = [], []
+    for gradient in (grad, grad.astype(np.float32)):
+        bag = fastembed.EmbeddingBag(weight=W.copy(), mode=mode)
+        optimizer = OPTIMIZERS[name](False)
+        for _ in range(2):
+            bag(ids, offsets, per_sample_weights=weights)
+            bag.backward(gradient, optimizer=optimizer)
+        layers.append(bag)
+        optimizers.append(optimizer)
+    assert_bitwise_equal(layers[0].weight, layers[1].weight)
+    assert not np.array_equal(layers[0].weight, W)
+    if weighted:
+        assert_bitwise_equal(layers[0].grad_per_sample_weights, layers[1].grad_per_sample_weights)
+    for key, state in optimizers[0].state(layers[0]).items():
+        assert_bitwise_equal(state, optimizers[1].state(layers[1])[key])

@@ -922,8 +922,22 @@ HOSTILE += [
     )
     for name, g, exception, match in BAD_BAG_GRADS
     for call_name, call, _ in BAG_GRAD_CALLS
-    # embedding_bag_backward takes the width from grad_output: valid
-    if name != "wrong width" or not call_name.startswith("embedding_bag_backward")
+    # embedding_bag_backward takes the width and the dtype (float16 too) from grad_output: valid
+    if name not in ("wrong width", "float16") or not call_name.startswith("embedding_bag_backward")
+] + [
+    Hostile(
+        "embedding_bag_backward: float16 grad_output, float64 out",
+        lambda a: fastembed.embedding_bag_backward(
+            a.bag_grad.astype(np.float16),
+            a.bag_ids,
+            a.bag_offsets,
+            num_embeddings=V,
+            mode="sum",
+            out=np.zeros((V, D)),
+        ),  # fmt: skip
+        TypeError,
+        "out must have dtype float32, float16 or bfloat16 for a float16 input, got float64",
+    )
 ]
 HOSTILE += [
     Hostile(

@@ -61,17 +61,9 @@ def pool(
     max_norm: float | None,
     norm_type: float,
 ) -> np.ndarray:
-    """The one call into the pooled kernel, for plain, half-precision and quantized tables.
-
-    Per-sample weights of a float16 / bfloat16 / quantized table are applied in float32 (the
-    pooling's arithmetic): weights given in the table's dtype are widened first.
-    """
-    weights = bags.per_sample_weights
-    quantized = isinstance(weight, QuantizedTable)
-    if weights is not None and (quantized or is_reduced(weight.dtype)):
-        if weights.dtype == weight.dtype or (not quantized and weights.dtype == np.float32):
-            weights = weights.astype(np.float32, copy=False)
-    if quantized:
+    """The one call into the pooled kernel, for plain, half-precision and quantized tables."""
+    weights = arithmetic_weights(bags.per_sample_weights, weight.dtype)
+    if isinstance(weight, QuantizedTable):
         if max_norm is not None:
             raise ValueError(
                 "max_norm would renormalise rows in place: a QuantizedTable is read-only"
@@ -84,6 +76,15 @@ def pool(
         weight, bags.ids, bags.bounds, mode, weights, padding, out, argmax,
         max_norm=max_norm, norm_type=norm_type,
     )  # fmt: skip
+
+
+def arithmetic_weights(weights: np.ndarray | None, dtype: np.dtype) -> np.ndarray | None:
+    """Per-sample weights as the kernels read them beside rows of ``dtype``: in its arithmetic
+    dtype, so weights given in float16 / bfloat16 for such rows are widened to float32 (a
+    quantized table's rows are float32 already)."""
+    if weights is not None and is_reduced(dtype) and weights.dtype == dtype:
+        return weights.astype(np.float32)
+    return weights
 
 
 def bag_arguments(
@@ -281,9 +282,12 @@ def embedding_bag_per_sample_weights_backward(
     ``result[i] = grad_output[bag of i] . weight[ids[i]]``; 0 for ``padding_idx`` entries and
     for ids in no bag. Pass the table as it was in the forward (before any update).
 
+    ``grad_output`` has the dtype of ``weight``, or float32 for a float16 or bfloat16 table.
+
     Returns
     -------
-    ndarray of the shape of ``ids`` and the dtype of ``weight``.
+    ndarray of the shape of ``ids``, in the arithmetic dtype of ``weight`` (float32 for a
+    float16 or bfloat16 table).
     """
     require_array(weight, "weight")
     bags = bag_arguments(ids, offsets, include_last_offset, None, "sum")
@@ -322,7 +326,9 @@ def embedding_bag_backward(
     Parameters
     ----------
     grad_output : ndarray of shape (num_bags, embedding_dim)
-        Gradient of the loss w.r.t. the output of the forward.
+        Gradient of the loss w.r.t. the output of the forward: float32, float64, float16 or
+        bfloat16 (these two are read in float32, and per-sample weights of their dtype are
+        widened to float32; sums are rounded once when written).
     ids, offsets, mode, per_sample_weights, include_last_offset, padding_idx
         As given to the forward.
     num_embeddings : int
@@ -345,7 +351,8 @@ def embedding_bag_backward(
     Returns
     -------
     ndarray of shape (num_embeddings, embedding_dim), or RowSparseGrad
-        The ``padding_idx`` row is zero.
+        In ``grad_output``'s dtype (or ``out``'s: float32, float16 or bfloat16 for a float32,
+        float16 or bfloat16 gradient). The ``padding_idx`` row is zero.
     """
     num_embeddings = as_int(num_embeddings, "num_embeddings", 0)
     if out is not None:
@@ -361,7 +368,7 @@ def embedding_bag_backward(
         bags.bounds,
         num_embeddings,
         mode,
-        bags.per_sample_weights,
+        arithmetic_weights(bags.per_sample_weights, grad_output.dtype),
         padding,
         argmax,
         out,

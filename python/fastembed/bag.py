@@ -8,9 +8,15 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import _core
-from ._bag_functional import Bags, bag_arguments, check_mode, padding_argument, pool
+from ._bag_functional import (
+    Bags,
+    arithmetic_weights,
+    bag_arguments,
+    check_mode,
+    padding_argument,
+    pool,
+)
 from ._checks import kernel_readable, norm_options
-from ._dtypes import arithmetic_dtype
 from .layers import Embedding, TableLayer, _require_trainable_table
 from .quantized import QuantizedTable
 from .sparse import RowSparseGrad
@@ -197,7 +203,8 @@ class EmbeddingBag(TableLayer):
             ids=_own(bags.ids, ids),
             per_sample_weights=None
             if bags.per_sample_weights is None
-            else _own(bags.per_sample_weights, per_sample_weights),
+            # in the arithmetic dtype, as the backward's kernels read them
+            else _own(arithmetic_weights(bags.per_sample_weights, self.dtype), per_sample_weights),
         )
         self._argmax = argmax
         return result
@@ -221,8 +228,9 @@ class EmbeddingBag(TableLayer):
         grad_output)``); returns None and leaves ``grad`` as it was. ``grad_per_sample_weights``
         is still computed, from the table as it was before the update.
 
-        ``grad_output`` has the table's dtype, or float32 for a float16 or bfloat16 table;
-        ``grad`` has the table's dtype. Raises ``TypeError`` for any other dtype and
+        ``grad_output`` has the table's dtype, or float32 for a float16 or bfloat16 table
+        (either is read row by row in float32 and each sum rounded once); ``grad`` has the
+        table's dtype. Raises ``TypeError`` for any other dtype and
         ``ValueError`` if its shape is not ``(num_bags, embedding_dim)``; on error nothing
         changes (table, ``grad``, ``grad_per_sample_weights``, optimizer state).
         """
@@ -234,9 +242,8 @@ class EmbeddingBag(TableLayer):
                 f"grad_output must have shape (num_bags, embedding_dim) = {expected}, "
                 f"got {grad_output.shape}"
             )
-        # The bag kernels scale gradient rows as they read them, in the table's arithmetic dtype:
-        # a (num_bags, D) float16 / bfloat16 gradient is widened first (small beside the ids).
-        grad_output = self._table_grad(grad_output).astype(arithmetic_dtype(self.dtype), copy=False)
+        # A float16 / bfloat16 gradient is widened row by row as the kernels read it.
+        grad_output = self._table_grad(grad_output)
         # Set only once the table's gradient (or update) has succeeded: on error nothing changes.
         grad_per_sample_weights = None
         if bags.per_sample_weights is not None:
@@ -299,8 +306,6 @@ class EmbeddingBag(TableLayer):
         bags = self._require_forward()
         padding = padding_argument(self.padding_idx, self.num_embeddings)
         grad_output = kernel_readable(grad_output)
-        if grad_output.dtype == self.dtype:  # a float16 / bfloat16 gradient, read in float32
-            grad_output = grad_output.astype(arithmetic_dtype(self.dtype), copy=False)
         return (
             grad_output,
             bags.ids,

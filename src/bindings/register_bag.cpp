@@ -150,27 +150,36 @@ py::array per_sample_weights_backward(const py::array& grad_output, const py::ar
     }
     return dispatch_storage(weight, "weight", [&](auto storage_tag) {
         using W = typename decltype(storage_tag)::type;
-        using T = accumulator_t<W>;  // grad_output's dtype: float32 for a float16 / bfloat16 table
-        if (!has_storage<T>(grad_output)) {
+        // The result's dtype: float32 for a float16 / bfloat16 table, whose gradient may come in
+        // float32 or in the table's dtype.
+        using T = accumulator_t<W>;
+        if (!has_storage<T>(grad_output) && !has_storage<W>(grad_output)) {
             throw py::type_error("grad_output must be " + std::string(py::str(py::dtype::of<T>())) +
+                                 (is_reduced_precision<W> ? " or " + dtype_name(weight) : std::string()) +
                                  " for a " + dtype_name(weight) + " table, got " + dtype_name(grad_output));
         }
         require_layout(grad_output, "grad_output", false);
         py::array_t<T> result(std::vector<py::ssize_t>(ids.shape(), ids.shape() + ids.ndim()));
-        const T* grad = static_cast<const T*>(grad_output.data());
         const W* table = static_cast<const W*>(weight.data());
         T* destination = static_cast<T*>(result.mutable_data());
-        call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
-            bag_per_sample_weights_grad(grad, table, num_embeddings, dim, id_data, n, bags, padding,
-                                        destination);
-        });
+        auto with_grad = [&](const auto* grad) {
+            call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
+                bag_per_sample_weights_grad(grad, table, num_embeddings, dim, id_data, n, bags, padding,
+                                            destination);
+            });
+        };
+        if (has_storage<T>(grad_output)) {
+            with_grad(static_cast<const T*>(grad_output.data()));
+        } else {
+            with_grad(static_cast<const W*>(grad_output.data()));
+        }
         return py::array(result);
     });
 }
 
-// Checks shared by the backward bindings: grad_output (num_bags, dim) of dtype T, C-contiguous;
-// for max, the forward's argmax of the same shape, every position inside its bag.
-template <class T>
+// Checks shared by the backward bindings: grad_output (num_bags, dim), C-contiguous (its dtype
+// was dispatched on); for max, the forward's argmax of the same shape, every position inside
+// its bag.
 void require_bag_grad(const py::array& grad_output, const BagLayout& bags, std::size_t dim, BagMode mode,
                       const std::optional<py::array>& argmax) {
     if (grad_output.ndim() != 2 || static_cast<std::size_t>(grad_output.shape(0)) != bags.num_bags ||
@@ -178,9 +187,6 @@ void require_bag_grad(const py::array& grad_output, const BagLayout& bags, std::
         throw py::value_error("grad_output must have shape (num_bags, embedding_dim) = (" +
                               std::to_string(bags.num_bags) + ", " + std::to_string(dim) + "), got " +
                               shape_string(grad_output));
-    }
-    if (!py::isinstance<py::array_t<T>>(grad_output)) {
-        throw py::type_error("grad_output must be float32 or float64, got " + dtype_name(grad_output));
     }
     require_layout(grad_output, "grad_output", false);
     if (mode == BagMode::max) checked_argmax(argmax, bags, dim);
@@ -210,15 +216,18 @@ py::object embedding_bag_backward(const py::array& grad_output, const py::array&
         throw py::value_error("scale_grad_by_freq is not supported with mode='max'");
     }
     const auto dim = static_cast<std::size_t>(grad_output.shape(1));
-    return dispatch_float(grad_output, "grad_output", [&](auto float_tag) -> py::object {
-        using T = typename decltype(float_tag)::type;
-        require_bag_grad<T>(grad_output, bags, dim, mode, argmax);
+    // grad_output of any storage, read in its arithmetic type T (per-sample weights in T too);
+    // the gradient comes in grad_output's dtype unless `out` has another of the same arithmetic.
+    return dispatch_storage(grad_output, "grad_output", [&](auto storage_tag) -> py::object {
+        using S = typename decltype(storage_tag)::type;
+        using T = accumulator_t<S>;
+        require_bag_grad(grad_output, bags, dim, mode, argmax);
         const T* weights = per_sample_weights_data<T>(per_sample_weights, mode, n);
-        const T* grad = static_cast<const T*>(grad_output.data());
+        const S* grad = static_cast<const S*>(grad_output.data());
         const std::int64_t* arg =
             mode == BagMode::max ? static_cast<const std::int64_t*>(argmax->data()) : nullptr;
         if (sparse) {
-            NumpySparseOutput<T> sparse_output;
+            NumpySparseOutput<S> sparse_output;
             call_with_ids(ids, rows, [&](const auto* id_data) {
                 embedding_bag_backward_sparse(grad, dim, id_data, n, rows, bags, mode, weights, padding,
                                               scale_grad_by_freq, arg, sparse_output);
@@ -227,7 +236,7 @@ py::object embedding_bag_backward(const py::array& grad_output, const py::array&
         }
         // The dense gradient in grad_output's dtype, or rounded once into a float16 or bfloat16
         // `out` (a half-precision table's gradient).
-        return dispatch_result<T>(out, [&](auto out_tag) -> py::object {
+        return dispatch_result<S>(out, [&](auto out_tag) -> py::object {
             using Out = typename decltype(out_tag)::type;
             const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(dim)};
             std::vector<std::pair<const py::array*, const char*>> inputs{{&grad_output, "grad_output"},

@@ -92,20 +92,18 @@ void with_gradient(const py::array& weight, const Gradient& gradient, Run&& run)
                     using Update = std::decay_t<decltype(update)>;
                     UpdateSink<T, Update> sink(update, dim, options);
                     py::gil_scoped_release release;
-                    if constexpr (std::is_same_v<S, T>) {
-                        if (bags) {
-                            reduce_bag_grad(grad, dim, id_data, num_embeddings, *bags, mode, weights,
-                                            padding, arg, false, sink);
-                            return;
-                        }
+                    if (bags) {
+                        reduce_bag_grad(grad, dim, id_data, num_embeddings, *bags, mode, weights, padding,
+                                        arg, false, sink);
+                    } else {
+                        reduce_by_id(id_data, n, num_embeddings, grad, dim, false, sink);
                     }
-                    reduce_by_id(id_data, n, num_embeddings, grad, dim, false, sink);
                 });
             });
         };
         if (has_storage<T>(grad_output)) {
             with_grad(Tag<T>{});
-        } else if (has_storage<W>(grad_output) && !bags) {
+        } else if (has_storage<W>(grad_output)) {
             with_grad(Tag<W>{});
         } else {
             throw py::type_error("grad_output must have the dtype of weight (" + dtype_name(weight) +

@@ -497,9 +497,10 @@ void embedding_bag_forward(const T* weight, std::size_t num_embeddings, std::siz
 // Gradient w.r.t. per_sample_weights of a weighted sum: out[i] = <grad_output[bag of i],
 // weight[ids[i]]>, 0 for padding entries and for ids in no bag. Read the table before any
 // optimizer updates it.
-// The table may be stored in less precision (W) than the gradient is computed in (T).
-template <class T, class W, class I>
-void bag_per_sample_weights_grad(const T* grad_output, const W* weight, std::size_t num_embeddings,
+// The table (W) and grad_output (S: T or W) may be stored in less precision than the gradient is
+// computed in (T).
+template <class S, class W, class I, class T = accumulator_t<W>>
+void bag_per_sample_weights_grad(const S* grad_output, const W* weight, std::size_t num_embeddings,
                                  std::size_t dim, const I* ids, std::size_t n,
                                  const BagLayout& bags, std::int64_t padding_idx, T* out) {
     check_ids(ids, n, num_embeddings);
@@ -508,7 +509,7 @@ void bag_per_sample_weights_grad(const T* grad_output, const W* weight, std::siz
         const std::size_t ahead = prefetch_distance(dim * sizeof(W));
         const std::size_t stop = bags.end(last - 1);
         for (std::size_t bag = first; bag < last; ++bag) {
-            const T* __restrict g = grad_output + bag * dim;
+            const S* __restrict g = grad_output + bag * dim;
             for (std::size_t i = bags.begin(bag); i < bags.end(bag); ++i) {
                 if (i + ahead < stop) {
                     prefetch_row(weight + static_cast<std::size_t>(ids[i + ahead]) * dim, dim * sizeof(W));
@@ -516,7 +517,7 @@ void bag_per_sample_weights_grad(const T* grad_output, const W* weight, std::siz
                 if (static_cast<std::int64_t>(ids[i]) == padding_idx) continue;
                 const W* __restrict row = weight + static_cast<std::size_t>(ids[i]) * dim;
                 T dot = 0;
-                for (std::size_t d = 0; d < dim; ++d) dot += g[d] * Element<W>::widen(row[d]);
+                for (std::size_t d = 0; d < dim; ++d) dot += Element<S>::widen(g[d]) * Element<W>::widen(row[d]);
                 out[i] = dot;
             }
         }

@@ -16,6 +16,7 @@
 #include "kernels/buffer.hpp"
 #include "kernels/check_ids.hpp"
 #include "kernels/grad_options.hpp"
+#include "kernels/half.hpp"
 #include "kernels/reduce.hpp"
 #include "kernels/scatter.hpp"
 #include "kernels/sparse_grad.hpp"
@@ -25,15 +26,18 @@ namespace fastembed {
 // Row source (see row_source.hpp) over the entries of a bag backward. Entry k belongs to bag
 // bag_of[k]; its row is grad_output[bag] scaled by bag_scale[bag] (mean) or entry_weight[k]
 // (per-sample weights), or, for max, masked to the elements whose arg-max is position_of[k].
+// grad_output is stored as S and read in S's arithmetic type T (float16 and bfloat16 rows are
+// widened as they are read, as GradRows does).
 //
 // Reading bag_of[k] is a dependent load before every row (the entries come in id order, so k
 // jumps about): Bag is uint32_t whenever the bags allow, halving that array's cache footprint.
-template <class T, class Bag>
+template <class S, class Bag>
 class BagGradRows {
   public:
+    using T = accumulator_t<S>;
     using value_type = T;
 
-    BagGradRows(const T* grad_output, std::size_t dim, const Bag* bag_of, const T* bag_scale,
+    BagGradRows(const S* grad_output, std::size_t dim, const Bag* bag_of, const T* bag_scale,
                 const T* entry_weight, const std::int64_t* argmax, const std::int64_t* position_of)
         : grad_(grad_output),
           dim_(dim),
@@ -46,8 +50,13 @@ class BagGradRows {
     std::size_t dim() const { return dim_; }
     const void* address(std::size_t k) const { return grad_row(k); }
     const T* direct(std::size_t k) const {
-        return bag_scale_ == nullptr && entry_weight_ == nullptr && argmax_ == nullptr ? grad_row(k)
-                                                                                        : nullptr;
+        if constexpr (is_reduced_precision<S>) {
+            (void)k;
+            return nullptr;
+        } else {
+            return bag_scale_ == nullptr && entry_weight_ == nullptr && argmax_ == nullptr ? grad_row(k)
+                                                                                            : nullptr;
+        }
     }
     void load(T* acc, std::size_t k) const {
         apply(k, [acc](std::size_t d, T value) { acc[d] = value; });
@@ -57,25 +66,25 @@ class BagGradRows {
     }
 
   private:
-    const T* grad_row(std::size_t k) const { return grad_ + static_cast<std::size_t>(bag_of_[k]) * dim_; }
+    const S* grad_row(std::size_t k) const { return grad_ + static_cast<std::size_t>(bag_of_[k]) * dim_; }
 
     // Calls put(d, value of element d) for the row of entry k.
     template <class Put>
     void apply(std::size_t k, Put put) const {
-        const T* __restrict g = grad_row(k);
+        const S* __restrict g = grad_row(k);
         if (argmax_ != nullptr) {
             const std::int64_t* arg = argmax_ + static_cast<std::size_t>(bag_of_[k]) * dim_;
             const std::int64_t position = position_of_[k];
-            for (std::size_t d = 0; d < dim_; ++d) put(d, arg[d] == position ? g[d] : T(0));
+            for (std::size_t d = 0; d < dim_; ++d) put(d, arg[d] == position ? Element<S>::widen(g[d]) : T(0));
             return;
         }
         const T scale = bag_scale_ != nullptr       ? bag_scale_[bag_of_[k]]
                         : entry_weight_ != nullptr ? entry_weight_[k]
                                                    : T(1);
-        for (std::size_t d = 0; d < dim_; ++d) put(d, scale * g[d]);
+        for (std::size_t d = 0; d < dim_; ++d) put(d, scale * Element<S>::widen(g[d]));
     }
 
-    const T* grad_;
+    const S* grad_;
     std::size_t dim_;
     const Bag* bag_of_;
     const T* bag_scale_;
@@ -150,9 +159,10 @@ BagEntries<T, I, Bag> bag_entries(const I* ids, std::size_t dim, const BagLayout
 }
 
 // Runs reduce_by_id over the entries of a bag backward with `sink` (padding rows are the sink's
-// business: their sums are computed and must be ignored).
-template <class T, class I, class Sink>
-void reduce_bag_grad(const T* grad_output, std::size_t dim, const I* ids, std::size_t num_embeddings,
+// business: their sums are computed and must be ignored). grad_output is stored as S; the
+// per-sample weights and the sums are in its arithmetic type T.
+template <class S, class I, class Sink, class T = accumulator_t<S>>
+void reduce_bag_grad(const S* grad_output, std::size_t dim, const I* ids, std::size_t num_embeddings,
                      const BagLayout& bags, BagMode mode, const T* per_sample_weights,
                      std::int64_t padding_idx, const std::int64_t* argmax, bool visit_absent_ids,
                      Sink& sink) {
@@ -164,7 +174,7 @@ void reduce_bag_grad(const T* grad_output, std::size_t dim, const I* ids, std::s
             if constexpr (counts_distinct_ids<Sink>::value) sink.start({});  // an empty result
             return;
         }
-        const BagGradRows<T, Bag> source(grad_output, dim, entries.bag_of.get(),
+        const BagGradRows<S, Bag> source(grad_output, dim, entries.bag_of.get(),
                                          entries.bag_scale.empty() ? nullptr : entries.bag_scale.data(),
                                          mode == BagMode::sum ? per_sample_weights : nullptr,
                                          mode == BagMode::max ? argmax : nullptr,
@@ -187,9 +197,10 @@ inline GradOptions bag_grad_options(std::int64_t padding_idx, bool scale_grad_by
 
 // Dense gradient w.r.t. the table, (num_embeddings, dim): every row written once, or, with
 // `accumulate`, each touched row's gradient added into `out` (other rows left as they are).
-// `out` may be stored in less precision than T computes in (float16 or bfloat16 for float32).
-template <class T, class I, class Out>
-void embedding_bag_backward_dense(const T* grad_output, std::size_t dim, const I* ids, std::size_t n,
+// grad_output and `out` may be stored in less precision than T computes in (float16 or bfloat16
+// for float32).
+template <class S, class I, class Out, class T = accumulator_t<S>>
+void embedding_bag_backward_dense(const S* grad_output, std::size_t dim, const I* ids, std::size_t n,
                                   std::size_t num_embeddings, const BagLayout& bags, BagMode mode,
                                   const T* per_sample_weights, std::int64_t padding_idx,
                                   bool scale_grad_by_freq, const std::int64_t* argmax,
@@ -205,8 +216,8 @@ void embedding_bag_backward_dense(const T* grad_output, std::size_t dim, const I
 
 // Row-sparse gradient: the ids with a gradient (sorted, padding left out) and their rows, in
 // memory from `output` (see SparseRowSink); returns the number of rows.
-template <class T, class I, class Output>
-std::size_t embedding_bag_backward_sparse(const T* grad_output, std::size_t dim, const I* ids,
+template <class S, class I, class Output, class T = accumulator_t<S>>
+std::size_t embedding_bag_backward_sparse(const S* grad_output, std::size_t dim, const I* ids,
                                           std::size_t n, std::size_t num_embeddings,
                                           const BagLayout& bags, BagMode mode,
                                           const T* per_sample_weights, std::int64_t padding_idx,
