@@ -34,7 +34,8 @@ void register_host(py::module_& m) {
         info["cpuid"] = sizes_dict(caches.cpuid);
         info["available_cores"] = available_cores();
         // The copy of the instruction-bound kernels that runs (lanes.hpp: on_this_cpu).
-        info["isa"] = on_this_cpu([](auto isa) { return decltype(isa)::value == Isa::avx2 ? "avx2" : "baseline"; });
+        info["isa"] = on_this_cpu(
+            [](auto isa) { return decltype(isa)::value == Isa::avx2 ? "avx2" : "baseline"; });
         // What the kernels derive from them (speed only)...
         info["prefetch_bytes"] = prefetch_bytes();
         info["pooling_chunk_bytes"] = pooling_chunk_bytes();

@@ -417,9 +417,9 @@ FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I, Out>& job, std::s
 
 // Pools bags [first_bag, last_bag) in the copy of the loop compiled for `isa`.
 template <BagMode Mode, bool Weighted, bool Track, class Reader, class I, class Out, Isa isa>
-FASTEMBED_ALWAYS_INLINE void pool_bags_in(IsaTag<isa>, const BagJob<Reader, I, Out>& job, std::size_t first_bag, std::size_t last_bag) {
-    // Half the vector registers hold the accumulator: 16 of SSE2's / NEON's 16 bytes, 16 of
-    // AVX2's 32.
+FASTEMBED_ALWAYS_INLINE void pool_bags_in(IsaTag<isa>, const BagJob<Reader, I, Out>& job, std::size_t first_bag,
+                                          std::size_t last_bag) {
+    // Half the 16 vector registers hold the accumulator: of 16 bytes (SSE2, NEON) or 32 (AVX2).
 #ifdef __AVX2__
     constexpr std::size_t kVectorBytes = 32;
 #else

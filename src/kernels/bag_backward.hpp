@@ -75,7 +75,9 @@ class BagGradRows {
         if (argmax_ != nullptr) {
             const std::int64_t* arg = argmax_ + static_cast<std::size_t>(bag_of_[k]) * dim_;
             const std::int64_t position = position_of_[k];
-            for (std::size_t d = 0; d < dim_; ++d) put(d, arg[d] == position ? Element<S>::widen(g[d]) : T(0));
+            for (std::size_t d = 0; d < dim_; ++d) {
+                put(d, arg[d] == position ? Element<S>::widen(g[d]) : T(0));
+            }
             return;
         }
         const T scale = bag_scale_ != nullptr       ? bag_scale_[bag_of_[k]]
