@@ -149,6 +149,20 @@ decltype(auto) dispatch_lookup_grad(const py::array& grad_output, const py::arra
     });
 }
 
+// The gradient a layer's table of storage W takes (the fused optimizers, the per-sample-weights
+// gradient): calls f(Tag<S>{}) for S its arithmetic type or, for a float16 / bfloat16 table,
+// W itself (read in float32 by the row sources); else TypeError naming both.
+template <class W, class F>
+decltype(auto) dispatch_table_grad(const py::array& grad_output, const py::array& weight, F&& f) {
+    if (has_storage<accumulator_t<W>>(grad_output)) return f(Tag<accumulator_t<W>>{});
+    if constexpr (is_reduced_precision<W>) {
+        if (has_storage<W>(grad_output)) return f(Tag<W>{});
+    }
+    throw py::type_error("grad_output must have the dtype of weight (" + dtype_name(weight) + ")" +
+                         (is_reduced_precision<W> ? " or float32" : "") + ", got " +
+                         dtype_name(grad_output));
+}
+
 // Calls f(Tag<I>{}) for the id dtype (int32 or int64); require_ids() has checked it.
 template <class F>
 decltype(auto) dispatch_ids(const py::array& ids, F&& f) {

@@ -150,30 +150,20 @@ py::array per_sample_weights_backward(const py::array& grad_output, const py::ar
     }
     return dispatch_storage(weight, "weight", [&](auto storage_tag) {
         using W = typename decltype(storage_tag)::type;
-        // The result's dtype: float32 for a float16 / bfloat16 table, whose gradient may come in
-        // float32 or in the table's dtype.
-        using T = accumulator_t<W>;
-        if (!has_storage<T>(grad_output) && !has_storage<W>(grad_output)) {
-            throw py::type_error("grad_output must be " + std::string(py::str(py::dtype::of<T>())) +
-                                 (is_reduced_precision<W> ? " or " + dtype_name(weight) : std::string()) +
-                                 " for a " + dtype_name(weight) + " table, got " + dtype_name(grad_output));
-        }
-        require_layout(grad_output, "grad_output", false);
-        py::array_t<T> result(std::vector<py::ssize_t>(ids.shape(), ids.shape() + ids.ndim()));
-        const W* table = static_cast<const W*>(weight.data());
-        T* destination = static_cast<T*>(result.mutable_data());
-        auto with_grad = [&](const auto* grad) {
+        using T = accumulator_t<W>;  // the result's dtype: float32 for a float16 / bfloat16 table
+        return dispatch_table_grad<W>(grad_output, weight, [&](auto grad_tag) {
+            using S = typename decltype(grad_tag)::type;
+            require_layout(grad_output, "grad_output", false);
+            py::array_t<T> values(std::vector<py::ssize_t>(ids.shape(), ids.shape() + ids.ndim()));
+            const S* grad = static_cast<const S*>(grad_output.data());
+            const W* table = static_cast<const W*>(weight.data());
+            T* destination = static_cast<T*>(values.mutable_data());
             call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
                 bag_per_sample_weights_grad(grad, table, num_embeddings, dim, id_data, n, bags, padding,
                                             destination);
             });
-        };
-        if (has_storage<T>(grad_output)) {
-            with_grad(static_cast<const T*>(grad_output.data()));
-        } else {
-            with_grad(static_cast<const W*>(grad_output.data()));
-        }
-        return py::array(result);
+            return py::array(values);
+        });
     });
 }
 

@@ -101,15 +101,7 @@ void with_gradient(const py::array& weight, const Gradient& gradient, Run&& run)
                 });
             });
         };
-        if (has_storage<T>(grad_output)) {
-            with_grad(Tag<T>{});
-        } else if (has_storage<W>(grad_output)) {
-            with_grad(Tag<W>{});
-        } else {
-            throw py::type_error("grad_output must have the dtype of weight (" + dtype_name(weight) +
-                                 ")" + (is_reduced_precision<W> ? " or float32" : "") + ", got " +
-                                 dtype_name(grad_output));
-        }
+        dispatch_table_grad<W>(grad_output, weight, with_grad);
     });
 }
 
