@@ -34,6 +34,13 @@ offsets = np.sort(rng.choice(20_000, 100, replace=False))
 offsets[0] = 0
 for mode in ("sum", "mean", "max"):
     out["bag_" + mode] = digest(fastembed.embedding_bag(wide, bag_ids, offsets, mode=mode))
+out["bag_argmax"] = digest(
+    fastembed.embedding_bag(wide, bag_ids, offsets, mode="max", return_argmax=True)[1])
+out["bag_weighted"] = digest(fastembed.embedding_bag(
+    wide, bag_ids, offsets, mode="sum",
+    per_sample_weights=rng.standard_normal(20_000, dtype=np.float32)))
+out["bag_float64"] = digest(
+    fastembed.embedding_bag(wide.astype(np.float64), bag_ids, offsets, mode="sum"))
 # backward: blocked (V=1000) and sorted runs (V=200k)
 grad = rng.standard_normal((20_000, 64), dtype=np.float32)
 out["blocked"] = digest(fastembed.scatter_add(grad, rng.integers(0, 1000, 20_000), 1000))
@@ -127,17 +134,20 @@ def test_results_do_not_depend_on_the_cache_sizes():
             assert default[key] == tiny[key] == huge[key], key
 
 
-def test_baseline_and_avx2_copies_give_the_same_bits():
+def test_baseline_avx2_and_avx512_copies_give_the_same_bits():
     """FASTEMBED_ISA=baseline runs the baseline copies of the instruction-bound kernels (pooled
-    loop, packing, reductions and the updates they feed) where the AVX2 copies would run."""
+    loop, packing, reductions and the updates they feed) where the AVX2 or AVX-512 copies would
+    run; FASTEMBED_ISA=avx2 runs the AVX2 copy of the pooled loop where the AVX-512 one would."""
     default = child_results()
-    baseline = child_results(FASTEMBED_ISA="baseline")
-    if default["info"]["isa"] == baseline["info"]["isa"]:
+    capped = {isa: child_results(FASTEMBED_ISA=isa) for isa in ("avx2", "baseline")}
+    copies = [results["info"]["isa"] for results in (default, capped["avx2"], capped["baseline"])]
+    if len(set(copies)) == 1:
         pytest.skip("this build and CPU have one copy only")
-    assert (default["info"]["isa"], baseline["info"]["isa"]) == ("avx2", "baseline")
-    for key in default:
-        if key != "info":
-            assert default[key] == baseline[key], key
+    assert copies in (["avx512", "avx2", "baseline"], ["avx2", "avx2", "baseline"]), copies
+    for results in capped.values():
+        for key in default:
+            if key != "info":
+                assert default[key] == results[key], key
 
 
 @pytest.mark.parametrize("num_embeddings", [16_384, 16_385])

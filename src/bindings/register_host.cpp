@@ -33,9 +33,12 @@ void register_host(py::module_& m) {
         info["sysfs"] = sizes_dict(caches.sysfs);
         info["cpuid"] = sizes_dict(caches.cpuid);
         info["available_cores"] = available_cores();
-        // The copy of the instruction-bound kernels that runs (lanes.hpp: on_this_cpu).
-        info["isa"] = on_this_cpu(
-            [](auto isa) { return decltype(isa)::value == Isa::avx2 ? "avx2" : "baseline"; });
+        // The widest copy of the instruction-bound kernels that runs (lanes.hpp: on_this_cpu;
+        // only the pooled loop has an AVX-512 copy).
+        info["isa"] = on_this_cpu<Isa::avx512>([](auto isa) {
+            constexpr Isa kIsa = decltype(isa)::value;
+            return kIsa == Isa::avx512 ? "avx512" : kIsa == Isa::avx2 ? "avx2" : "baseline";
+        });
         // What the kernels derive from them (speed only)...
         info["prefetch_bytes"] = prefetch_bytes();
         info["pooling_chunk_bytes"] = pooling_chunk_bytes();

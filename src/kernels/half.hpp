@@ -207,6 +207,18 @@ FASTEMBED_AVX2_F16C inline void narrow_lanes_avx2(const float* src, Float16* dst
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst),
                      _mm256_cvtps_ph(_mm256_loadu_ps(src), _MM_FROUND_TO_NEAREST_INT));
 }
+
+// widen_lanes_avx2 for 16 lanes, one register of the AVX-512 copy (two 8-lane stores read back
+// as one 64-byte vector would stall store forwarding on every row).
+FASTEMBED_AVX512 inline void widen_lanes_avx512(const Float16* src, float* dst) {
+    const __m256i halves = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+    _mm512_storeu_ps(dst, _mm512_maskz_cvtph_ps(kAllLanes, halves));
+}
+
+FASTEMBED_AVX512 inline void widen_lanes_avx512(const BFloat16* src, float* dst) {
+    const __m256i halves = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+    _mm512_storeu_si512(dst, _mm512_maskz_slli_epi32(kAllLanes, _mm512_maskz_cvtepu16_epi32(kAllLanes, halves), 16));
+}
 #endif
 
 }  // namespace detail
@@ -243,13 +255,17 @@ inline constexpr bool is_reduced_precision = sizeof(S) < sizeof(accumulator_t<S>
 // dst[d] = widen(src[d]) for d < n: float16 and bfloat16 in groups of 8 and 4 lanes
 // (lanes.hpp), the rest element by element; the same bits either way (widening is exact).
 // Always inlined: the pooled kernel's row reader (bag.hpp) calls it for each vector of a block.
-// Isa::avx2 (only in a kernel's AVX2 copy) widens groups of 8 with AVX2 + F16C.
+// Isa::avx2 and Isa::avx512 (only in a kernel's copies for them) widen groups of 8 with AVX2 +
+// F16C, Isa::avx512 first groups of 16 with AVX-512.
 template <Isa isa = Isa::baseline, class S>
 FASTEMBED_ALWAYS_INLINE void widen_row(accumulator_t<S>* __restrict dst, const S* __restrict src,
                                        std::size_t n) {
     std::size_t d = 0;
 #ifdef FASTEMBED_AVX2_LANES
-    if constexpr (isa == Isa::avx2 && is_reduced_precision<S>) {
+    if constexpr (isa == Isa::avx512 && is_reduced_precision<S>) {
+        for (; d + 16 <= n; d += 16) detail::widen_lanes_avx512(src + d, dst + d);
+    }
+    if constexpr (isa >= Isa::avx2 && is_reduced_precision<S>) {
         for (; d + 8 <= n; d += 8) detail::widen_lanes_avx2(src + d, dst + d);
     }
 #endif
@@ -277,7 +293,7 @@ FASTEMBED_ALWAYS_INLINE void narrow_row(S* __restrict dst, const accumulator_t<S
                                         std::size_t n) {
     std::size_t d = 0;
 #ifdef FASTEMBED_AVX2_LANES
-    if constexpr (isa == Isa::avx2 && std::is_same_v<S, Float16>) {
+    if constexpr (isa >= Isa::avx2 && std::is_same_v<S, Float16>) {
         for (; d + 8 <= n; d += 8) detail::narrow_lanes_avx2(src + d, dst + d);
     }
 #endif

@@ -1,9 +1,10 @@
-// Groups of 4 or 8 lanes for the element conversions of the row readers (float16, bfloat16 and
-// quantized codes widened to float32), two ways:
+// Groups of 4, 8 or 16 lanes for the element conversions of the row readers (float16, bfloat16
+// and quantized codes widened to float32), two ways:
 // - GCC/Clang vector extensions (Lanes<L>), one source for every instruction set; lowered to
 //   SSE2 in the baseline copy of a kernel (GCC 12 widens bytes to int32 lanes in ~9 shuffles);
-// - in the AVX2 copy of the pooled loop (bag.hpp: Isa::avx2), AVX2 + F16C intrinsics, one or
-//   two instructions per group of 8 (vcvtph2ps, vpmovzxbd + vcvtdq2ps).
+// - in the AVX2 and AVX-512 copies of the pooled loop (bag.hpp: Isa::avx2, Isa::avx512),
+//   intrinsics, one or two instructions per group of 8 or 16 (vcvtph2ps, vpmovzxbd +
+//   vcvtdq2ps).
 // Where neither exists (FASTEMBED_LANE_VECTORS undefined) callers convert element by element.
 // All give the same bits: every conversion is exact, or the same float operations in the same
 // order (no FMA).
@@ -23,6 +24,14 @@
 // template (compiled for the baseline), so these are plain inline functions that GCC inlines
 // once the loop has been inlined into its target("avx2,f16c") copy.
 #define FASTEMBED_AVX2_F16C __attribute__((target("avx2,f16c")))
+// The same for the 16-lane groups of the AVX-512 copy.
+#define FASTEMBED_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c")))
+namespace fastembed {
+// Every lane, the mask of the zero-masked forms of AVX-512 conversions and shifts: the same
+// instruction as the unmasked intrinsic, whose undefined pass-through source GCC 12 reports as
+// uninitialised (-Wmaybe-uninitialized) once inlined.
+inline constexpr __mmask16 kAllLanes = 0xFFFF;
+}  // namespace fastembed
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -38,52 +47,67 @@
 #define FASTEMBED_UNROLL
 #endif
 
-// Kernels whose speed is the instruction count per row (on_this_cpu below) are compiled twice on
-// x86-64, for the baseline and for AVX2 + F16C, and pick the AVX2 copy at run time where the CPU
-// has both (a build for AVX2 itself needs no second copy).
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__AVX2__)
+// Kernels whose speed is the instruction count per row (on_this_cpu below) are compiled on
+// x86-64 for the baseline and for AVX2 + F16C, the pooled loop also for AVX-512, and pick at run
+// time the widest copy the CPU runs (a build for AVX2 or AVX-512 itself needs fewer copies).
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define FASTEMBED_X86_COPIES 1
+#if !defined(__AVX2__)
 #define FASTEMBED_AVX2_CLONE 1
+#endif
+#if !(defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__))
+#define FASTEMBED_AVX512_CLONE 1
+#endif
 #endif
 
 namespace fastembed {
 
-#ifdef FASTEMBED_AVX2_CLONE
-namespace detail {
-// Whether the AVX2 copies run: the CPU has AVX2 and F16C (every AVX2 CPU has F16C; the check is
-// for emulators that differ), unless FASTEMBED_ISA=baseline asks for the baseline copies (both
-// give the same bits; the tests compare them).
-inline bool cpu_has_avx2() {
-    static const bool has = [] {
-        const char* isa = std::getenv("FASTEMBED_ISA");
-        if (isa != nullptr && std::strcmp(isa, "baseline") == 0) return false;
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
-    }();
-    return has;
-}
-}  // namespace detail
-#endif
-
-// The instruction set a copy of a kernel is compiled for: the baseline (SSE2 on x86-64), or AVX2
-// with F16C (picked at run time: FASTEMBED_AVX2_CLONE above). Row readers and packing choose
+// The instruction set a copy of a kernel is compiled for, narrowest first: the baseline (SSE2 on
+// x86-64), AVX2 with F16C, or AVX-512 (F, BW, VL, DQ) with them. Row readers and packing choose
 // their lane groups by it.
-enum class Isa { baseline, avx2 };
+enum class Isa { baseline, avx2, avx512 };
 
 template <Isa isa>
 using IsaTag = std::integral_constant<Isa, isa>;
 
 // The instruction set of this build's own copy of a kernel.
-#if defined(__AVX2__) && defined(__F16C__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+inline constexpr Isa kBuildIsa = Isa::avx512;
+#elif defined(__AVX2__) && defined(__F16C__)
 inline constexpr Isa kBuildIsa = Isa::avx2;
 #else
 inline constexpr Isa kBuildIsa = Isa::baseline;
+#endif
+
+#ifdef FASTEMBED_X86_COPIES
+namespace detail {
+// The widest copy this CPU runs: AVX-512 where it has F, BW, VL and DQ and also VBMI2 (Ice Lake,
+// Zen 4 and later: the generations whose 512-bit units do not lower the clock much; Skylake's
+// and Cascade Lake's do, and they keep the AVX2 copy), AVX2 where it has AVX2 and F16C (every
+// AVX2 CPU has F16C; the check is for emulators that differ). FASTEMBED_ISA=avx2 or =baseline
+// caps it (every copy gives the same bits; the tests compare them).
+inline Isa cpu_isa() {
+    static const Isa isa = [] {
+        const char* cap = std::getenv("FASTEMBED_ISA");
+        if (cap != nullptr && std::strcmp(cap, "baseline") == 0) return Isa::baseline;
+        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("f16c")) return Isa::baseline;
+        if (cap != nullptr && std::strcmp(cap, "avx2") == 0) return Isa::avx2;
+        const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                            __builtin_cpu_supports("avx512vbmi2");
+        return avx512 ? Isa::avx512 : Isa::avx2;
+    }();
+    return isa;
+}
+}  // namespace detail
 #endif
 
 namespace detail {
 // The copies of a kernel `body`: a generic lambda taking an IsaTag, marked
 // FASTEMBED_INLINE_LAMBDA, whose loops are FASTEMBED_ALWAYS_INLINE functions or lambdas or small
 // enough that GCC inlines them (row readers, sources, sinks, updates), so they are compiled into
-// each copy for its instruction set. Neither copy has FMA: both do the same float operations in
-// the same order.
+// each copy for its instruction set. No copy uses FMA (the build adds -ffp-contract=off, since
+// AVX-512 has FMA): all do the same float operations in the same order.
 template <class Body>
 decltype(auto) call_build_copy(const Body& body) {
     return body(IsaTag<kBuildIsa>{});
@@ -94,18 +118,29 @@ __attribute__((target("avx2,f16c"))) decltype(auto) call_avx2_copy(const Body& b
     return body(IsaTag<Isa::avx2>{});
 }
 #endif
+#ifdef FASTEMBED_AVX512_CLONE
+template <class Body>
+FASTEMBED_AVX512 decltype(auto) call_avx512_copy(const Body& body) {
+    return body(IsaTag<Isa::avx512>{});
+}
+#endif
 }  // namespace detail
 
-// Runs body(IsaTag<isa>{}) in the copy compiled for this CPU: the AVX2 one where the CPU has it
-// and the build is for the baseline (FASTEMBED_AVX2_CLONE), else the build's own. For loops
-// whose time is their instruction count once their rows are in the cache: the pooled loop
-// (bag.hpp), packing (quantize.hpp), the reductions of every backward and the updates they
-// feed (runs.hpp, blocked_reduce.hpp; a backward with SGD of 1M Zipf ids, D=64, 2 threads:
-// 43 -> 36 ms).
-template <class Body>
+// Runs body(IsaTag<isa>{}) in the widest copy, up to Widest, that this CPU runs
+// (detail::cpu_isa) and the build does not already cover (FASTEMBED_*_CLONE), else the build's
+// own. For loops whose time is their instruction count once their rows are in the cache: the
+// pooled loop (bag.hpp, up to AVX-512: 8-bit bags of 1M Zipf ids, D=64, 2 threads, 3.6 ->
+// 2.9 ms), packing (quantize.hpp), the reductions of every backward and the updates they feed
+// (runs.hpp, blocked_reduce.hpp; a backward with SGD of 1M Zipf ids: 43 -> 36 ms with AVX2).
+template <Isa Widest = Isa::avx2, class Body>
 decltype(auto) on_this_cpu(const Body& body) {
+#ifdef FASTEMBED_AVX512_CLONE
+    if constexpr (Widest == Isa::avx512) {
+        if (detail::cpu_isa() == Isa::avx512) return detail::call_avx512_copy(body);
+    }
+#endif
 #ifdef FASTEMBED_AVX2_CLONE
-    if (detail::cpu_has_avx2()) return detail::call_avx2_copy(body);
+    if (detail::cpu_isa() >= Isa::avx2) return detail::call_avx2_copy(body);
 #endif
     return detail::call_build_copy(body);
 }
@@ -116,7 +151,7 @@ decltype(auto) on_this_cpu(const Body& body) {
 // the ABI of a function compiled without AVX).
 template <std::size_t L>
 struct Lanes {
-    static_assert(L == 4 || L == 8, "groups of 4 (SSE2) or 8 (AVX2) float32 lanes");
+    static_assert(L == 4 || L == 8 || L == 16, "groups of 4 (SSE2), 8 (AVX2) or 16 (AVX-512) float32 lanes");
     typedef float floats __attribute__((vector_size(4 * L)));
     typedef std::int32_t ints __attribute__((vector_size(4 * L)));
     typedef std::uint32_t words __attribute__((vector_size(4 * L)));

@@ -1321,7 +1321,7 @@ void test_pack_copies(std::size_t dim, std::mt19937_64& rng) {
     std::vector<std::uint8_t> baseline(bytes);
     CHECK(fastembed::detail::call_build_copy(pack(baseline)) == V);
 #ifdef FASTEMBED_AVX2_CLONE
-    if (fastembed::detail::cpu_has_avx2()) {
+    if (fastembed::detail::cpu_isa() >= fastembed::Isa::avx2) {
         std::vector<std::uint8_t> avx2(bytes);
         CHECK(fastembed::detail::call_avx2_copy(pack(avx2)) == V);
         CHECK(avx2 == baseline);
@@ -1330,7 +1330,8 @@ void test_pack_copies(std::size_t dim, std::mt19937_64& rng) {
 }
 
 // Every row reader pools the same bits in each copy of the pooled loop (the baseline one and,
-// on an AVX2 host, the AVX2 one: their conversions run in groups of 4 or 8 lanes) as a scalar
+// on an AVX2 or AVX-512 host, the AVX2 and AVX-512 ones: their conversions run in groups of 4,
+// 8 or 16 lanes) as a scalar
 // reference: each element widened on its own (`element(id, d)`), the bag's rows added in
 // position order. Widths cover the lane groups and the scalar tail (4-bit: even widths).
 template <class Reader, class Element>
@@ -1377,8 +1378,13 @@ void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Ele
         };
         CHECK(same([&](const Job& job) { fastembed::detail::call_build_copy(pool(job)); }));
 #ifdef FASTEMBED_AVX2_CLONE
-        if (fastembed::detail::cpu_has_avx2()) {
+        if (fastembed::detail::cpu_isa() >= fastembed::Isa::avx2) {
             CHECK(same([&](const Job& job) { fastembed::detail::call_avx2_copy(pool(job)); }));
+        }
+#endif
+#ifdef FASTEMBED_AVX512_CLONE
+        if (fastembed::detail::cpu_isa() == fastembed::Isa::avx512) {
+            CHECK(same([&](const Job& job) { fastembed::detail::call_avx512_copy(pool(job)); }));
         }
 #endif
     };
