@@ -24,121 +24,28 @@
 #include <type_traits>
 #include <vector>
 
-#include "kernels/bag.hpp"
 #include "kernels/bag_backward.hpp"
 #include "kernels/blocked_reduce.hpp"
 #include "kernels/check_ids.hpp"
 #include "kernels/format_vectors.hpp"
 #include "kernels/gather.hpp"
 #include "kernels/host_caches.hpp"
-#include "kernels/half.hpp"
 #include "kernels/optimizers.hpp"
 #include "kernels/parse_vectors.hpp"
-#include "kernels/quantize.hpp"
 #include "kernels/radix_sort.hpp"
 #include "kernels/route.hpp"
 #include "kernels/row_source.hpp"
 #include "kernels/runs.hpp"
 #include "kernels/scatter.hpp"
 #include "kernels/thread_pool.hpp"
+#include "check.hpp"
+#include "inputs.hpp"
 
 namespace {
 
 using fastembed::IdOutOfRange;
 
-int failures = 0;
-int checks = 0;
-std::string current_case;  // printed with every failure
-
-#define CHECK(condition)                                                                 \
-    do {                                                                                 \
-        ++checks;                                                                        \
-        if (!(condition)) {                                                              \
-            ++failures;                                                                  \
-            std::fprintf(stderr, "%s:%d: CHECK(%s) failed in case [%s]\n", __FILE__,     \
-                         __LINE__, #condition, current_case.c_str());                   \
-        }                                                                                \
-    } while (0)
-
-constexpr int kMaxThreads = 8;
-constexpr float kSentinel = -12345.5f;
-
-template <class T>
-const char* type_name() {
-    return sizeof(T) == 4 ? (std::is_integral_v<T> ? "int32" : "float32")
-                          : (std::is_integral_v<T> ? "int64" : "float64");
-}
-
-template <class T>
-bool same_bytes(const std::vector<T>& a, const std::vector<T>& b) {
-    return a.size() == b.size() &&
-           (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
-}
-
-template <class T>
-bool all_sentinel(const std::vector<T>& a) {
-    return std::all_of(a.begin(), a.end(), [](T x) { return x == static_cast<T>(kSentinel); });
-}
-
-// --- inputs ------------------------------------------------------------------------------------
-
-enum class Ids { uniform, zipf, heavy, all_equal, all_distinct, sorted, tiled };
-
-const char* ids_name(Ids kind) {
-    switch (kind) {
-        case Ids::uniform: return "uniform";
-        case Ids::zipf: return "zipf";
-        case Ids::heavy: return "heavy";
-        case Ids::all_equal: return "all_equal";
-        case Ids::all_distinct: return "all_distinct";
-        case Ids::sorted: return "sorted";
-        case Ids::tiled: return "tiled";
-    }
-    return "?";
-}
-
-// n ids in [0, V). "heavy": uniform, then 60% of the positions given to one id and 20% to
-// another (runs far longer than 2 * 4096 rows once n is in the tens of thousands), shuffled.
-template <class I>
-std::vector<I> make_ids(Ids kind, std::size_t n, std::size_t V, std::mt19937_64& rng) {
-    std::vector<I> ids(n);
-    std::uniform_int_distribution<std::uint64_t> uniform(0, V - 1);
-    std::uniform_real_distribution<double> unit(0.0, 1.0);
-    for (std::size_t i = 0; i < n; ++i) {
-        switch (kind) {
-            case Ids::uniform:
-            case Ids::heavy:
-            case Ids::sorted: ids[i] = static_cast<I>(uniform(rng)); break;
-            // Roughly Zipf: id = floor(V^u) - 1 makes small ids exponentially more frequent.
-            case Ids::zipf:
-                ids[i] = static_cast<I>(
-                    std::min<double>(V - 1, std::floor(std::pow(double(V), unit(rng))) - 1));
-                break;
-            case Ids::all_equal: ids[i] = static_cast<I>(V / 2); break;
-            case Ids::all_distinct:
-            case Ids::tiled: ids[i] = static_cast<I>(i % V); break;
-        }
-    }
-    if (kind == Ids::heavy) {
-        for (std::size_t i = 0; i < n * 6 / 10; ++i) ids[i] = static_cast<I>(V / 3);
-        for (std::size_t i = n * 6 / 10; i < n * 8 / 10; ++i) ids[i] = static_cast<I>(V - 1);
-        std::shuffle(ids.begin(), ids.end(), rng);
-    }
-    if (kind == Ids::all_distinct) std::shuffle(ids.begin(), ids.end(), rng);
-    if (kind == Ids::sorted) std::sort(ids.begin(), ids.end());  // the sort's no-pass path
-    return ids;
-}
-
-// Small integers as floats (every partial sum exact, so any summation order gives the same
-// bits) or general values.
-template <class T>
-std::vector<T> make_values(std::size_t count, bool integers, std::mt19937_64& rng) {
-    std::vector<T> values(count);
-    std::uniform_int_distribution<int> small(-8, 8);
-    std::normal_distribution<double> normal(0.0, 1.0);
-    for (auto& v : values) v = integers ? static_cast<T>(small(rng)) : static_cast<T>(normal(rng));
-    return values;
-}
+using namespace fastembed_tests;
 
 // --- naive references ----------------------------------------------------------------------------
 
@@ -277,13 +184,6 @@ std::vector<T> sorted_runs_scatter(const std::vector<T>& grad, const std::vector
 // --- tests -------------------------------------------------------------------------------------
 
 enum class Path { blocked, sorted_runs };
-
-// "what float/int V=.. D=.. n=.. ids": the case printed with a failed CHECK.
-template <class T, class I>
-std::string describe(const char* what, std::size_t V, std::size_t dim, std::size_t n, Ids kind) {
-    return std::string(what) + " " + type_name<T>() + "/" + type_name<I>() + " V=" + std::to_string(V) +
-           " D=" + std::to_string(dim) + " n=" + std::to_string(n) + " " + ids_name(kind);
-}
 
 // Both orders of reading the table, whichever gather_rows would pick for this shape.
 template <class T, class I>
@@ -565,158 +465,7 @@ void test_degenerate_sizes() {
     }
 }
 
-// --- pooled lookups and a fused optimizer --------------------------------------------------------
-
-using fastembed::BagMode;
-
-const char* mode_name(BagMode mode) {
-    return mode == BagMode::sum ? "sum" : mode == BagMode::mean ? "mean" : "max";
-}
-
-// Bag bounds over the first `used` of the ids: bags of 0..max_size ids, empty ones included.
-std::vector<std::int64_t> make_bounds(std::size_t used, std::size_t max_size, std::mt19937_64& rng) {
-    std::vector<std::int64_t> bounds{0};
-    std::uniform_int_distribution<std::size_t> size(0, max_size);
-    while (static_cast<std::size_t>(bounds.back()) < used) {
-        bounds.push_back(static_cast<std::int64_t>(std::min(used, bounds.back() + size(rng))));
-    }
-    return bounds;
-}
-
-// Each bag pooled one entry at a time in position order, padding entries skipped; the mean is
-// the sum divided by the entry count; max keeps the first largest value and its position.
-template <class T, class I>
-std::vector<T> naive_bag(const std::vector<T>& weight, std::size_t dim, const std::vector<I>& ids,
-                         const std::vector<std::int64_t>& bounds, BagMode mode,
-                         const T* per_sample_weights, std::int64_t padding,
-                         std::vector<std::int64_t>& argmax) {
-    const std::size_t num_bags = bounds.size() - 1;
-    std::vector<T> out(num_bags * dim, T(0));
-    argmax.assign(num_bags * dim, -1);
-    for (std::size_t b = 0; b < num_bags; ++b) {
-        T* acc = out.data() + b * dim;
-        std::size_t count = 0;
-        const auto end = static_cast<std::size_t>(bounds[b + 1]);
-        for (auto i = static_cast<std::size_t>(bounds[b]); i < end; ++i) {
-            if (static_cast<std::int64_t>(ids[i]) == padding) continue;
-            const T* row = weight.data() + static_cast<std::size_t>(ids[i]) * dim;
-            const T scale = per_sample_weights != nullptr ? per_sample_weights[i] : T(1);
-            for (std::size_t d = 0; d < dim; ++d) {
-                if (mode != BagMode::max) {
-                    acc[d] = count == 0 ? scale * row[d] : acc[d] + scale * row[d];
-                } else if (count == 0 || row[d] > acc[d]) {
-                    acc[d] = row[d];
-                    argmax[b * dim + d] = static_cast<std::int64_t>(i);
-                }
-            }
-            ++count;
-        }
-        if (mode == BagMode::mean && count > 1) {
-            for (std::size_t d = 0; d < dim; ++d) acc[d] /= static_cast<T>(count);
-        }
-    }
-    return out;
-}
-
-template <class T, class I>
-std::vector<T> run_bag(const std::vector<T>& weight, std::size_t V, std::size_t dim,
-                       const std::vector<I>& ids, const std::vector<std::int64_t>& bounds, BagMode mode,
-                       const T* per_sample_weights, std::int64_t padding,
-                       std::vector<std::int64_t>& argmax, std::size_t threads) {
-    fastembed::set_num_threads(threads);
-    const fastembed::BagLayout bags{bounds.data(), bounds.size() - 1};
-    std::vector<T> out(bags.num_bags * dim, static_cast<T>(kSentinel));
-    argmax.assign(mode == BagMode::max ? bags.num_bags * dim : 0, std::int64_t{-7});
-    fastembed::embedding_bag_forward(weight.data(), V, dim, ids.data(), ids.size(), bags, mode,
-                                     per_sample_weights, padding, out.data(),
-                                     mode == BagMode::max ? argmax.data() : nullptr);
-    return out;
-}
-
-// Every thread count gives the bits of the naive loop, integer-valued or general tables.
-// `used` < n: the ids past the last bag belong to none (include_last_offset).
-template <class T, class I>
-void test_embedding_bag(std::size_t V, std::size_t dim, std::size_t n, std::size_t used,
-                        std::size_t max_size, Ids kind, std::mt19937_64& rng) {
-    const auto ids = make_ids<I>(kind, n, V, rng);
-    const auto bounds = make_bounds(used, max_size, rng);
-    for (bool integers : {true, false}) {
-        const auto weight = make_values<T>(V * dim, integers, rng);
-        const auto scales = make_values<T>(n, integers, rng);
-        for (BagMode mode : {BagMode::sum, BagMode::mean, BagMode::max}) {
-            for (bool weighted : {false, true}) {
-                if (weighted && mode != BagMode::sum) continue;
-                for (std::int64_t padding : {fastembed::kNoPadding, static_cast<std::int64_t>(V / 2)}) {
-                    current_case = describe<T, I>("embedding_bag", V, dim, n, kind) + " " +
-                                   mode_name(mode) + (weighted ? " weighted" : "") +
-                                   (integers ? " integers" : "") +
-                                   " bags=" + std::to_string(bounds.size() - 1) +
-                                   " padding=" + std::to_string(padding);
-                    const T* per_sample = weighted ? scales.data() : nullptr;
-                    std::vector<std::int64_t> expected_argmax, argmax;
-                    const auto expected =
-                        naive_bag(weight, dim, ids, bounds, mode, per_sample, padding, expected_argmax);
-                    const auto first =
-                        run_bag(weight, V, dim, ids, bounds, mode, per_sample, padding, argmax, 1);
-                    // Bitwise for any values: the kernel combines each element's rows in
-                    // position order, as the naive loop does.
-                    CHECK(same_bytes(first, expected));
-                    if (mode == BagMode::max) CHECK(argmax == expected_argmax);
-                    for (std::size_t threads : {2, 3, 8}) {
-                        std::vector<std::int64_t> again;
-                        CHECK(same_bytes(run_bag(weight, V, dim, ids, bounds, mode, per_sample, padding,
-                                                 again, threads),
-                                         first));
-                        CHECK(again == argmax);
-                    }
-                }
-            }
-        }
-    }
-}
-
-// Bags longer than a pooling chunk (pooling_chunk_bytes() of rows; partial results go through the
-// output row between chunks), rows of several column blocks and a tail, padding entries filling
-// whole chunks at a bag's start, middle and end, and a bag of nothing but padding: bitwise
-// the naive loop, argmax included.
-template <class T, class I>
-void test_bag_chunks(std::mt19937_64& rng) {
-    for (std::size_t dim : {std::size_t{300}, std::size_t{67}, std::size_t{1}}) {
-        const std::size_t V = 50;
-        const std::int64_t padding = 7;
-        const std::size_t chunk = std::max<std::size_t>(fastembed::pooling_chunk_bytes() / (dim * sizeof(T)), 8);
-        const std::size_t first_bag = 6 * chunk + 5;
-        const std::size_t n = first_bag + 3 * chunk;
-        auto ids = make_ids<I>(Ids::uniform, n, V, rng);
-        auto pad = [&](std::size_t begin, std::size_t end) {
-            for (std::size_t i = begin; i < end; ++i) ids[i] = static_cast<I>(padding);
-        };
-        pad(0, 2 * chunk + 1);
-        pad(3 * chunk, 4 * chunk);
-        pad(first_bag - chunk - 2, n);
-        const std::vector<std::int64_t> bounds{0, static_cast<std::int64_t>(first_bag),
-                                               static_cast<std::int64_t>(n)};
-        const auto weight = make_values<T>(V * dim, false, rng);
-        const auto scales = make_values<T>(n, false, rng);
-        for (BagMode mode : {BagMode::sum, BagMode::mean, BagMode::max}) {
-            for (bool weighted : {false, true}) {
-                if (weighted && mode != BagMode::sum) continue;
-                current_case = describe<T, I>("embedding_bag chunks", V, dim, n, Ids::uniform) + " " +
-                               mode_name(mode) + (weighted ? " weighted" : "");
-                const T* per_sample = weighted ? scales.data() : nullptr;
-                std::vector<std::int64_t> expected_argmax, argmax;
-                const auto expected =
-                    naive_bag(weight, dim, ids, bounds, mode, per_sample, padding, expected_argmax);
-                for (std::size_t threads : {1, 2}) {
-                    CHECK(same_bytes(run_bag(weight, V, dim, ids, bounds, mode, per_sample, padding,
-                                             argmax, threads),
-                                     expected));
-                    if (mode == BagMode::max) CHECK(argmax == expected_argmax);
-                }
-            }
-        }
-    }
-}
+// --- a fused optimizer ---------------------------------------------------------------------------
 
 // One fused SGD step (with momentum when momentum != 0) through reduce_by_id and UpdateSink, as
 // the optimizer binding runs it; `buffer` is the momentum state, updated in place.
@@ -948,18 +697,7 @@ void test_route(std::mt19937_64& rng) {
 }
 
 template <class T, class I>
-void test_bags_and_optimizer_for(std::mt19937_64& rng) {
-    // Bags of up to 0..3 ids (many empty), 0..40, 0..2000; D = 1, odd widths, long rows.
-    for (std::size_t dim : {1, 7, 17, 64}) {
-        test_embedding_bag<T, I>(1000, dim, 5000, 5000, 3, Ids::uniform, rng);
-        test_embedding_bag<T, I>(1000, dim, 5000, 4990, 40, Ids::zipf, rng);
-    }
-    test_embedding_bag<T, I>(3000, 300, 20'000, 20'000, 2000, Ids::uniform, rng);
-    test_embedding_bag<T, I>(50, 8, 3000, 3000, 40, Ids::all_equal, rng);  // every entry padding
-    test_embedding_bag<T, I>(1, 3, 100, 100, 5, Ids::all_equal, rng);
-    test_embedding_bag<T, I>(10, 4, 0, 0, 5, Ids::uniform, rng);  // no ids, no bags
-    test_bag_chunks<T, I>(rng);
-
+void test_optimizer_and_route_for(std::mt19937_64& rng) {
     test_sgd<T, I>(2000, 7, 20'000, Ids::zipf, rng);        // blocked reduction
     test_sgd<T, I>(300'000, 8, 60'000, Ids::uniform, rng);  // sorted runs
     test_sgd<T, I>(3000, 17, 20'000, Ids::heavy, rng);      // heavy runs cut into blocks
@@ -1160,287 +898,6 @@ void test_word2vec_files(std::mt19937_64& rng) {
     fastembed::set_num_threads(threads_before);
 }
 
-// float16 / bfloat16: every bit pattern widens and narrows back to itself (NaN stays NaN),
-// narrowing rounds ties to even and overflows to infinity, and stochastic rounding picks one of
-// the two neighbours, the far one with probability equal to the distance.
-template <class S>
-void test_half_round_trip(const char* name) {
-    current_case = name;
-    using E = fastembed::Element<S>;
-    for (std::uint32_t bits = 0; bits < 65536; ++bits) {
-        const float wide = E::widen(S{static_cast<std::uint16_t>(bits)});
-        const std::uint16_t back = E::narrow(wide).bits;
-        CHECK(std::isnan(wide) ? std::isnan(E::widen(S{back})) : back == bits);
-    }
-}
-
-template <class T>
-struct Tag {
-    using type = T;
-};
-
-#ifdef FASTEMBED_AVX2_LANES
-template <class S>
-__attribute__((target("avx2,f16c"))) void narrow_row_avx2(S* dst, const float* src, std::size_t n) {
-    fastembed::narrow_row<fastembed::Isa::avx2>(dst, src, n);
-}
-#endif
-
-// Narrowing a row (lane groups of 8 and 4, then single elements; F16C in the AVX2 copy) gives
-// each element's scalar bits, NaN payloads included: floats stepping through every exponent,
-// and the neighbours of every float16 / bfloat16 value.
-template <class S>
-void test_narrow_lanes(const char* name) {
-    current_case = name;
-    using E = fastembed::Element<S>;
-    std::vector<float> values;
-    for (std::uint64_t bits = 0; bits < (std::uint64_t{1} << 32); bits += 4099) {
-        values.push_back(fastembed::detail::bits_float(static_cast<std::uint32_t>(bits)));
-    }
-    for (std::uint32_t half = 0; half < 65536; ++half) {
-        const std::uint32_t wide = fastembed::detail::float_bits(E::widen(S{static_cast<std::uint16_t>(half)}));
-        for (std::uint32_t step : {0u, 1u, 0x1000u, 0x7FFFu, 0x8000u}) {
-            values.push_back(fastembed::detail::bits_float(wide + step));
-            values.push_back(fastembed::detail::bits_float(wide - step));
-        }
-    }
-    values.resize(values.size() - values.size() % 64 + 13);  // a tail of 13: groups of 8, 4, 1
-    std::vector<S> expected(values.size());
-    for (std::size_t k = 0; k < values.size(); ++k) expected[k] = E::narrow(values[k]);
-    auto same = [&](const std::vector<S>& got) {
-        for (std::size_t k = 0; k < got.size(); ++k) {
-            if (got[k].bits != expected[k].bits) return false;
-        }
-        return true;
-    };
-    std::vector<S> got(values.size());
-    fastembed::narrow_row(got.data(), values.data(), values.size());
-    CHECK(same(got));
-#ifdef FASTEMBED_AVX2_LANES
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) {
-        std::fill(got.begin(), got.end(), S{0});
-        narrow_row_avx2(got.data(), values.data(), values.size());
-        CHECK(same(got));
-    }
-#endif
-}
-
-void test_half_rounding() {
-    current_case = "float16 rounding";
-    using H = fastembed::Element<fastembed::Float16>;
-    CHECK(H::narrow(1.0f + 0x1p-11f).bits == 0x3C00);      // tie: to the even 1.0
-    CHECK(H::narrow(1.0f + 3 * 0x1p-11f).bits == 0x3C02);  // tie: to the even neighbour above
-    CHECK(H::narrow(65519.0f).bits == 0x7BFF);
-    CHECK(H::narrow(65520.0f).bits == 0x7C00);              // overflow: infinity
-    CHECK(H::narrow(0x1p-25f).bits == 0x0000);              // half the smallest subnormal: even 0
-    CHECK(H::narrow(0x1.8p-24f).bits == 0x0002);            // 1.5 subnormal steps: even 2
-    current_case = "bfloat16 rounding";
-    using B = fastembed::Element<fastembed::BFloat16>;
-    CHECK(B::narrow(1.0f + 0x1p-8f).bits == 0x3F80);
-    CHECK(B::narrow(1.0f + 3 * 0x1p-8f).bits == 0x3F82);
-    CHECK(B::narrow(-1.0f - 0x1.8p-8f).bits == 0xBF81);      // 3/4 of a step: away from 1
-    current_case = "stochastic rounding";
-    // 1 + 2^-12 lies a quarter of the way from 1 to the next float16, 1 + 2^-10.
-    const float quarter = 1.0f + 0x1p-12f;
-    CHECK(fastembed::narrow_stochastic<fastembed::Float16>(quarter, 0.2f).bits == 0x3C01);
-    CHECK(fastembed::narrow_stochastic<fastembed::Float16>(quarter, 0.3f).bits == 0x3C00);
-    CHECK(fastembed::narrow_stochastic<fastembed::Float16>(-quarter, 0.2f).bits == 0xBC01);
-    CHECK(fastembed::narrow_stochastic<fastembed::Float16>(1.0f, 0.0f).bits == 0x3C00);  // exact
-    CHECK(fastembed::narrow_stochastic<fastembed::Float16>(1e6f, 0.5f).bits == 0x7C00);  // inf
-    const fastembed::Rounding rounding{true, 7, 3};
-    const fastembed::RowRounder<fastembed::BFloat16> first(rounding, 11);
-    const fastembed::RowRounder<fastembed::BFloat16> again(rounding, 11);
-    int up = 0;
-    for (std::size_t d = 0; d < 4096; ++d) {
-        const std::uint16_t bits = first(1.0f + 0x1p-9f, d).bits;  // 1/4 of bfloat16's step
-        CHECK(bits == again(1.0f + 0x1p-9f, d).bits);              // keyed, not sequential
-        CHECK(bits == 0x3F80 || bits == 0x3F81);
-        up += bits == 0x3F81;
-    }
-    CHECK(up > 4096 / 4 - 150 && up < 4096 / 4 + 150);
-}
-
-// Packing: codes within [0, 2^bits), every element within half a quantum (plus the 8-bit
-// guard, the 4-bit bias rounding) after dequantizing, and NaN refused by position. Widths with
-// and without groups of 8 lanes (16 for 4-bit) and a tail.
-template <unsigned Bits>
-void test_quantize(std::size_t dim, std::mt19937_64& rng) {
-    current_case = std::string(Bits == 8 ? "quantize 8-bit" : "quantize 4-bit") + ", dim " + std::to_string(dim);
-    const std::size_t V = 300;
-    std::vector<float> table = make_values<float>(V * dim, false, rng);
-    for (std::size_t d = 0; d < dim; ++d) table[dim + d] = 2.5f;  // a constant row
-    std::vector<std::uint8_t> packed(V * fastembed::packed_row_bytes(Bits, dim));
-    fastembed::quantize_rows<Bits>(table.data(), V, dim, packed.data());
-    const fastembed::QuantizedRows<Bits> rows(packed.data(), dim);
-    std::vector<float> row(dim);
-    for (std::size_t r = 0; r < V; ++r) {
-        rows.load(r, 0, dim, row.data());
-        float scale;
-        float bias;
-        rows.scale_bias(static_cast<const std::uint8_t*>(rows.row_address(r)), scale, bias);
-        const float low = *std::min_element(&table[r * dim], &table[r * dim] + dim);
-        for (std::size_t d = 0; d < dim; ++d) {
-            const double error = std::fabs(static_cast<double>(row[d]) - table[r * dim + d]);
-            CHECK(error <= scale / 2.0 + std::fabs(static_cast<double>(low) - bias) + 1e-6);
-        }
-        if (r == 1) CHECK(row[0] == 2.5f && row[dim - 1] == 2.5f);
-    }
-    table[7 * dim + 3] = std::numeric_limits<float>::quiet_NaN();
-    table[9 * dim] = std::numeric_limits<float>::infinity();
-    bool thrown = false;
-    try {
-        fastembed::quantize_rows<Bits>(table.data(), V, dim, packed.data());
-    } catch (const fastembed::NonFiniteValue& e) {
-        thrown = e.row == 7 && e.column == 3;
-    }
-    CHECK(thrown);
-}
-
-// The baseline and AVX2 copies of packing write the same bytes, on rows whose minimum or maximum
-// is a zero of either sign, whose range overflows float32, or that hold subnormals.
-template <unsigned Bits>
-void test_pack_copies(std::size_t dim, std::mt19937_64& rng) {
-    current_case = std::string(Bits == 8 ? "pack copies 8-bit" : "pack copies 4-bit") + ", dim " + std::to_string(dim);
-    const std::size_t V = 64;
-    std::vector<float> table = make_values<float>(V * dim, false, rng);
-    std::normal_distribution<float> normal;
-    for (std::size_t r = 0; r < 8; ++r) {  // zeros of both signs, the rest of one sign
-        const float sign = r % 2 ? -1.0f : 1.0f;
-        table[r * dim] = sign;
-        for (std::size_t d = 1; d < dim; ++d) {
-            table[r * dim + d] = rng() % 3 ? (rng() % 2 ? 0.0f : -0.0f) : sign * std::fabs(normal(rng));
-        }
-    }
-    table[8 * dim] = 3e38f;
-    table[8 * dim + 1] = -3e38f;
-    for (std::size_t d = 0; d < dim; ++d) table[9 * dim + d] *= 1e-39f;
-    const std::size_t bytes = V * fastembed::packed_row_bytes(Bits, dim);
-    auto pack = [&](std::vector<std::uint8_t>& out) {
-        return [&](auto isa) FASTEMBED_INLINE_LAMBDA { return fastembed::detail::pack_rows<Bits, decltype(isa)::value>(table.data(), dim, out.data(), 0, V); };
-    };
-    std::vector<std::uint8_t> baseline(bytes);
-    CHECK(fastembed::detail::call_build_copy(pack(baseline)) == V);
-#ifdef FASTEMBED_AVX2_CLONE
-    if (fastembed::detail::cpu_isa() >= fastembed::Isa::avx2) {
-        std::vector<std::uint8_t> avx2(bytes);
-        CHECK(fastembed::detail::call_avx2_copy(pack(avx2)) == V);
-        CHECK(avx2 == baseline);
-    }
-#endif
-}
-
-// Every row reader pools the same bits in each copy of the pooled loop (the baseline one and,
-// on an AVX2 or AVX-512 host, the AVX2 and AVX-512 ones: their conversions run in groups of 4,
-// 8 or 16 lanes) as a scalar
-// reference: each element widened on its own (`element(id, d)`), the bag's rows added in
-// position order. Widths cover the lane groups and the scalar tail (4-bit: even widths).
-template <class Reader, class Element>
-void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Element element,
-                        std::mt19937_64& rng) {
-    current_case = std::string(name) + ", dim " + std::to_string(rows.dim());
-    const std::size_t dim = rows.dim();
-    const std::size_t n = 200;
-    std::vector<std::int64_t> ids(n);
-    for (auto& id : ids) id = static_cast<std::int64_t>(rng() % V);
-    std::vector<std::int64_t> bounds = {0};
-    while (bounds.back() < static_cast<std::int64_t>(n)) {
-        bounds.push_back(std::min<std::int64_t>(bounds.back() + 1 + static_cast<std::int64_t>(rng() % 9), n));
-    }
-    const fastembed::BagLayout bags{bounds.data(), bounds.size() - 1};
-    std::vector<float> expected(bags.num_bags * dim);
-    for (std::size_t b = 0; b < bags.num_bags; ++b) {
-        for (std::size_t d = 0; d < dim; ++d) {
-            float sum = 0.0f;
-            for (std::size_t i = bags.begin(b); i < bags.end(b); ++i) {
-                const float value = element(static_cast<std::size_t>(ids[i]), d);
-                sum = i == bags.begin(b) ? value : sum + value;
-            }
-            expected[b * dim + d] = sum;
-        }
-    }
-    // Into float32, and rounded once into float16 and bfloat16 outputs; chunks of 4 positions,
-    // so that longer bags keep partial sums between chunks.
-    auto check_output = [&](auto out_tag) {
-        using Out = typename decltype(out_tag)::type;
-        std::vector<Out> narrowed(expected.size());
-        fastembed::narrow_row(narrowed.data(), expected.data(), expected.size());
-        using Job = fastembed::detail::BagJob<Reader, std::int64_t, Out>;
-        auto same = [&](auto copy) {
-            std::vector<Out> out(bags.num_bags * dim, Out{});
-            const Job job{rows, ids.data(), bags, nullptr, fastembed::kNoPadding, out.data(), nullptr, 4, 4};
-            copy(job);
-            return std::memcmp(out.data(), narrowed.data(), out.size() * sizeof(Out)) == 0;
-        };
-        auto pool = [](const Job& job) {
-            return [&job](auto isa) FASTEMBED_INLINE_LAMBDA {
-                fastembed::detail::pool_bags_in<fastembed::BagMode::sum, false, false>(isa, job, 0, job.bags.num_bags);
-            };
-        };
-        CHECK(same([&](const Job& job) { fastembed::detail::call_build_copy(pool(job)); }));
-#ifdef FASTEMBED_AVX2_CLONE
-        if (fastembed::detail::cpu_isa() >= fastembed::Isa::avx2) {
-            CHECK(same([&](const Job& job) { fastembed::detail::call_avx2_copy(pool(job)); }));
-        }
-#endif
-#ifdef FASTEMBED_AVX512_CLONE
-        if (fastembed::detail::cpu_isa() == fastembed::Isa::avx512) {
-            CHECK(same([&](const Job& job) { fastembed::detail::call_avx512_copy(pool(job)); }));
-        }
-#endif
-    };
-    check_output(Tag<float>{});
-    check_output(Tag<fastembed::Float16>{});
-    check_output(Tag<fastembed::BFloat16>{});
-}
-
-// The reader of `table` quantized to Bits, against each element dequantized on its own: its code
-// (8-bit: a byte; 4-bit: the low nibble of its pair byte for even d, the high one for odd)
-// times the row's scale plus its bias.
-template <unsigned Bits>
-void test_quantized_reader_copies(const char* name, const std::vector<float>& table, std::size_t V,
-                                  std::size_t dim, std::mt19937_64& rng) {
-    std::vector<std::uint8_t> packed(V * fastembed::packed_row_bytes(Bits, dim));
-    fastembed::quantize_rows<Bits>(table.data(), V, dim, packed.data());
-    const fastembed::QuantizedRows<Bits> rows(packed.data(), dim);
-    test_reader_copies(name, rows, V, [&](std::size_t id, std::size_t d) {
-        const auto* row = static_cast<const std::uint8_t*>(rows.row_address(id));
-        float scale;
-        float bias;
-        rows.scale_bias(row, scale, bias);
-        int code;
-        if constexpr (Bits == 8) {
-            code = row[d];
-        } else {
-            code = d % 2 == 0 ? row[d / 2] & 0x0F : row[d / 2] >> 4;
-        }
-        return static_cast<float>(code) * scale + bias;
-    }, rng);
-}
-
-void test_reader_copies_all(std::mt19937_64& rng) {
-    const std::size_t V = 50;
-    for (std::size_t dim : {1, 2, 7, 8, 9, 15, 16, 17, 18, 64, 66, 67}) {
-        std::vector<float> table = make_values<float>(V * dim, false, rng);
-        table[0] = 0x1p-20f;  // a float16 subnormal
-        std::vector<fastembed::Float16> half(V * dim);
-        std::vector<fastembed::BFloat16> brain(V * dim);
-        for (std::size_t k = 0; k < V * dim; ++k) {
-            half[k] = fastembed::Element<fastembed::Float16>::narrow(table[k]);
-            brain[k] = fastembed::Element<fastembed::BFloat16>::narrow(table[k]);
-        }
-        test_reader_copies("float16 reader", fastembed::PlainRows<fastembed::Float16>(half.data(), dim), V,
-                           [&](std::size_t id, std::size_t d) {
-                               return fastembed::detail::half_to_float(half[id * dim + d].bits);
-                           }, rng);
-        test_reader_copies("bfloat16 reader", fastembed::PlainRows<fastembed::BFloat16>(brain.data(), dim), V,
-                           [&](std::size_t id, std::size_t d) {
-                               return fastembed::detail::bfloat16_to_float(brain[id * dim + d].bits);
-                           }, rng);
-        test_quantized_reader_copies<8>("8-bit reader", table, V, dim, rng);
-        if (dim % 2 == 0) test_quantized_reader_copies<4>("4-bit reader", table, V, dim, rng);
-    }
-}
-
 }  // namespace
 
 int main() {
@@ -1449,10 +906,10 @@ int main() {
     test_kernels_for<float, std::int64_t>(rng);
     test_kernels_for<double, std::int32_t>(rng);
     test_kernels_for<double, std::int64_t>(rng);
-    test_bags_and_optimizer_for<float, std::int32_t>(rng);
-    test_bags_and_optimizer_for<float, std::int64_t>(rng);
-    test_bags_and_optimizer_for<double, std::int32_t>(rng);
-    test_bags_and_optimizer_for<double, std::int64_t>(rng);
+    test_optimizer_and_route_for<float, std::int32_t>(rng);
+    test_optimizer_and_route_for<float, std::int64_t>(rng);
+    test_optimizer_and_route_for<double, std::int32_t>(rng);
+    test_optimizer_and_route_for<double, std::int64_t>(rng);
     test_gather_unaligned_streaming_output<float>();
     test_gather_unaligned_streaming_output<double>();
     test_gather_order_choice();
@@ -1463,24 +920,5 @@ int main() {
     test_fork();
     test_word2vec_files<float>(rng);
     test_word2vec_files<double>(rng);
-    test_half_round_trip<fastembed::Float16>("float16 round trip");
-    test_half_round_trip<fastembed::BFloat16>("bfloat16 round trip");
-    test_half_rounding();
-    test_narrow_lanes<fastembed::Float16>("float16 narrowing in lanes");
-    test_narrow_lanes<fastembed::BFloat16>("bfloat16 narrowing in lanes");
-    for (std::size_t dim : {10, 38}) {
-        test_quantize<8>(dim, rng);
-        test_quantize<4>(dim, rng);
-    }
-    for (std::size_t dim : {2, 10, 38, 64, 130}) {
-        test_pack_copies<8>(dim, rng);
-        test_pack_copies<4>(dim, rng);
-    }
-    test_reader_copies_all(rng);
-    if (failures != 0) {
-        std::fprintf(stderr, "kernel_tests: %d of %d checks failed\n", failures, checks);
-        return 1;
-    }
-    std::printf("kernel_tests: all %d checks passed\n", checks);
-    return 0;
+    return finish("kernel_tests");
 }

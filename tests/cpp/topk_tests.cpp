@@ -15,22 +15,11 @@
 
 #include "kernels/thread_pool.hpp"
 #include "kernels/topk.hpp"
+#include "check.hpp"
 
 namespace {
 
-int failures = 0;
-int checks = 0;
-std::string current_case;
-
-#define CHECK(condition)                                                                      \
-    do {                                                                                      \
-        ++checks;                                                                             \
-        if (!(condition)) {                                                                   \
-            ++failures;                                                                       \
-            std::fprintf(stderr, "%s:%d: CHECK(%s) failed in case [%s]\n", __FILE__, __LINE__, \
-                         #condition, current_case.c_str());                                   \
-        }                                                                                     \
-    } while (0)
+using namespace fastembed_tests;
 
 // The product the kernel's contract asks for, as a plain loop in index order.
 struct LoopProduct {
@@ -150,10 +139,5 @@ int main() {
     test_cosine_special_rows<float>();
     test_cosine_special_rows<double>();
     test_exclude_leaves_fewer_than_k();
-    if (failures != 0) {
-        std::fprintf(stderr, "topk_tests: %d of %d checks failed\n", failures, checks);
-        return 1;
-    }
-    std::printf("topk_tests: all %d checks passed\n", checks);
-    return 0;
+    return finish("topk_tests");
 }
