@@ -217,7 +217,8 @@ FASTEMBED_AVX512 inline void widen_lanes_avx512(const Float16* src, float* dst) 
 
 FASTEMBED_AVX512 inline void widen_lanes_avx512(const BFloat16* src, float* dst) {
     const __m256i halves = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
-    _mm512_storeu_si512(dst, _mm512_maskz_slli_epi32(kAllLanes, _mm512_maskz_cvtepu16_epi32(kAllLanes, halves), 16));
+    const __m512i words = _mm512_maskz_cvtepu16_epi32(kAllLanes, halves);
+    _mm512_storeu_si512(dst, _mm512_maskz_slli_epi32(kAllLanes, words, 16));
 }
 #endif
 
@@ -252,7 +253,7 @@ using accumulator_t = typename Element<S>::type;
 template <class S>
 inline constexpr bool is_reduced_precision = sizeof(S) < sizeof(accumulator_t<S>);
 
-// dst[d] = widen(src[d]) for d < n: float16 and bfloat16 in groups of 8 and 4 lanes
+// dst[d] = widen(src[d]) for d < n: float16 and bfloat16 in groups of 16, 8 and 4 lanes
 // (lanes.hpp), the rest element by element; the same bits either way (widening is exact).
 // Always inlined: the pooled kernel's row reader (bag.hpp) calls it for each vector of a block.
 // Isa::avx2 and Isa::avx512 (only in a kernel's copies for them) widen groups of 8 with AVX2 +

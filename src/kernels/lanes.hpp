@@ -1,7 +1,8 @@
 // Groups of 4, 8 or 16 lanes for the element conversions of the row readers (float16, bfloat16
 // and quantized codes widened to float32), two ways:
-// - GCC/Clang vector extensions (Lanes<L>), one source for every instruction set; lowered to
-//   SSE2 in the baseline copy of a kernel (GCC 12 widens bytes to int32 lanes in ~9 shuffles);
+// - GCC/Clang vector extensions (Lanes<L>, 4 or 8 lanes), one source for every instruction set;
+//   lowered to SSE2 in the baseline copy of a kernel (GCC 12 widens bytes to int32 lanes in ~9
+//   shuffles);
 // - in the AVX2 and AVX-512 copies of the pooled loop (bag.hpp: Isa::avx2, Isa::avx512),
 //   intrinsics, one or two instructions per group of 8 or 16 (vcvtph2ps, vpmovzxbd +
 //   vcvtdq2ps).
@@ -151,7 +152,7 @@ decltype(auto) on_this_cpu(const Body& body) {
 // the ABI of a function compiled without AVX).
 template <std::size_t L>
 struct Lanes {
-    static_assert(L == 4 || L == 8 || L == 16, "groups of 4 (SSE2), 8 (AVX2) or 16 (AVX-512) float32 lanes");
+    static_assert(L == 4 || L == 8, "groups of 4 (SSE2) or 8 (AVX2) float32 lanes");
     typedef float floats __attribute__((vector_size(4 * L)));
     typedef std::int32_t ints __attribute__((vector_size(4 * L)));
     typedef std::uint32_t words __attribute__((vector_size(4 * L)));

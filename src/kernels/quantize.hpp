@@ -125,7 +125,9 @@ class QuantizedRows {
         std::size_t j = 0;
 #ifdef FASTEMBED_AVX2_LANES
         if constexpr (isa == Isa::avx512) {
-            for (; j + 16 <= width; j += 16) dequantize_lanes_avx512(row, col + j, scale, bias, values + j);
+            for (; j + 16 <= width; j += 16) {
+                dequantize_lanes_avx512(row, col + j, scale, bias, values + j);
+            }
         }
         if constexpr (isa >= Isa::avx2) {
             for (; j + 8 <= width; j += 8) dequantize_lanes_avx2(row, col + j, scale, bias, values + j);
@@ -187,14 +189,17 @@ class QuantizedRows {
                                                          float scale, float bias, float* values) {
         __m512i codes;
         if constexpr (Bits == 8) {
-            codes = _mm512_maskz_cvtepu8_epi32(kAllLanes, _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + col)));
+            const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + col));
+            codes = _mm512_maskz_cvtepu8_epi32(kAllLanes, bytes);
         } else {
             const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + col / 2));
             codes = _mm512_maskz_cvtepu8_epi32(kAllLanes, _mm_unpacklo_epi8(bytes, bytes));
             const __m512i shifts = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
-            codes = _mm512_and_si512(_mm512_maskz_srlv_epi32(kAllLanes, codes, shifts), _mm512_set1_epi32(0x0F));
+            codes = _mm512_maskz_srlv_epi32(kAllLanes, codes, shifts);
+            codes = _mm512_and_si512(codes, _mm512_set1_epi32(0x0F));
         }
-        const __m512 products = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(kAllLanes, codes), _mm512_set1_ps(scale));
+        const __m512 floats = _mm512_maskz_cvtepi32_ps(kAllLanes, codes);
+        const __m512 products = _mm512_mul_ps(floats, _mm512_set1_ps(scale));
         _mm512_storeu_ps(values, _mm512_add_ps(products, _mm512_set1_ps(bias)));
     }
 #endif
