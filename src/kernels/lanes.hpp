@@ -51,12 +51,15 @@ inline constexpr __mmask16 kAllLanes = 0xFFFF;
 // Kernels whose speed is the instruction count per row (on_this_cpu below) are compiled on
 // x86-64 for the baseline and for AVX2 + F16C, the pooled loop also for AVX-512, and pick at run
 // time the widest copy the CPU runs (a build for AVX2 or AVX-512 itself needs fewer copies).
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+#define FASTEMBED_BUILD_AVX512 1  // the build itself targets the AVX-512 the copy would use
+#endif
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define FASTEMBED_X86_COPIES 1
 #if !defined(__AVX2__)
 #define FASTEMBED_AVX2_CLONE 1
 #endif
-#if !(defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__))
+#if !defined(FASTEMBED_BUILD_AVX512)
 #define FASTEMBED_AVX512_CLONE 1
 #endif
 #endif
@@ -72,7 +75,7 @@ template <Isa isa>
 using IsaTag = std::integral_constant<Isa, isa>;
 
 // The instruction set of this build's own copy of a kernel.
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+#if defined(FASTEMBED_BUILD_AVX512)
 inline constexpr Isa kBuildIsa = Isa::avx512;
 #elif defined(__AVX2__) && defined(__F16C__)
 inline constexpr Isa kBuildIsa = Isa::avx2;
