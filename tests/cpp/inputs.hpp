@@ -1,5 +1,6 @@
 // Inputs shared by the C++ kernel test programs (tests/cpp): ids of every distribution the
-// kernels treat differently, table and gradient values, and how a case is named in a failure.
+// kernels treat differently, table and gradient values, how a case is named in a failure, and
+// the naive gather that several programs compare against.
 #pragma once
 
 #include <algorithm>
@@ -99,6 +100,17 @@ template <class T, class I>
 std::string describe(const char* what, std::size_t V, std::size_t dim, std::size_t n, Ids kind) {
     return std::string(what) + " " + type_name<T>() + "/" + type_name<I>() + " V=" + std::to_string(V) +
            " D=" + std::to_string(dim) + " n=" + std::to_string(n) + " " + ids_name(kind);
+}
+
+// The rows `ids` of a table of `dim` columns, copied one by one.
+template <class T, class I>
+std::vector<T> naive_gather(const std::vector<T>& weight, std::size_t dim, const std::vector<I>& ids) {
+    std::vector<T> out(ids.size() * dim);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        const T* row = weight.data() + static_cast<std::size_t>(ids[i]) * dim;
+        std::copy(row, row + dim, out.begin() + i * dim);
+    }
+    return out;
 }
 
 }  // namespace fastembed_tests
