@@ -6,7 +6,7 @@ from typing import Callable, Union
 
 import numpy as np
 
-from ._memory import line_aligned_empty
+from ._memory import line_aligned_copy, line_aligned_empty
 
 Initializer = Union[str, Callable[[tuple, np.random.Generator], np.ndarray]]
 
@@ -61,9 +61,7 @@ def _from_callable(
         raise TypeError(
             f"init callable must return real numbers, got dtype {np.asarray(drawn).dtype}"
         )
-    table = line_aligned_empty(shape, dtype)
-    table[...] = drawn
-    return table
+    return line_aligned_copy(drawn, dtype)
 
 
 # SplitMix64 (Steele, Lea & Flood): element k of the stream keyed by `key` is mix(key + k * gamma),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _core
 from ._aligned_npz import ALIGNMENT
@@ -23,6 +24,15 @@ def line_aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)  # ALIGNMENT: a cache line
     start = -raw.ctypes.data % ALIGNMENT
     return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
+def line_aligned_copy(values: ArrayLike, dtype: np.dtype) -> np.ndarray:
+    """``values`` copied into a new line-aligned array of ``dtype`` (rounded once where ``dtype``
+    is narrower), without a temporary of ``dtype`` in NumPy's own memory first."""
+    values = np.asarray(values)
+    table = line_aligned_empty(values.shape, dtype)
+    table[...] = values
+    return table
 
 
 def set_buffer_cache_limit(nbytes: int) -> int:

@@ -15,7 +15,7 @@ from ._dtypes import TABLE_DTYPE_NAMES, arithmetic_dtype, is_reduced, is_table_d
 from ._functional import gather, padding_row, scatter_add, sparse_grad
 from ._ids import as_ids
 from ._initializers import Initializer, initial_table
-from ._memory import line_aligned_empty
+from ._memory import line_aligned_copy
 from ._persistence import load_table, save_table
 from .quantized import QuantizedTable
 from .sparse import RowSparseGrad
@@ -379,8 +379,7 @@ class Embedding(TableLayer):
             # Drawn in the arithmetic dtype, then rounded once (NumPy draws float32/64 only).
             weight = initial_table(init, shape, arithmetic_dtype(dtype), seed)
             if weight.dtype != dtype:
-                drawn, weight = weight, line_aligned_empty(shape, dtype)
-                weight[...] = drawn
+                weight = line_aligned_copy(weight, dtype)
             if padding is not None:
                 weight[padding] = 0
         self.weight: np.ndarray = weight
