@@ -16,6 +16,7 @@
 #include "kernels/bag_backward.hpp"
 #include "kernels/check_ids.hpp"
 #include "kernels/half.hpp"
+#include "kernels/pooling_instances.hpp"
 #include "kernels/quantize.hpp"
 #include "kernels/renorm.hpp"
 

@@ -10,6 +10,7 @@
 
 #include "bindings/arrays.hpp"
 #include "bindings/register.hpp"
+#include "kernels/pooling_instances.hpp"
 #include "kernels/word2vec.hpp"
 
 namespace fastembed::bindings {

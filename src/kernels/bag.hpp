@@ -213,6 +213,7 @@ struct BagJob {
     const BagLayout& bags;
     const T* per_sample_weights;  // only with sum, else null
     std::int64_t padding_idx;
+    bool mean;                // divide each bag's sum by its entries (mode='mean')
     Out* out;
     std::int64_t* argmax;     // only with max, may be null
     std::size_t ahead;        // prefetch distance, in positions
@@ -230,11 +231,12 @@ struct BagRows {
 };
 
 // Pools columns [col, col + width) of positions [begin, end) of one bag into Count vectors of
-// Vec (width == Count * lanes, or less than one vector's lanes when Count == 1 and !Whole).
-// `count` entries of the bag were pooled before, their partial result in rows.partial and
-// rows.argmax. Returns the count including this chunk's entries. On the bag's last chunk
-// (`last`), finishes the bag (mean's division, zeros for an empty bag) into rows.out.
-template <BagMode Mode, bool Weighted, bool Track, class Vec, std::size_t Count, bool Whole,
+// Vec (width == Count * lanes, or less than one vector's lanes when Count == 1 and !Whole):
+// rows are added, or with Max their element-wise maximum kept. `count` entries of the bag were
+// pooled before, their partial result in rows.partial and rows.argmax. Returns the count
+// including this chunk's entries. On the bag's last chunk (`last`), finishes the bag (mean's
+// division, zeros for an empty bag) into rows.out.
+template <bool Max, bool Weighted, bool Track, class Vec, std::size_t Count, bool Whole,
           class Reader, class I, class Out>
 FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job, std::size_t begin,
                                                std::size_t end, std::size_t stop, bool prefetch,
@@ -299,7 +301,7 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
     for (; i < end; ++i) {
         const std::int64_t id = id_at(i);
         if (id == job.padding_idx) continue;
-        if constexpr (Mode == BagMode::max) {
+        if constexpr (Max) {
             // Strictly greater: the first position holding the maximum wins, as in PyTorch.
             [[maybe_unused]] M offset{};
             if constexpr (Track) fill_lanes<Vec>(offset, static_cast<std::int64_t>(i - begin));
@@ -318,7 +320,7 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
     if (count == 0 && !last) return 0;
     if (count == 0) {
         FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) acc[k] = V{};
-    } else if (last && Mode == BagMode::mean && count > 1) {
+    } else if (last && job.mean && count > 1) {
         const T size = static_cast<T>(count);
         FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) acc[k] = acc[k] / size;
     }
@@ -346,10 +348,10 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
     return count;
 }
 
-// Pools columns [col, dim) of a chunk, where dim - col < 2 * Count vectors: one block of Count
-// vectors if that many columns remain, then the rest in halving counts, then a last vector of
-// fewer lanes.
-template <BagMode Mode, bool Weighted, bool Track, class Vec, std::size_t Count, class Reader,
+// Pools columns [col, dim) of a chunk, where 0 < dim - col < 2 * Count vectors: one block of
+// Count vectors if that many columns remain, then the rest in halving counts, then a last vector
+// of fewer lanes.
+template <bool Max, bool Weighted, bool Track, class Vec, std::size_t Count, class Reader,
           class I, class Out>
 FASTEMBED_ALWAYS_INLINE std::size_t pool_remaining_columns(
     const BagJob<Reader, I, Out>& job, std::size_t begin, std::size_t end, std::size_t stop,
@@ -359,18 +361,18 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_remaining_columns(
     const std::size_t dim = job.rows.dim();
     std::size_t result = count;  // unchanged if no column remains
     if (dim - col >= kWidth) {
-        result = pool_block<Mode, Weighted, Track, Vec, Count, true>(job, begin, end, stop, col == 0, col,
+        result = pool_block<Max, Weighted, Track, Vec, Count, true>(job, begin, end, stop, col == 0, col,
                                                               kWidth, count, last, rows);
         col += kWidth;
     }
     if constexpr (Count == 1) {
         if (col < dim) {
-            result = pool_block<Mode, Weighted, Track, Vec, 1, false>(job, begin, end, stop, col == 0, col,
+            result = pool_block<Max, Weighted, Track, Vec, 1, false>(job, begin, end, stop, col == 0, col,
                                                                dim - col, count, last, rows);
         }
     } else {
         if (col < dim) {
-            result = pool_remaining_columns<Mode, Weighted, Track, Vec, Count / 2>(
+            result = pool_remaining_columns<Max, Weighted, Track, Vec, Count / 2>(
                 job, begin, end, stop, col, count, last, rows);
         }
     }
@@ -378,10 +380,11 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_remaining_columns(
 }
 
 // Pools bags [first_bag, last_bag) with accumulators of 8 vectors of VectorBytes (4 when max
-// also tracks the positions of the maxima, which take as many registers again); Mode, Weighted,
+// also tracks the positions of the maxima, which take as many registers again); Max, Weighted,
 // Track (argmax wanted) and the widths are fixed at compile time so the inner loops carry no
-// branches on them and the accumulators stay in registers.
-template <BagMode Mode, bool Weighted, bool Track, std::size_t VectorBytes, Isa Set, class Reader,
+// branches on them and the accumulators stay in registers. (Mean is sum's loop: its division,
+// once per bag, is the only difference, so it is not worth a copy of the loop of its own.)
+template <bool Max, bool Weighted, bool Track, std::size_t VectorBytes, Isa Set, class Reader,
           class I, class Out>
 FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I, Out>& job, std::size_t first_bag,
                                        std::size_t last_bag) {
@@ -407,26 +410,29 @@ FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I, Out>& job, std::s
             const std::size_t end = bag_end - begin > job.chunk_rows ? begin + job.chunk_rows : bag_end;
             const bool last = end == bag_end;
             const std::size_t before = count;
+            // Whole blocks of kCount vectors, then the rest (fewer than kWidth columns).
             std::size_t col = 0;
-            for (; col + 2 * kWidth <= dim; col += kWidth) {
-                count = pool_block<Mode, Weighted, Track, Vec, kCount, true>(
+            for (; dim - col >= kWidth; col += kWidth) {
+                count = pool_block<Max, Weighted, Track, Vec, kCount, true>(
                     job, begin, end, stop, col == 0, col, kWidth, before, last, rows);
             }
-            count = pool_remaining_columns<Mode, Weighted, Track, Vec, kCount>(job, begin, end, stop, col,
-                                                                        before, last, rows);
+            if (col < dim) {
+                count = pool_remaining_columns<Max, Weighted, Track, Vec, kCount / 2>(
+                    job, begin, end, stop, col, before, last, rows);
+            }
             begin = end;
         } while (begin < bag_end);
     }
 }
 
 // Pools bags [first_bag, last_bag) in the copy of the loop compiled for `isa`.
-template <BagMode Mode, bool Weighted, bool Track, class Reader, class I, class Out, Isa isa>
+template <bool Max, bool Weighted, bool Track, class Reader, class I, class Out, Isa isa>
 FASTEMBED_ALWAYS_INLINE void pool_bags_in(IsaTag<isa>, const BagJob<Reader, I, Out>& job, std::size_t first_bag,
                                           std::size_t last_bag) {
     // The accumulator takes 8 vector registers (half of SSE2's, NEON's or AVX2's 16, a quarter of
     // AVX-512's 32) of 16 bytes (SSE2, NEON), 32 (AVX2) or 64 (AVX-512).
     constexpr std::size_t kVectorBytes = isa == Isa::avx512 ? 64 : isa == Isa::avx2 ? 32 : 16;
-    pool_bags<Mode, Weighted, Track, kVectorBytes, isa>(job, first_bag, last_bag);
+    pool_bags<Max, Weighted, Track, kVectorBytes, isa>(job, first_bag, last_bag);
 }
 
 }  // namespace detail
@@ -444,35 +450,35 @@ void pool_rows_with(const Reader& rows, const I* ids, const BagLayout& bags, Bag
     if (dim == 0) return;
     const std::size_t row_bytes = rows.row_bytes();
     const std::size_t chunk_rows = std::max<std::size_t>(pooling_chunk_bytes() / row_bytes, 8);
-    const detail::BagJob<Reader, I, Out> job{rows, ids, bags, per_sample_weights, padding_idx, out, argmax,
-                                        prefetch_distance(row_bytes), chunk_rows};
+    const detail::BagJob<Reader, I, Out> job{rows,
+                                             ids,
+                                             bags,
+                                             per_sample_weights,
+                                             padding_idx,
+                                             mode == BagMode::mean,
+                                             out,
+                                             argmax,
+                                             prefetch_distance(row_bytes),
+                                             chunk_rows};
     parallel_bags(bags, row_bytes + sizeof(I), [&](std::size_t first, std::size_t last) {
-        auto pool = [&](auto mode_tag, auto weighted_tag, auto track_tag) {
+        auto pool = [&](auto max_tag, auto weighted_tag, auto track_tag) {
             on_this_cpu<Isa::avx512>([&](auto isa) FASTEMBED_INLINE_LAMBDA {
-                detail::pool_bags_in<decltype(mode_tag)::value, decltype(weighted_tag)::value,
+                detail::pool_bags_in<decltype(max_tag)::value, decltype(weighted_tag)::value,
                                      decltype(track_tag)::value>(isa, job, first, last);
             });
         };
         using Yes = std::true_type;
         using No = std::false_type;
-        switch (mode) {
-            case BagMode::sum:
-                if (per_sample_weights != nullptr) {
-                    pool(std::integral_constant<BagMode, BagMode::sum>{}, Yes{}, No{});
-                } else {
-                    pool(std::integral_constant<BagMode, BagMode::sum>{}, No{}, No{});
-                }
-                break;
-            case BagMode::mean:
-                pool(std::integral_constant<BagMode, BagMode::mean>{}, No{}, No{});
-                break;
-            case BagMode::max:
-                if (argmax != nullptr) {
-                    pool(std::integral_constant<BagMode, BagMode::max>{}, No{}, Yes{});
-                } else {
-                    pool(std::integral_constant<BagMode, BagMode::max>{}, No{}, No{});
-                }
-                break;
+        if (mode == BagMode::max) {
+            if (argmax != nullptr) {
+                pool(Yes{}, No{}, Yes{});
+            } else {
+                pool(Yes{}, No{}, No{});
+            }
+        } else if (per_sample_weights != nullptr) {
+            pool(No{}, Yes{}, No{});
+        } else {
+            pool(No{}, No{}, No{});  // sum or mean
         }
     });
 }

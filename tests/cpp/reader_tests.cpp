@@ -235,13 +235,13 @@ void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Ele
         using Job = fastembed::detail::BagJob<Reader, std::int64_t, Out>;
         auto same = [&](auto copy) {
             std::vector<Out> out(bags.num_bags * dim, Out{});
-            const Job job{rows, ids.data(), bags, nullptr, fastembed::kNoPadding, out.data(), nullptr, 4, 4};
+            const Job job{rows, ids.data(), bags, nullptr, fastembed::kNoPadding, false, out.data(), nullptr, 4, 4};
             copy(job);
             return std::memcmp(out.data(), narrowed.data(), out.size() * sizeof(Out)) == 0;
         };
         auto pool = [](const Job& job) {
             return [&job](auto isa) FASTEMBED_INLINE_LAMBDA {
-                fastembed::detail::pool_bags_in<fastembed::BagMode::sum, false, false>(isa, job, 0, job.bags.num_bags);
+                fastembed::detail::pool_bags_in<false, false, false>(isa, job, 0, job.bags.num_bags);
             };
         };
         CHECK(same([&](const Job& job) { fastembed::detail::call_build_copy(pool(job)); }));
