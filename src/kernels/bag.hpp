@@ -22,17 +22,23 @@
 //     std::size_t dim() const;            // elements per row
 //     std::size_t row_bytes() const;      // bytes of one stored row (the prefetched span)
 //     const void* row_address(std::size_t id) const;  // where row `id` starts
+//     using row_type = ...;               // a row from some column on, as `load` reads it
 //     template <Isa isa = Isa::baseline>  // the copy of the loop calling it (lanes.hpp)
-//     FASTEMBED_ALWAYS_INLINE void load(std::size_t id, std::size_t col, std::size_t width,
-//                                       T* values) const;  // values[j] = row id's element
-//                                                          // col + j, j < width
+//     row_type row_at(std::size_t id, std::size_t col) const;  // row `id` from column `col`
+//     template <Isa isa = Isa::baseline>
+//     FASTEMBED_ALWAYS_INLINE void load(const row_type& row, std::size_t offset,
+//                                       std::size_t width, T* values) const;
+//         // values[j] = the row's element col + offset + j, j < width
 // (see PlainRows below: float32, float64, float16 and bfloat16 tables; QuantizedRows in
-// quantize.hpp: 8-bit and 4-bit rows dequantized in registers). `load` must be always-inline:
-// the loop calls it with a constant width for whole blocks, which turns values[] into
-// registers, and the AVX2 and AVX-512 copies of the loop only vectorise what is inlined into
-// them; with Isa::avx2 or Isa::avx512 it may convert with those intrinsics (lanes.hpp; an
-// AVX-512 reader converts whole 16-lane vectors: two 8-lane stores read back as one vector
-// stall store forwarding). Then call
+// quantize.hpp: 8-bit and 4-bit rows dequantized in registers). The loop finds each row once
+// (row_at: its address; a quantized row's scale and bias too) and loads its vectors at
+// constant offsets from it: computed per vector as table + (id * dim + col + offset), GCC kept
+// the eight `col + offset` sums of a block in registers and spilled them, two dozen extra
+// instructions per row. `load` must be always-inline: the loop calls it with a constant width
+// for whole blocks, which turns values[] into registers, and the AVX2 and AVX-512 copies of the
+// loop only vectorise what is inlined into them; with Isa::avx2 or Isa::avx512 it may convert
+// with those intrinsics (lanes.hpp; an AVX-512 reader converts whole 16-lane vectors: two
+// 8-lane stores read back as one vector stall store forwarding). Then call
 // pool_rows_with(reader, ...).
 #pragma once
 
@@ -111,10 +117,15 @@ class PlainRows {
     std::size_t dim() const { return dim_; }
     std::size_t row_bytes() const { return dim_ * sizeof(S); }
     const void* row_address(std::size_t id) const { return table_ + id * dim_; }
+    using row_type = const S*;
     template <Isa isa = Isa::baseline>
-    FASTEMBED_ALWAYS_INLINE void load(std::size_t id, std::size_t col, std::size_t width,
+    row_type row_at(std::size_t id, std::size_t col) const {
+        return table_ + id * dim_ + col;
+    }
+    template <Isa isa = Isa::baseline>
+    FASTEMBED_ALWAYS_INLINE void load(row_type row, std::size_t offset, std::size_t width,
                                       value_type* values) const {
-        widen_row<isa>(values, table_ + id * dim_ + col, width);
+        widen_row<isa>(values, row + offset, width);
     }
 
   private:
@@ -274,12 +285,13 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
     // live, so the accumulator stays in registers even where a reader holds constants in some
     // (loading all of a row's vectors first spilled it to the stack on every row).
     auto each_vector = [&](std::size_t i, std::int64_t id, auto&& combine) __attribute__((always_inline)) {
+        const auto row = job.rows.template row_at<kIsa>(static_cast<std::size_t>(id), col);
         FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
             // (The min tells the compiler that a reader's groups of lanes beyond kLanes never run.)
             const std::size_t n = std::min(lanes_of(k), kLanes);
             T lanes[kLanes];
             for (std::size_t j = n; j < kLanes; ++j) lanes[j] = T(0);
-            job.rows.template load<kIsa>(static_cast<std::size_t>(id), col + k * kLanes, n, lanes);
+            job.rows.template load<kIsa>(row, k * kLanes, n, lanes);
             V vector;
             std::memcpy(&vector, lanes, sizeof lanes);
             if constexpr (Weighted) vector = job.per_sample_weights[i] * vector;

@@ -104,53 +104,69 @@ class QuantizedRows {
         }
     }
 
-    // values[j] = element col + j of row `id`, code * scale + bias, for j < width: the row
-    // dequantized in registers. A row reader of the pooled kernel (bag.hpp), which calls it
-    // with a constant width per column block; for 4-bit, col and width are even (D is).
-    template <Isa isa = Isa::baseline>
-    FASTEMBED_ALWAYS_INLINE void load(std::size_t id, std::size_t col, std::size_t width,
-                                      float* values) const {
-        const auto* row = static_cast<const std::uint8_t*>(row_address(id));
+    // Row `id` from column `col` on (even for 4-bit: D is): its codes from there, its scale and
+    // bias (for 4-bit widened by F16C in the AVX2 and AVX-512 copies). The row reader's step
+    // once per row (bag.hpp).
+    struct row_type {
+        const std::uint8_t* codes;
         float scale;
         float bias;
+    };
+    template <Isa isa = Isa::baseline>
+    FASTEMBED_ALWAYS_INLINE row_type row_at(std::size_t id, std::size_t col) const {
+        const auto* row = static_cast<const std::uint8_t*>(row_address(id));
+        row_type result{row + col * Bits / 8, 0.0f, 0.0f};
 #ifdef FASTEMBED_AVX2_LANES
         if constexpr (isa >= Isa::avx2 && Bits == 4) {
-            half_scale_bias_f16c(row + code_bytes(), scale, bias);
+            half_scale_bias_f16c(row + code_bytes(), result.scale, result.bias);
         } else {
-            scale_bias(row, scale, bias);
+            scale_bias(row, result.scale, result.bias);
         }
 #else
-        scale_bias(row, scale, bias);
+        scale_bias(row, result.scale, result.bias);
 #endif
+        return result;
+    }
+
+    // values[j] = element col + offset + j of `row` (row_at(id, col)), code * scale + bias, for
+    // j < width: the row dequantized in registers. A row reader of the pooled kernel (bag.hpp),
+    // which calls it with a constant width per column block; for 4-bit, offset and width are
+    // even.
+    template <Isa isa = Isa::baseline>
+    FASTEMBED_ALWAYS_INLINE void load(const row_type& row, std::size_t offset, std::size_t width,
+                                      float* values) const {
+        const std::uint8_t* codes = row.codes;
         std::size_t j = 0;
 #ifdef FASTEMBED_AVX2_LANES
         if constexpr (isa == Isa::avx512) {
             for (; j + 16 <= width; j += 16) {
-                dequantize_lanes_avx512(row, col + j, scale, bias, values + j);
+                dequantize_lanes_avx512(codes, offset + j, row.scale, row.bias, values + j);
             }
         }
         if constexpr (isa >= Isa::avx2) {
-            for (; j + 8 <= width; j += 8) dequantize_lanes_avx2(row, col + j, scale, bias, values + j);
+            for (; j + 8 <= width; j += 8) {
+                dequantize_lanes_avx2(codes, offset + j, row.scale, row.bias, values + j);
+            }
         }
 #endif
 #ifdef FASTEMBED_LANE_VECTORS
         detail::over_lane_groups(j, width, [&](auto lanes) __attribute__((always_inline)) {
-            dequantize_lanes<decltype(lanes)::value>(row, col + j, scale, bias, values + j);
+            dequantize_lanes<decltype(lanes)::value>(codes, offset + j, row.scale, row.bias, values + j);
         });
 #endif
         if constexpr (Bits == 8) {
-            for (; j < width; ++j) values[j] = static_cast<float>(row[col + j]) * scale + bias;
+            for (; j < width; ++j) values[j] = static_cast<float>(codes[offset + j]) * row.scale + row.bias;
         } else {
             for (; j < width; j += 2) {
-                const std::uint8_t pair = row[(col + j) / 2];
-                values[j] = static_cast<float>(pair & 0x0F) * scale + bias;
-                values[j + 1] = static_cast<float>(pair >> 4) * scale + bias;
+                const std::uint8_t pair = codes[(offset + j) / 2];
+                values[j] = static_cast<float>(pair & 0x0F) * row.scale + row.bias;
+                values[j + 1] = static_cast<float>(pair >> 4) * row.scale + row.bias;
             }
         }
     }
 
     // A gather's row: the whole row dequantized into dst.
-    void copy(const RowWriter&, float* dst, std::uint64_t id) const { load<>(id, 0, dim_, dst); }
+    void copy(const RowWriter&, float* dst, std::uint64_t id) const { load<>(row_at<>(id, 0), 0, dim_, dst); }
 
   private:
 #ifdef FASTEMBED_AVX2_LANES

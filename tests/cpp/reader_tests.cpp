@@ -142,7 +142,7 @@ void test_quantize(std::size_t dim, std::mt19937_64& rng) {
     const fastembed::QuantizedRows<Bits> rows(packed.data(), dim);
     std::vector<float> row(dim);
     for (std::size_t r = 0; r < V; ++r) {
-        rows.load(r, 0, dim, row.data());
+        rows.load(rows.row_at(r, 0), 0, dim, row.data());
         float scale;
         float bias;
         rows.scale_bias(static_cast<const std::uint8_t*>(rows.row_address(r)), scale, bias);
