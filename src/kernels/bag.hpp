@@ -371,7 +371,7 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_remaining_columns(
     const BagRows<typename Reader::value_type, Out>& rows) {
     constexpr std::size_t kWidth = Count * Vec::lanes;
     const std::size_t dim = job.rows.dim();
-    std::size_t result = count;  // unchanged if no column remains
+    std::size_t result = count;  // (some block below always runs: col < dim)
     if (dim - col >= kWidth) {
         result = pool_block<Max, Weighted, Track, Vec, Count, true>(job, begin, end, stop, col == 0, col,
                                                               kWidth, count, last, rows);
