@@ -3,9 +3,9 @@
 Its caches (as sysfs and as CPUID, through glibc's ``getconf``, report them: in a VM the two can
 disagree by 8x; and the sizes fastembed's kernels took from them, ``fastembed.host_info()``),
 the copy bandwidth of ``np.copyto`` (the physical reference for GB/s), the latency of a
-dependent random load (what bounds random row reads), and how much a second thread adds to
-streaming bandwidth (what a 1 -> N thread speed-up can reach), plus the versions of everything
-compared.
+dependent random load (what bounds random row reads), how much a second thread adds to
+streaming bandwidth (what a 1 -> N thread speed-up can reach), and the prefetch plan the kernels
+calibrated (``fastembed.host_info()["prefetch"]``), plus the versions of everything compared.
 """
 
 from __future__ import annotations
@@ -149,10 +149,30 @@ def cpuid_caches() -> dict[str, int]:
     return caches
 
 
+def calibrate_prefetch(nbytes: int, rng: np.random.Generator) -> None:
+    """Reads ``nbytes`` of scattered rows through fastembed: the first such read past the L3
+    calibrates the kernels' prefetch plan, so the plan is known for the host line and no timed
+    call pays for the calibration."""
+    table = np.ones((nbytes // 256, 64), np.float32)
+    fastembed.embedding_bag(table, rng.integers(0, len(table), len(table)), [0], mode="sum")
+
+
+def _prefetch(prefetch: dict[str, Any]) -> str:
+    text = f"prefetch {prefetch['plan']} ({prefetch['source']}"
+    if prefetch["probe_ms"]:
+        medians = ", ".join(f"{plan} {ms:.2f}" for plan, ms in prefetch["probe_ms"].items())
+        text += (
+            f" in {prefetch['calibration_ms']:.0f} ms over {_size(prefetch['probe_bytes'])}; "
+            f"median ms {medians}"
+        )
+    return text + ")"
+
+
 def measure_host(mode: str, threads: int, rng: np.random.Generator) -> dict[str, Any]:
     """The host line's numbers (see the module docstring); smaller buffers with ``--quick``."""
     quick = mode == "quick"
     mib = 64 if quick else 256
+    calibrate_prefetch(mib << 20, rng)
     kernels = fastembed.host_info()
     host: dict[str, Any] = {
         "caches_sysfs": sysfs_caches(),
@@ -190,7 +210,8 @@ def format_host(host: dict[str, Any]) -> str:
         f"({host['kernels']['source']}; {host['kernels']['isa']} kernels); copy bandwidth "
         f"(np.copyto {host['copy_mib']} MiB, "
         f"read + write) {host['copy_bandwidth'] / 1e9:.1f} GB/s; dependent random load over "
-        f"{host['copy_mib']} MiB {host['random_load_ns']:.0f} ns"
+        f"{host['copy_mib']} MiB {host['random_load_ns']:.0f} ns; "
+        f"{_prefetch(host['kernels']['prefetch'])}"
     )
     gain = host.get("streaming_gain")
     if gain is not None:

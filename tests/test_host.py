@@ -4,6 +4,7 @@ the strategy choices that fix a summation order depend on the shape alone."""
 from __future__ import annotations
 
 import json
+import os
 
 import fastembed
 import numpy as np
@@ -172,3 +173,134 @@ def test_backward_either_side_of_the_blocked_thresholds(num_embeddings, per_id):
         fastembed.set_num_threads(previous)
     np.testing.assert_array_equal(results[0], expected)
     assert results[0].tobytes() == results[1].tobytes()
+
+
+# The prefetch plan: FASTEMBED_PREFETCH, else a calibration on the first read beyond the L3.
+CANDIDATE_PLANS = {"l1:16", "l1:32", "l1:64", "l2:16", "l2:32", "l2:64"}
+
+# Reads 4 MiB of scattered 256-byte rows (16k ids in one bag) twice, then a 64-element gather:
+# with FASTEMBED_L3_BYTES=1 MiB the first read is past the L3.
+PREFETCH_CODE = """
+import json
+import numpy as np
+import fastembed
+
+before = fastembed.host_info()["prefetch"]
+# small integers: every sum of up to 16k of them is exact in float32
+table = (np.arange(40_000 * 64) % 251).astype(np.float32).reshape(40_000, 64)
+ids = np.random.default_rng(5).integers(0, 40_000, 16_384)
+first = fastembed.embedding_bag(table, ids, np.array([0]), mode="sum")
+after = fastembed.host_info()["prefetch"]
+second = fastembed.embedding_bag(table, ids, np.array([0]), mode="sum")
+expected = table[ids].astype(np.float64).sum(axis=0)
+print(json.dumps({"before": before, "after": after, "again": fastembed.host_info()["prefetch"],
+                  "exact": bool((first[0] == expected).all() and (second == first).all())}))
+"""
+
+
+def prefetch_child(**environment: str) -> dict:
+    child = run_python(PREFETCH_CODE, FASTEMBED_NUM_THREADS="2", **environment)
+    assert child.returncode == 0, child.stderr
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def test_prefetch_calibrates_once_on_the_first_read_beyond_the_l3():
+    report = prefetch_child(FASTEMBED_L3_BYTES=str(1 << 20))
+    assert report["before"] == {
+        "plan": "l2:64",
+        "source": "default",
+        "probe_bytes": 0,
+        "calibration_ms": 0.0,
+        "probe_ms": {},
+    }
+    after = report["after"]
+    assert after["source"] == "calibrated"
+    assert after["probe_bytes"] == 64 << 20  # four times the L3, at least 64 MiB
+    assert set(after["probe_ms"]) == CANDIDATE_PLANS
+    assert all(ms > 0 for ms in after["probe_ms"].values())
+    assert after["plan"] == min(after["probe_ms"], key=after["probe_ms"].get)
+    # Each candidate ran 5 rounds: at least 3 of them took its median or longer.
+    assert after["calibration_ms"] >= 3 * sum(after["probe_ms"].values())
+    assert report["again"] == after  # calibrated once per process
+    assert report["exact"]
+
+
+def test_prefetch_does_not_calibrate_for_reads_the_l3_holds():
+    report = prefetch_child(FASTEMBED_L3_BYTES=str(64 << 20))
+    assert report["after"]["source"] == report["again"]["source"] == "default"
+    assert report["after"]["plan"] == "l2:64"
+
+
+@pytest.mark.parametrize("value", ["l1:32", "l2:1", "l1:256"])
+def test_prefetch_environment_sets_the_plan_and_skips_the_calibration(value):
+    report = prefetch_child(FASTEMBED_PREFETCH=value, FASTEMBED_L3_BYTES=str(1 << 20))
+    for when in ("before", "after", "again"):
+        assert report[when] == {
+            "plan": value,
+            "source": "env",
+            "probe_bytes": 0,
+            "calibration_ms": 0.0,
+            "probe_ms": {},
+        }
+    assert report["exact"]
+
+
+@pytest.mark.parametrize(
+    "value", ["", "l3:16", "l1:0", "l1:257", "l1:", "L1:16", "l1:16x", "l1:-4"]
+)
+def test_prefetch_environment_ignores_bad_values(value):
+    report = prefetch_child(FASTEMBED_PREFETCH=value, FASTEMBED_L3_BYTES=str(64 << 20))
+    assert report["after"]["source"] == "default"
+    assert report["after"]["plan"] == "l2:64"
+
+
+FALLBACK_CODE = """
+import json, resource
+import numpy as np
+import fastembed
+
+fastembed.embedding_bag(np.ones((4, 64), np.float32), [0, 1], [0], mode="sum")
+table = np.ones((40_000, 64), np.float32)
+ids = np.random.default_rng(5).integers(0, 40_000, 16_384)
+mapped = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (mapped + (24 << 20), resource.RLIM_INFINITY))
+bag = fastembed.embedding_bag(table, ids, np.array([0]), mode="sum")
+exact = bool((bag == 16_384).all())
+print(json.dumps({"after": fastembed.host_info()["prefetch"], "exact": exact}))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="sizes the limit from /proc")
+def test_prefetch_falls_back_when_the_probe_cannot_be_allocated():
+    """An address-space limit 24 MiB above what the child has mapped: the 64 MiB probe buffer
+    fails, the default plan stays, and the lookup itself still works."""
+    child = run_python(FALLBACK_CODE, FASTEMBED_NUM_THREADS="1", FASTEMBED_L3_BYTES=str(1 << 20))
+    assert child.returncode == 0, child.stderr
+    report = json.loads(child.stdout.strip().splitlines()[-1])
+    assert report["after"]["source"] == "fallback"
+    assert report["after"]["plan"] == "l2:64"
+    assert report["exact"]
+
+
+def test_results_do_not_depend_on_the_prefetch_plan():
+    default = child_results()
+    for plan in ("l1:1", "l2:256", "l1:16"):
+        results = child_results(FASTEMBED_PREFETCH=plan)
+        assert results["info"]["prefetch"]["plan"] == plan
+        for key in default:
+            if key != "info":
+                assert default[key] == results[key], (plan, key)
+
+
+def test_calibrate_prefetch_reports_without_changing_the_plan():
+    from fastembed import _core
+
+    before = fastembed.host_info()["prefetch"]
+    report = _core.calibrate_prefetch(1 << 20, 256, 2)
+    assert report["source"] == "calibrated" and report["probe_bytes"] == 1 << 20
+    assert set(report["probe_ms"]) == CANDIDATE_PLANS
+    assert report["plan"] == min(report["probe_ms"], key=report["probe_ms"].get)
+    assert fastembed.host_info()["prefetch"] == before
+    for bad in ((255, 256, 2), (1 << 20, 0, 2), (1 << 20, 256, 0)):
+        with pytest.raises(ValueError, match="probe_bytes >= 256"):
+            _core.calibrate_prefetch(*bad)

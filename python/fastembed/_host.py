@@ -20,8 +20,17 @@ def host_info() -> dict[str, Any]:
         (``"avx512"``, for the pooled loop only, ``"avx2"`` or ``"baseline"``); the budgets
         derived from the sizes, which change speed only
         (``prefetch_bytes``, ``pooling_chunk_bytes``, ``streaming_bytes``,
-        ``in_order_table_bytes``); and the constant budgets that fix summation orders
-        (``block_sums_budget_bytes``, ``block_sums_per_block_bytes``), the same on every host.
+        ``in_order_table_bytes``); ``prefetch``: how far ahead, and into which cache, loops
+        over scattered rows prefetch (below); and the constant budgets that fix summation
+        orders (``block_sums_budget_bytes``, ``block_sums_per_block_bytes``), the same on
+        every host.
+
+        ``prefetch`` is a dict: ``plan``, ``"l1:32"`` say (the cache rows of more than 128
+        bytes are prefetched into, and the most rows ahead); ``source``: ``"env"``,
+        ``"calibrated"``, ``"default"`` (no calibration has run yet), ``"calibrating"`` or
+        ``"fallback"`` (the calibration could not allocate its buffer); ``probe_bytes``,
+        ``calibration_ms`` and ``probe_ms`` (each candidate plan's median time) from the
+        calibration, empty or 0 without one.
 
     Notes
     -----
@@ -29,6 +38,14 @@ def host_info() -> dict[str, Any]:
     ``FASTEMBED_L3_BYTES`` (positive byte counts) override the detection; other values are
     ignored. ``FASTEMBED_ISA=baseline`` runs the baseline copies where wider ones would,
     ``FASTEMBED_ISA=avx2`` the AVX2 copies where the pooled loop's AVX-512 one would.
-    Results never depend on these sizes or on the copy, only speed does.
+
+    The prefetch plan is measured, not derived: the first kernel call that reads more bytes
+    of scattered rows than the L3 holds first times each candidate plan (the L1 or the L2,
+    16, 32 or 64 rows ahead) summing random rows of a buffer four times the L3 (64 to 256
+    MiB) on all threads, about 30 ms once per process, and keeps the fastest. Until then the
+    plan is ``"l2:64"``. ``FASTEMBED_PREFETCH="l1:32"`` (``l1`` or ``l2``, 1 to 256 rows) sets
+    it instead and skips the calibration; other values are ignored.
+
+    Results never depend on these sizes, on the copy or on the prefetch plan, only speed does.
     """
     return _core.host_info()

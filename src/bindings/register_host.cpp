@@ -6,6 +6,7 @@
 #include "kernels/gather.hpp"
 #include "kernels/host_caches.hpp"
 #include "kernels/lanes.hpp"
+#include "kernels/prefetch_plan.hpp"
 #include "kernels/row_ops.hpp"
 #include "kernels/thread_pool.hpp"
 
@@ -20,6 +21,18 @@ py::dict sizes_dict(const CacheSizes& sizes) {
     result["l1d_bytes"] = sizes.l1d;
     result["l2_bytes"] = sizes.l2;
     result["l3_bytes"] = sizes.l3;
+    return result;
+}
+
+py::dict prefetch_dict(const PrefetchReport& report) {
+    py::dict result;
+    result["plan"] = to_string(report.plan);
+    result["source"] = report.source;
+    result["probe_bytes"] = report.probe_bytes;
+    result["calibration_ms"] = report.calibration_ms;
+    py::dict probe_ms;
+    for (const auto& [plan, ms] : report.probe_ms) probe_ms[py::str(to_string(plan))] = ms;
+    result["probe_ms"] = probe_ms;
     return result;
 }
 
@@ -41,6 +54,7 @@ void register_host(py::module_& m) {
         });
         // What the kernels derive from them (speed only)...
         info["prefetch_bytes"] = prefetch_bytes();
+        info["prefetch"] = prefetch_dict(prefetch_report());
         info["pooling_chunk_bytes"] = pooling_chunk_bytes();
         info["streaming_bytes"] = streaming_bytes();
         info["in_order_table_bytes"] = in_order_table_bytes();
@@ -49,6 +63,18 @@ void register_host(py::module_& m) {
         info["block_sums_per_block_bytes"] = kCacheResidentBytes;
         return info;
     });
+    // A calibration run now, its plan not put in force: what the first large read would choose.
+    m.def(
+        "calibrate_prefetch",
+        [](std::size_t probe_bytes, std::size_t rows_per_trial, std::size_t rounds) {
+            PrefetchReport report;
+            {
+                py::gil_scoped_release release;
+                report = calibrate_prefetch(probe_bytes, rows_per_trial, rounds, 0);
+            }
+            return prefetch_dict(report);
+        },
+        py::arg("probe_bytes"), py::arg("rows_per_trial"), py::arg("rounds"));
 }
 
 }  // namespace fastembed::bindings

@@ -70,6 +70,8 @@ struct BagLayout {
 
     std::size_t begin(std::size_t bag) const { return static_cast<std::size_t>(bounds[bag]); }
     std::size_t end(std::size_t bag) const { return static_cast<std::size_t>(bounds[bag + 1]); }
+    // Ids in some bag.
+    std::size_t num_ids() const { return num_bags == 0 ? 0 : end(num_bags - 1) - begin(0); }
 };
 
 // Runs body(first_bag, last_bag) on contiguous bag ranges holding about equal numbers of ids,
@@ -78,7 +80,7 @@ template <class Body>
 void parallel_bags(const BagLayout& bags, std::size_t bytes_per_id, Body&& body) {
     if (bags.num_bags == 0) return;
     const std::size_t first = bags.begin(0);
-    const std::size_t ids = bags.end(bags.num_bags - 1) - first;
+    const std::size_t ids = bags.num_ids();
     const std::size_t threads = threads_for_bytes(ids * bytes_per_id + bags.num_bags * 64);
     const std::size_t parts = std::min(parts_for(threads), bags.num_bags);
     std::vector<std::size_t> cut(parts + 1, bags.num_bags);
@@ -228,6 +230,7 @@ struct BagJob {
     Out* out;
     std::int64_t* argmax;     // only with max, may be null
     std::size_t ahead;        // prefetch distance, in positions
+    CacheLevel prefetch_level;
     std::size_t chunk_rows;   // positions per chunk (see pooling_chunk_bytes)
 };
 
@@ -276,7 +279,7 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
     auto id_at = [&](std::size_t i) __attribute__((always_inline)) {
         if (prefetch && i + job.ahead < stop) {
             prefetch_row(job.rows.row_address(static_cast<std::size_t>(job.ids[i + job.ahead])),
-                         row_bytes);
+                         row_bytes, job.prefetch_level);
         }
         return static_cast<std::int64_t>(job.ids[i]);
     };
@@ -470,7 +473,8 @@ void pool_rows_with(const Reader& rows, const I* ids, const BagLayout& bags, Bag
                                              mode == BagMode::mean,
                                              out,
                                              argmax,
-                                             prefetch_distance(row_bytes),
+                                             prefetch_distance(row_bytes, bags.num_ids() * row_bytes),
+                                             prefetch_plan().level_for(row_bytes),
                                              chunk_rows};
     parallel_bags(bags, row_bytes + sizeof(I), [&](std::size_t first, std::size_t last) {
         auto pool = [&](auto max_tag, auto weighted_tag, auto track_tag) {
@@ -524,8 +528,8 @@ void bag_per_sample_weights_grad(const S* grad_output, const W* weight, std::siz
                                  const BagLayout& bags, std::int64_t padding_idx, T* out) {
     check_ids(ids, n, num_embeddings);
     std::fill(out, out + n, T(0));
+    const std::size_t ahead = prefetch_distance(dim * sizeof(W), bags.num_ids() * dim * sizeof(W));
     parallel_bags(bags, dim * sizeof(W) + sizeof(I) + sizeof(T), [&](std::size_t first, std::size_t last) {
-        const std::size_t ahead = prefetch_distance(dim * sizeof(W));
         const std::size_t stop = bags.end(last - 1);
         for (std::size_t bag = first; bag < last; ++bag) {
             const S* __restrict g = grad_output + bag * dim;

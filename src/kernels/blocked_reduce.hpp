@@ -70,7 +70,7 @@ void blocked_reduce_in(std::size_t blocks, const I* ids, std::size_t n, std::uin
     // valid where the count is not zero (the first row is copied, so nothing is zeroed first).
     std::vector<std::uint32_t> count(blocks * V, 0);
     ScratchArray<T> sums(blocks * V * dim);
-    const std::size_t ahead = prefetch_distance(row_bytes);
+    const std::size_t ahead = prefetch_distance(row_bytes, n * row_bytes);
     auto sum_block = [&](std::size_t b) FASTEMBED_INLINE_LAMBDA {
         std::uint32_t* block_count = count.data() + b * V;
         T* block_sums = sums.get() + b * V * dim;

@@ -122,7 +122,7 @@ void copy_rows_in_position_order(const Table& table, std::size_t dim, const I* i
     const std::size_t row_bytes = table.row_bytes();
     const std::size_t out_row_bytes = dim * sizeof(*out);
     const RowWriter writer(n * out_row_bytes, out_row_bytes);
-    const std::size_t ahead = prefetch_distance(row_bytes);
+    const std::size_t ahead = prefetch_distance(row_bytes, n * row_bytes);
     parallel_ranges(n, threads_for_bytes(n * (row_bytes + out_row_bytes) + n * sizeof(I)),
                     [&](std::size_t, std::size_t begin, std::size_t end) {
         for (std::size_t i = begin; i < end; ++i) {
@@ -140,7 +140,7 @@ void copy_rows_in_id_order(const Table& table, std::size_t num_embeddings, std::
     const std::size_t row_bytes = table.row_bytes();
     const std::size_t out_row_bytes = dim * sizeof(*out);
     const RowWriter writer(n * out_row_bytes, out_row_bytes);
-    const std::size_t ahead = prefetch_distance(row_bytes);
+    const std::size_t ahead = prefetch_distance(row_bytes, n * row_bytes);
     with_id_keys(
         n, num_embeddings,
         [&](auto& keys) { keys.sort_by_top_bits(ids, num_embeddings, kInOrderBucketBits); },

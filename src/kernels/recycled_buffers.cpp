@@ -109,6 +109,8 @@ void give_back_buffer(Buffer buffer) {
     std::free(buffer.data);
 }
 
+void free_buffer(Buffer buffer) { std::free(buffer.data); }
+
 std::size_t set_recycled_limit(std::size_t bytes) {
     Recycler& r = recycler();
     std::vector<Buffer> evicted;

@@ -27,6 +27,9 @@ Buffer take_buffer(std::size_t bytes);
 // Keeps `buffer` for a later take_buffer() if the limit allows, else frees it.
 void give_back_buffer(Buffer buffer);
 
+// Frees `buffer` now: for scratch no later result is likely to fit.
+void free_buffer(Buffer buffer);
+
 // Sets how many bytes of dropped buffers may be kept (0: none) and frees any excess; returns
 // the previous limit.
 std::size_t set_recycled_limit(std::size_t bytes);

@@ -87,7 +87,7 @@ void renorm_rows(T* weight, std::uint64_t num_embeddings, std::size_t dim, const
         // Rows are visited in id order but with gaps the hardware prefetcher does not bridge:
         // without prefetching, norms and rescales each waited on memory row by row.
         const std::size_t row_bytes = dim * sizeof(T);
-        const std::size_t ahead = prefetch_distance(row_bytes);
+        const std::size_t ahead = prefetch_distance(row_bytes, n * row_bytes);
         parallel_ranges(n, threads, [&](std::size_t part, std::size_t begin, std::size_t end) {
             for (std::size_t k = begin; k < end; ++k) {
                 if (k + ahead < end) prefetch_row(weight + sorted.id(k + ahead) * dim, row_bytes);

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "kernels/host_caches.hpp"
+#include "kernels/prefetch_plan.hpp"
 
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
@@ -15,10 +16,6 @@
 #endif
 
 namespace fastembed {
-
-// Where a prefetch puts its line: the L1 (prefetcht0), or the L2 only (prefetcht1; AMD's cores
-// fill the L1 all the same).
-enum class CacheLevel { l1, l2 };
 
 // On x86 the prefetch is a volatile asm statement: __builtin_prefetch has no side effects the
 // optimiser can see, and GCC deletes it together with any helper it ends up in (a lambda, say)
@@ -49,47 +46,41 @@ inline void prefetch_lines(std::uintptr_t first, std::uintptr_t last) {
 }
 
 // Prefetches a row, up to its first 4 KiB (a page; the hardware prefetcher follows longer
-// rows). The hardware does not follow shorter ones far enough: fetching only the first 1 KiB of
-// 2 KiB rows made a backward 1.45x slower (V=50k D=512 float32, one thread), only the first
-// 256 bytes of 1 KiB rows 2.5x.
+// rows), into `level`. The hardware does not follow shorter ones far enough: fetching only the
+// first 1 KiB of 2 KiB rows made a backward 1.45x slower (V=50k D=512 float32, one thread), only
+// the first 256 bytes of 1 KiB rows 2.5x.
 // Every cache line the span touches is fetched: a large NumPy array's data usually starts 16
 // bytes into a page (malloc's header), so a 256-byte row spans five lines, not four, and
 // stepping 64 bytes from the row's start would leave its last line to a demand miss.
-// Rows of more than 128 bytes go to the L2 only: an L1 prefetch holds one of the L1's few fill
-// buffers (10 to 16) until its line comes from DRAM, which leaves about three 256-byte rows in
-// flight, while the L2 tracks several times as many misses. Measured on a 2-core Xeon, 2
-// threads, V=1M D=64 float32: sum bags of uniform ids 20.4 -> 14.2 ms, the backward 42.9 ->
-// 33.8 ms. Shorter rows still go to the L1: 8-bit rows (D=64, 72 bytes) of Zipf ids, whose
-// frequent rows sit in the L2 already, pooled 12% slower from there.
-// The level follows the row's size, not the lines a row happens to span, and the first and
-// last lines are fetched before any between them: no branch depends on where a row starts,
-// and rows of one or two lines run no loop. On an AMD EPYC (Zen 3), whose loop issues these
-// for every row of a pooled bag, that took bags of 1M ids over a 1M x 64 float32 table from
-// 21.1 to 19.9 ms (uniform ids) and 7.4 to 5.9 ms (Zipf) where the table starts on a line,
-// 23.3 to 21.6 and 8.7 to 8.2 where it starts 16 bytes past one, 2 threads (a line fetched
-// twice, the one line of a short row, costs one load slot). Speed only.
-inline void prefetch_row(const void* row, std::size_t row_bytes) {
+// The first and last lines are fetched before any between them: no branch depends on where a
+// row starts, and rows of one or two lines run no loop. On an AMD EPYC (Zen 3), whose loop
+// issues these for every row of a pooled bag, that took bags of 1M ids over a 1M x 64 float32
+// table from 21.1 to 19.9 ms (uniform ids) and 7.4 to 5.9 ms (Zipf) where the table starts on a
+// line, 23.3 to 21.6 and 8.7 to 8.2 where it starts 16 bytes past one, 2 threads (a line
+// fetched twice, the one line of a short row, costs one load slot). Speed only.
+inline void prefetch_row(const void* row, std::size_t row_bytes, CacheLevel level) {
     const std::size_t span = row_bytes < 4096 ? row_bytes : 4096;
     if (span == 0) return;
     const auto first = reinterpret_cast<std::uintptr_t>(row) & ~std::uintptr_t{63};
     const auto last = (reinterpret_cast<std::uintptr_t>(row) + span - 1) & ~std::uintptr_t{63};
-    if (row_bytes > 128) {
+    if (level == CacheLevel::l2) {
         prefetch_lines<CacheLevel::l2>(first, last);
     } else {
         prefetch_lines<CacheLevel::l1>(first, last);
     }
 }
 
-// How many rows ahead a loop over scattered rows prefetches: half the L1d of rows (16 KiB on a
-// 32 KiB L1d; prefetch_bytes()), 16 to 64 of them. Row reads are latency-bound, so the distance
-// must cover a DRAM round trip at the rate a thread consumes rows, and the rows in flight must
-// not evict each other from the L1. Measured on one thread: pooling bags of D=64 rows 64 ahead
-// was 1.6x faster than 16 ahead (D=16: 1.8x); gathering D=16 rows from a 64 MB table 2x; the
-// backward of D=16 rows 1.2x; for D=256 the distance did not matter. Speed only: no result
-// depends on it.
-inline std::size_t prefetch_distance(std::size_t row_bytes) {
-    const std::size_t rows = prefetch_bytes() / (row_bytes == 0 ? 1 : row_bytes);
-    return std::min<std::size_t>(std::max<std::size_t>(rows, 16), 64);
+// The same, into the cache the plan in force names for rows of its size (prefetch_plan.hpp).
+inline void prefetch_row(const void* row, std::size_t row_bytes) {
+    prefetch_row(row, row_bytes, prefetch_plan().level_for(row_bytes));
+}
+
+// How many rows ahead a loop that is about to read `bytes_read` bytes of scattered rows of
+// `row_bytes` prefetches, under the plan in force (prefetch_plan.hpp; the first such loop to
+// read more than the L3 holds calibrates it). Speed only: no result depends on it.
+inline std::size_t prefetch_distance(std::size_t row_bytes, std::size_t bytes_read) {
+    plan_prefetch_for(bytes_read);
+    return prefetch_plan().distance(row_bytes);
 }
 
 // Writes rows either through the cache (plain stores) or around it (non-temporal stores).

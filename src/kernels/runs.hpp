@@ -139,7 +139,7 @@ void reduce_runs(const Sorted& sorted, const RunPlan& plan, const Source& source
     const std::size_t dim = source.dim();
     const std::size_t row_bytes = dim * sizeof(T);
     const bool visit_absent_ids = plan.visit_absent_ids;
-    const std::size_t ahead = prefetch_distance(row_bytes);
+    const std::size_t ahead = prefetch_distance(row_bytes, sorted.size() * row_bytes);
     auto prefetch_key = [&](std::size_t k, std::size_t end) {
         if (k + ahead < end) prefetch_row(source.address(sorted.position(k + ahead)), row_bytes);
     };

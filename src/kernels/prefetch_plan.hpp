@@ -1,0 +1,111 @@
+// How far ahead loops over scattered rows prefetch, and into which cache: the one speed choice
+// of the row loops that follows a measurement of the host instead of its reported cache sizes.
+// No result depends on it.
+//
+// Why measured: two hosts of the same machine kind want different plans. Sum bags of 1M uniform
+// ids over a 1M x 64 float32 table (256-byte rows), 2 threads, median ms:
+//   2-core Xeon: the L2, 64 rows ahead, 14.2; the L1, 64 ahead, 20.4 (an L1 prefetch holds one
+//     of the L1's 10 to 16 fill buffers until its line comes from DRAM: about three 256-byte
+//     rows in flight). At one thread 64 rows ahead pooled 1.6x faster than 16 (D=16 rows
+//     1.8x); gathers of D=16 rows from a 64 MB table 2x; the backward of D=16 rows 1.2x.
+//   2-core EPYC (Zen 3): the L1, 32 ahead, 15.9; the L2, 16 ahead, 16.0; the L1, 16 ahead,
+//     16.3; the L2, 64 ahead, 17.7 (Zipf ids: 4.4 against 4.7; 8-bit rows: 8.1 against 8.7).
+// Cache sizes predict neither: both have a 32 KiB L1d.
+//
+// Chosen once per process, in this order:
+//   1. FASTEMBED_PREFETCH="l1:32": the cache rows of more than 128 bytes go to (l1 or l2; shorter
+//      rows always go to the L1) and the most rows ahead (1 to 256). Any other value is ignored.
+//   2. A calibration, the first time a kernel reads more bytes of scattered rows than the L3
+//      holds (the reads prefetching is for): each candidate plan sums random 256-byte rows of a
+//      buffer four times the L3 on every thread, interleaved over rounds, and the fastest
+//      median wins. About 30 ms, once.
+//   3. Until then, or where the probe's buffer cannot be had: the L2 and 64 rows.
+// No caller waits for another's calibration, so a process forked during one never blocks: it
+// keeps the default.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kernels/host_caches.hpp"
+
+namespace fastembed {
+
+// Where a prefetch puts its line: the L1 (prefetcht0), or the L2 only (prefetcht1; AMD's cores
+// fill the L1 all the same).
+enum class CacheLevel { l1, l2 };
+
+struct PrefetchPlan {
+    CacheLevel wide_rows = CacheLevel::l2;  // rows of more than kNarrowRowBytes
+    std::size_t max_rows_ahead = 64;
+
+    // Rows this short always go to the L1: 8-bit rows (72 bytes) of Zipf ids, whose frequent
+    // rows sit in the L2 already, pooled 12% slower when sent there (2-core Xeon).
+    static constexpr std::size_t kNarrowRowBytes = 128;
+
+    CacheLevel level_for(std::size_t row_bytes) const {
+        return row_bytes > kNarrowRowBytes ? wide_rows : CacheLevel::l1;
+    }
+
+    // Rows ahead for rows of `row_bytes`: half the L1d of them (prefetch_bytes()), at least 16
+    // and at most max_rows_ahead. The rows in flight must cover a DRAM round trip at the rate a
+    // thread consumes rows without evicting each other from the L1.
+    std::size_t distance(std::size_t row_bytes) const {
+        const std::size_t rows = prefetch_bytes() / (row_bytes == 0 ? 1 : row_bytes);
+        return std::min<std::size_t>(std::max<std::size_t>(rows, 16), max_rows_ahead);
+    }
+
+    bool operator==(const PrefetchPlan& other) const {
+        return wide_rows == other.wide_rows && max_rows_ahead == other.max_rows_ahead;
+    }
+};
+
+// "l1:32", "l2:64".
+std::string to_string(const PrefetchPlan& plan);
+
+// FASTEMBED_PREFETCH's syntax; nothing for anything else.
+std::optional<PrefetchPlan> parse_prefetch_plan(const char* text);
+
+// The plans a calibration chooses between.
+const std::vector<PrefetchPlan>& prefetch_candidates();
+
+namespace detail {
+// The plan in force, packed (level in bit 16, rows below) so that every row loop can read it
+// with a plain load while a calibration on another thread replaces it.
+inline std::atomic<std::uint32_t> current_prefetch_plan{(1u << 16) | 64u};
+}  // namespace detail
+
+// The plan in force.
+inline PrefetchPlan prefetch_plan() {
+    const std::uint32_t packed = detail::current_prefetch_plan.load(std::memory_order_relaxed);
+    return {(packed >> 16) != 0 ? CacheLevel::l2 : CacheLevel::l1, packed & 0xFFFFu};
+}
+
+// Reads FASTEMBED_PREFETCH on the first call, and calibrates the first time `bytes_read`
+// (the scattered row bytes a loop is about to read) exceeds the L3, unless the variable set the
+// plan. Cheap after that.
+void plan_prefetch_for(std::size_t bytes_read);
+
+// What was chosen and how, for fastembed.host_info().
+struct PrefetchReport {
+    PrefetchPlan plan;
+    std::string source;  // "env", "calibrated", "default" (not calibrated yet) or "fallback"
+    std::size_t probe_bytes = 0;                  // the calibration's buffer (0: none ran)
+    double calibration_ms = 0;                    // its whole time, the buffer included
+    std::vector<std::pair<PrefetchPlan, double>> probe_ms;  // each candidate's median
+};
+PrefetchReport prefetch_report();
+
+// One calibration over a buffer of `probe_bytes` on up to `threads` threads (0: all), reading
+// `rows_per_trial` rows per candidate per round for `rounds` rounds: the report of what it
+// would choose, the plan in force left alone. Tests call it with small sizes. Throws
+// std::invalid_argument for probe_bytes under one row or no rows or rounds, std::bad_alloc.
+PrefetchReport calibrate_prefetch(std::size_t probe_bytes, std::size_t rows_per_trial,
+                                  std::size_t rounds, std::size_t threads);
+
+}  // namespace fastembed
