@@ -271,6 +271,10 @@ print(json.dumps({"after": fastembed.host_info()["prefetch"], "exact": exact}))
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="sizes the limit from /proc")
+@pytest.mark.skipif(
+    "asan" in os.environ.get("LD_PRELOAD", ""),
+    reason="AddressSanitizer reserves terabytes of address space and aborts on a failed allocation",
+)
 def test_prefetch_falls_back_when_the_probe_cannot_be_allocated():
     """An address-space limit 24 MiB above what the child has mapped: the 64 MiB probe buffer
     fails, the default plan stays, and the lookup itself still works."""

@@ -275,13 +275,12 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
         }
         if constexpr (Track) for (std::size_t k = 0; k < Count; ++k) fill_lanes<Vec>(at[k], -1);
     }
-    // The id at position i; the row `ahead` positions on is prefetched.
-    auto id_at = [&](std::size_t i) __attribute__((always_inline)) {
-        if (prefetch && i + job.ahead < stop) {
-            prefetch_row(job.rows.row_address(static_cast<std::size_t>(job.ids[i + job.ahead])),
-                         row_bytes, job.prefetch_level);
-        }
-        return static_cast<std::int64_t>(job.ids[i]);
+    // Positions before prefetch_end prefetch the row `ahead` positions on (none past `stop`).
+    const std::size_t prefetch_end =
+        prefetch && stop > job.ahead ? std::min(std::max(stop - job.ahead, begin), end) : begin;
+    auto prefetch_ahead = [&](std::size_t i) __attribute__((always_inline)) {
+        prefetch_row(job.rows.row_address(static_cast<std::size_t>(job.ids[i + job.ahead])),
+                     row_bytes, job.prefetch_level);
     };
     // Loads the block of row `id` (weighted by position i's weight) one vector at a time and
     // hands each to combine(k, vector) at once: only the accumulator and a vector or two are
@@ -304,7 +303,8 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
     std::size_t i = begin;
     // The bag's first entry (padding skipped) is copied...
     for (; count == 0 && i < end; ++i) {
-        const std::int64_t id = id_at(i);
+        if (i < prefetch_end) prefetch_ahead(i);
+        const auto id = static_cast<std::int64_t>(job.ids[i]);
         if (id == job.padding_idx) continue;
         each_vector(i, id, [&](std::size_t k, const V& vector) __attribute__((always_inline)) {
             acc[k] = vector;
@@ -312,10 +312,12 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
         });
         count = 1;
     }
-    // ...and each later one combined into the accumulator.
-    for (; i < end; ++i) {
-        const std::int64_t id = id_at(i);
-        if (id == job.padding_idx) continue;
+    // ...and each later one combined into the accumulator: first the positions that prefetch,
+    // then the rest. (A test per position in one loop cost 13% where rows are cached: 1M ids of
+    // one float32 row, D=64, 2 threads, Zen 3, 3.8 -> 3.3 ms; Zipf ids over 1M rows 3%.)
+    auto combine = [&](std::size_t i) __attribute__((always_inline)) {
+        const auto id = static_cast<std::int64_t>(job.ids[i]);
+        if (id == job.padding_idx) return;
         if constexpr (Max) {
             // Strictly greater: the first position holding the maximum wins, as in PyTorch.
             [[maybe_unused]] M offset{};
@@ -331,7 +333,12 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
             });
         }
         ++count;
+    };
+    for (; i < prefetch_end; ++i) {
+        prefetch_ahead(i);
+        combine(i);
     }
+    for (; i < end; ++i) combine(i);
     if (count == 0 && !last) return 0;
     if (count == 0) {
         FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) acc[k] = V{};
