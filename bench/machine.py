@@ -213,6 +213,11 @@ def format_host(host: dict[str, Any]) -> str:
         f"{host['copy_mib']} MiB {host['random_load_ns']:.0f} ns; "
         f"{_prefetch(host['kernels']['prefetch'])}"
     )
+    if host.get("neighbour_mib"):
+        line += (
+            f"; beside a neighbour process streaming through 2 x {host['neighbour_mib']} MiB "
+            "(--neighbour)"
+        )
     gain = host.get("streaming_gain")
     if gain is not None:
         line += (

@@ -2,12 +2,15 @@
 same data.
 
 Usage: ``python bench/run.py [--full | --quick] [--threads 1,2] [--repeats N] [--suites a,b]
-[--cases SUBSTRING,...] [--json bench/results.json] [--plot bench/results.png]``
+[--cases SUBSTRING,...] [--neighbour MIB] [--json bench/results.json] [--plot bench/results.png]``
 
 - default: each suite's headline case at all cores, a few minutes in all (each suite has a
   budget, ``HEADLINE_SECONDS``); the targets its cases allow are judged.
 - ``--full``: every case at 1 thread and at all cores; judges every issue's target.
 - ``--quick``: tiny sizes, a smoke run of seconds (its ratios mean nothing).
+- ``--neighbour MIB``: the whole run beside a process that streams through two buffers of MIB
+  MiB on one core (``neighbour.py``): a host whose cache and memory bandwidth are shared. Give
+  ``--threads`` one less than the cores, so that it does not take a core from the kernels.
 
 It prints the host line (caches, copy bandwidth, random-load latency, 1 -> N streaming gain:
 every table is read against it), a Markdown table per (thread count, case, group), the targets
@@ -35,6 +38,7 @@ import numpy as np
 from chart import chart_title, draw
 from harness import FULL, HEADLINE, QUICK, Context, Results, Target, import_peer, thread_label
 from machine import available_cores, format_host, machine_info, measure_host
+from neighbour import streaming_neighbour
 from progress import ClearingStdout, Progress, clock
 from report import format_table, format_target, write_json
 
@@ -74,6 +78,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--cases", default="", help="run only cases whose name contains one of these substrings"
     )
+    parser.add_argument(
+        "--neighbour",
+        type=int,
+        default=0,
+        metavar="MIB",
+        help="run beside a process streaming through two buffers of MIB MiB (a shared host)",
+    )
     parser.add_argument("--json", type=Path, default=BENCH_DIR / "results.json")
     parser.add_argument("--plot", type=Path, default=BENCH_DIR / "results.png")
     args = parser.parse_args(argv)
@@ -85,6 +96,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.repeats = {QUICK: 3, HEADLINE: 6, FULL: 7}[args.mode]
     if args.repeats < 1 or min(args.threads) < 1:
         parser.error("--repeats and --threads must be >= 1")
+    if args.neighbour < 0:
+        parser.error("--neighbour must be >= 0")
     return args
 
 
@@ -158,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
          for threads, name in steps]
     )  # fmt: skip
     stdout = ClearingStdout(sys.stdout, progress) if sys.stderr.isatty() else sys.stdout
-    with contextlib.redirect_stdout(stdout):  # type: ignore[type-var]
+    with contextlib.redirect_stdout(stdout), streaming_neighbour(args.neighbour):  # type: ignore[type-var]
         return run(args, suites, steps, progress)
 
 
@@ -182,6 +195,7 @@ def run(
         )
     results = Results()
     results.host = measure_host(args.mode, max(args.threads), np.random.default_rng(7))
+    results.host["neighbour_mib"] = args.neighbour
     bandwidth = results.host["copy_bandwidth"]
     torch = import_peer("torch")
     print(

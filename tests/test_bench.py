@@ -100,3 +100,28 @@ def test_quick_run_writes_every_number(tmp_path: Path) -> None:
     assert document["host"]["copy_bandwidth"] > 0
     assert document["machine"]["packages"]["numpy"]
     assert all(len(r["samples"]) == r["repeats"] for r in document["results"])
+
+
+def test_streaming_neighbour_runs_for_the_block_and_is_gone_after() -> None:
+    """bench/run.py --neighbour: a child that keeps streaming (its CPU time grows) while the
+    block runs, and is gone after it, even when the block raises."""
+    from neighbour import streaming_neighbour
+
+    children_file = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+    if not children_file.exists():
+        pytest.skip("needs /proc/PID/task/TID/children")
+
+    def children() -> set[int]:
+        return {int(pid) for pid in children_file.read_text().split()}
+
+    def user_ticks(pid: int) -> int:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11])
+
+    before = children()
+    with pytest.raises(KeyError), streaming_neighbour(4):
+        (pid,) = children() - before
+        start = user_ticks(pid)
+        while user_ticks(pid) <= start:
+            pass  # it streams: its user time grows
+        raise KeyError("leave the block")
+    assert children() == before
