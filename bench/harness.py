@@ -219,6 +219,35 @@ class Results:
             description = f"[{thread_label(threads)}] {group}: {ours} vs {other}"
         return Target(description, minimum, ratios, ours, other, group, peer, note)
 
+    def bandwidth_share(
+        self,
+        minimum: float,
+        group: str,
+        method: str,
+        cases: list[str],
+        threads: int | None = None,
+    ) -> Target:
+        """The target "``method`` moves its bytes (the record's ``nbytes``: ids, rows read, rows
+        written) at ``minimum`` of the run's copy bandwidth or faster" on each of ``cases``:
+        per round, the time those bytes take at the bandwidth of ``np.copyto`` (the host line)
+        over the method's time. A minimum of 0.5 is "within 2x of the copy-bandwidth time"."""
+        if threads is None:
+            threads = max(self.thread_counts, default=1)
+        bandwidth = self.host.get("copy_bandwidth")
+        ratios = {}
+        for case in cases:
+            record = self.record(threads, case, group, method)
+            if record is None or not bandwidth or not record.round_seconds:
+                continue
+            shares = sorted(record.nbytes / bandwidth / s for s in record.round_seconds)
+            ratios[case] = Ratio(shares[len(shares) // 2], shares[0], shares[-1], len(shares))
+        description = (
+            f"[{thread_label(threads)}] {group}: {method} at the copy bandwidth's pace "
+            f"(its bytes' time at np.copyto's GB/s over its time; {minimum:g}: within "
+            f"{1 / minimum:g}x)"
+        )
+        return Target(description, minimum, ratios, method, "", group, peer=False)
+
     def table(self, key: tuple[int, str, str]) -> list[Record]:
         return [record for record in self.records if record.key == key]
 

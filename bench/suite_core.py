@@ -232,6 +232,14 @@ def targets(results: Results) -> list[Target]:
         results.speedup(minimum, group, ours, other, among, threads)
         for minimum, group, ours, other, among in checks
     ]
+    # Issue 13's limits: the large gather and backwards within 2x of their bytes' time at the
+    # copy bandwidth of the same run.
+    table_1m = [name for name in large if name.startswith("V=1M D=64 N=1M")]
+    table_10k = [name for name in large if name.startswith("V=10k D=64 N=1M")]
+    found.append(results.bandwidth_share(0.5, "forward", GATHER_OUT, table_1m, threads))
+    found.append(
+        results.bandwidth_share(0.5, "backward", SCATTER_ADD, table_1m + table_10k, threads)
+    )
     if threads > 1:
         gain = results.host.get("streaming_gain")
         note = f"this host's own 1 -> {threads} streaming-bandwidth gain in this run: {gain}"

@@ -57,6 +57,17 @@ def test_speedup_target_judges_the_worst_case_median() -> None:
     assert results.speedup(1.0, "g", "ours", "other", ["a"]).status == "SKIP"
 
 
+def test_bandwidth_share_is_the_copy_time_of_the_bytes_over_each_round() -> None:
+    rounds = (2.0, 1.0, 4.0)
+    mine = Record("s", 2, "c", "g", "ours", 2.0, 1.0, 3, 10**9, rounds, rounds)
+    results = Results([mine], host={"copy_bandwidth": 1e9})
+    target = results.bandwidth_share(0.5, "g", "ours", ["c", "absent"])
+    assert target.ratios == {"c": Ratio(median=0.5, low=0.25, high=1.0, pairs=3)}
+    assert target.status == "PASS" and not target.peer
+    assert results.bandwidth_share(0.6, "g", "ours", ["c"]).status == "FAIL"
+    assert Results([mine]).bandwidth_share(0.5, "g", "ours", ["c"]).status == "SKIP"
+
+
 def test_compare_times_every_method_in_rounds() -> None:
     results = Results()
     ctx = Context(
