@@ -6,8 +6,9 @@
 // ids over a 1M x 64 float32 table (256-byte rows), 2 threads, median ms:
 //   2-core Xeon: the L2, 64 rows ahead, 14.2; the L1, 64 ahead, 20.4 (an L1 prefetch holds one
 //     of the L1's 10 to 16 fill buffers until its line comes from DRAM: about three 256-byte
-//     rows in flight). At one thread 64 rows ahead pooled 1.6x faster than 16 (D=16 rows
-//     1.8x); gathers of D=16 rows from a 64 MB table 2x; the backward of D=16 rows 1.2x.
+//     rows in flight; the backward of the same shape 42.9 -> 33.8 ms). At one thread 64 rows
+//     ahead pooled 1.6x faster than 16 (D=16 rows 1.8x); gathers of D=16 rows from a 64 MB
+//     table 2x; the backward of D=16 rows 1.2x; for D=256 the distance did not matter.
 //   2-core EPYC (Zen 3): the L1, 32 ahead, 15.9; the L2, 16 ahead, 16.0; the L1, 16 ahead,
 //     16.3; the L2, 64 ahead, 17.7 (Zipf ids: 4.4 against 4.7; 8-bit rows: 8.1 against 8.7).
 // Cache sizes predict neither: both have a 32 KiB L1d.
@@ -18,7 +19,8 @@
 //   2. A calibration, the first time a kernel reads more bytes of scattered rows than the L3
 //      holds (the reads prefetching is for): each candidate plan sums random 256-byte rows of a
 //      buffer four times the L3 on every thread, interleaved over rounds, and the fastest
-//      median wins. About 30 ms, once.
+//      median wins. About 40 ms, once (up to 0.4 s where the system is slow to hand out the
+//      buffer's huge pages).
 //   3. Until then, or where the probe's buffer cannot be had: the L2 and 64 rows.
 // No caller waits for another's calibration, so a process forked during one never blocks: it
 // keeps the default.

@@ -235,7 +235,8 @@ void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Ele
         using Job = fastembed::detail::BagJob<Reader, std::int64_t, Out>;
         auto same = [&](auto copy) {
             std::vector<Out> out(bags.num_bags * dim, Out{});
-            const Job job{rows, ids.data(), bags, nullptr, fastembed::kNoPadding, false, out.data(), nullptr, 4, 4};
+            const Job job{rows,       ids.data(), bags, nullptr, fastembed::kNoPadding, false,
+                          out.data(), nullptr,    4,    fastembed::CacheLevel::l1, 4};
             copy(job);
             return std::memcmp(out.data(), narrowed.data(), out.size() * sizeof(Out)) == 0;
         };
