@@ -28,7 +28,7 @@ def host_info() -> dict[str, Any]:
         ``prefetch`` is a dict: ``plan``, ``"l1:32"`` say (the cache rows of more than 128
         bytes are prefetched into, and the most rows ahead); ``source``: ``"env"``,
         ``"calibrated"``, ``"default"`` (no calibration has run yet), ``"calibrating"`` or
-        ``"fallback"`` (the calibration could not allocate its buffer); ``probe_bytes``,
+        ``"fallback"`` (the calibration failed: its buffer could not be had); ``probe_bytes``,
         ``calibration_ms`` and ``probe_ms`` (each candidate plan's median time) from the
         calibration, empty or 0 without one.
 

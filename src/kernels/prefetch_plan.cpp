@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <new>
 #include <stdexcept>
 
 #include "kernels/recycled_buffers.hpp"
@@ -202,7 +201,9 @@ void plan_prefetch_for(std::size_t bytes_read) {
         std::clamp(kProbeL3Multiple * host_caches().used.l3, kMinProbeBytes, kMaxProbeBytes);
     try {
         publish(calibrate_prefetch(probe_bytes, kProbeRowsPerTrial, kProbeRounds, 0));
-    } catch (const std::bad_alloc&) {
+    } catch (...) {
+        // Whatever stops the probe (its buffer, a thread it could not start), the call that
+        // triggered it goes on with the default plan.
         publish({PrefetchPlan{}, "fallback", 0, 0, {}});
     }
 }

@@ -96,7 +96,9 @@ void plan_prefetch_for(std::size_t bytes_read);
 // What was chosen and how, for fastembed.host_info().
 struct PrefetchReport {
     PrefetchPlan plan;
-    std::string source;  // "env", "calibrated", "default" (not calibrated yet) or "fallback"
+    // "env", "calibrated", "default" (not calibrated yet), "calibrating" (on another thread,
+    // now) or "fallback" (the calibration failed: its buffer could not be had)
+    std::string source;
     std::size_t probe_bytes = 0;                  // the calibration's buffer (0: none ran)
     double calibration_ms = 0;                    // its whole time, the buffer included
     std::vector<std::pair<PrefetchPlan, double>> probe_ms;  // each candidate's median
