@@ -19,7 +19,7 @@
 //   2. A calibration, the first time a kernel reads more bytes of scattered rows than the L3
 //      holds (the reads prefetching is for): each candidate plan sums random 256-byte rows of a
 //      buffer four times the L3 on every thread, interleaved over rounds, and the fastest
-//      median wins. About 40 ms, once (up to 0.4 s where the system is slow to hand out the
+//      median wins. About 40 ms, once (up to 0.5 s where the system is slow to hand out the
 //      buffer's huge pages).
 //   3. Until then, or where the probe's buffer cannot be had: the L2 and 64 rows.
 // No caller waits for another's calibration, so a process forked during one never blocks: it
