@@ -44,8 +44,8 @@ def host_info() -> dict[str, Any]:
     16, 32 or 64 rows ahead) summing random rows of a buffer four times the L3 (64 to 256
     MiB) on all threads, once per process (about 40 ms; up to 0.5 s where the system is slow
     to hand out the buffer's huge pages), and keeps the fastest. Until then, or if that
-    fails, the plan is ``"l2:64"``. ``FASTEMBED_PREFETCH="l1:32"`` (``l1`` or ``l2``, 1 to 256 rows) sets
-    it instead and skips the calibration; other values are ignored.
+    fails, the plan is ``"l2:64"``. ``FASTEMBED_PREFETCH="l1:32"`` (``l1`` or ``l2``, 1 to
+    256 rows) sets it instead and skips the calibration; other values are ignored.
 
     Results never depend on these sizes, on the copy or on the prefetch plan, only speed does.
     """
