@@ -26,11 +26,6 @@ constexpr std::size_t kMaxProbeBytes = std::size_t{256} << 20;
 constexpr std::size_t kProbeRowsPerTrial = 1 << 15;
 constexpr std::size_t kProbeRounds = 5;
 
-std::uint32_t pack(const PrefetchPlan& plan) {
-    return (plan.wide_rows == CacheLevel::l2 ? 1u << 16 : 0u) |
-           static_cast<std::uint32_t>(plan.max_rows_ahead);
-}
-
 // 0: nobody has looked at the environment; 1: the plan is the default or FASTEMBED_PREFETCH's,
 // and a calibration may still run; 2: a calibration is running or done, or the variable set
 // the plan.
@@ -43,7 +38,7 @@ std::atomic<bool> g_report_published{false};
 void publish(const PrefetchReport& report) {
     g_report = report;
     g_report_published.store(true, std::memory_order_release);
-    detail::current_prefetch_plan.store(pack(report.plan), std::memory_order_relaxed);
+    detail::current_prefetch_plan.store(detail::pack(report.plan), std::memory_order_relaxed);
 }
 
 // A random row of `rows` for each of `count` slots (xorshift64: the same draws everywhere).

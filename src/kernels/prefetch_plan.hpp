@@ -77,9 +77,15 @@ std::optional<PrefetchPlan> parse_prefetch_plan(const char* text);
 const std::vector<PrefetchPlan>& prefetch_candidates();
 
 namespace detail {
-// The plan in force, packed (level in bit 16, rows below) so that every row loop can read it
-// with a plain load while a calibration on another thread replaces it.
-inline std::atomic<std::uint32_t> current_prefetch_plan{(1u << 16) | 64u};
+// A plan in one word (level in bit 16, rows below), so that every row loop can read the plan
+// in force with a plain load while a calibration on another thread replaces it.
+constexpr std::uint32_t pack(const PrefetchPlan& plan) {
+    return (plan.wide_rows == CacheLevel::l2 ? 1u << 16 : 0u) |
+           static_cast<std::uint32_t>(plan.max_rows_ahead);
+}
+
+// The plan in force; the default until one is chosen.
+inline std::atomic<std::uint32_t> current_prefetch_plan{pack(PrefetchPlan{})};
 }  // namespace detail
 
 // The plan in force.
