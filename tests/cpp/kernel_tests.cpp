@@ -512,6 +512,40 @@ void test_kernels_for(std::mt19937_64& rng) {
     test_degenerate_sizes<T, I>();
 }
 
+// The range check's scan (sign bits of id | (limit - 1 - id), no comparison) against the
+// comparison it replaced, at every boundary: ids just inside and outside [0, limit), the
+// extremes of int64 and int32, empty and huge tables, and the bad id first, last and on either
+// side of a block of the scan.
+void test_first_bad_id() {
+    current_case = "first_bad_id at the boundaries";
+    constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+    constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+    const std::uint64_t limits[] = {0, 1, 2, 100, 1u << 31, std::uint64_t{1} << 62,
+                                    static_cast<std::uint64_t>(kMax)};
+    for (const std::uint64_t limit : limits) {
+        const auto top = static_cast<std::int64_t>(limit);
+        const std::int64_t probes[] = {0, 1, -1, top - 1, top, top + 1 > top ? top + 1 : top, kMax, kMin,
+                                       std::numeric_limits<std::int32_t>::min(), std::numeric_limits<std::int32_t>::max()};
+        for (const std::int64_t probe : probes) {
+            for (const std::size_t position : {std::size_t{0}, std::size_t{1023}, std::size_t{1024}, std::size_t{2999}}) {
+                std::vector<std::int64_t> ids(3000, 0);
+                for (std::size_t i = 0; i < ids.size() && limit > 0; ++i) ids[i] = static_cast<std::int64_t>(i % limit);
+                ids[position] = probe;
+                std::size_t expected = ids.size();
+                for (std::size_t i = 0; i < ids.size(); ++i) {
+                    if (static_cast<std::uint64_t>(ids[i]) >= limit) {
+                        expected = i;
+                        break;
+                    }
+                }
+                CHECK(fastembed::detail::first_bad_id(ids.data(), 0, ids.size(), limit) == expected);
+                CHECK(fastembed::detail::first_bad_id(ids.data(), position, ids.size(), limit) ==
+                      std::max(expected, position));
+            }
+        }
+    }
+}
+
 // --- the pool -------------------------------------------------------------------------------------
 
 void test_pool_exceptions_and_nesting() {
@@ -659,6 +693,7 @@ int main() {
     test_gather_unaligned_streaming_output<double>();
     test_gather_order_choice();
     test_host_caches();
+    test_first_bad_id();
     test_pool_exceptions_and_nesting();
     test_concurrent_callers();
     test_fork();
