@@ -26,7 +26,8 @@ def host_info() -> dict[str, Any]:
         every host.
 
         ``prefetch`` is a dict: ``plan``, ``"l1:32"`` say (the cache rows of more than 128
-        bytes are prefetched into, and the most rows ahead); ``source``: ``"env"``,
+        bytes are prefetched into, and the most rows ahead, counted in rows of 256 bytes:
+        narrower rows go as many bytes ahead); ``source``: ``"env"``,
         ``"calibrated"``, ``"default"`` (no calibration has run yet), ``"calibrating"`` or
         ``"fallback"`` (the calibration failed: its buffer could not be had); ``probe_bytes``,
         ``calibration_ms`` and ``probe_ms`` (each candidate plan's median time) from the

@@ -15,8 +15,8 @@ namespace fastembed {
 namespace {
 
 // The probe's rows: D=64 float32, the common case, and wide enough for the level to matter.
-constexpr std::size_t kProbeDim = 64;
-constexpr std::size_t kProbeRowBytes = kProbeDim * sizeof(float);
+constexpr std::size_t kProbeDim = PrefetchPlan::kReferenceRowBytes / sizeof(float);
+constexpr std::size_t kProbeRowBytes = PrefetchPlan::kReferenceRowBytes;
 
 // The probe's buffer is this many times the L3, so that few of its rows are cached, within
 // these bounds (the L3 a VM reports can be far off: see host_caches.hpp).

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <thread>
 #include <type_traits>
+#include <tuple>
 #include <vector>
 
 #include "kernels/blocked_reduce.hpp"
@@ -512,6 +513,23 @@ void test_kernels_for(std::mt19937_64& rng) {
     test_degenerate_sizes<T, I>();
 }
 
+// Rows ahead per row size: the plan's rows of 256 bytes as bytes ahead (more rows for narrower
+// rows, never fewer than the plan's count), at most what fits in the window, or 16.
+void test_prefetch_distance() {
+    current_case = "prefetch distance per row size";
+    using fastembed::CacheLevel;
+    using fastembed::PrefetchPlan;
+    const std::size_t window = 16 << 10;
+    const PrefetchPlan zen{CacheLevel::l1, 16}, xeon{CacheLevel::l2, 64}, one{CacheLevel::l1, 1};
+    const std::tuple<PrefetchPlan, std::size_t, std::size_t> cases[] = {
+        {zen, 256, 16},   {zen, 128, 32},   {zen, 72, 56},    {zen, 36, 113},  {zen, 64, 64},
+        {zen, 512, 16},   {zen, 1024, 16},  {zen, 4096, 16},  {xeon, 256, 64}, {xeon, 128, 128},
+        {xeon, 72, 227},  {xeon, 36, 455},  {xeon, 512, 32},  {xeon, 2048, 16}, {one, 256, 1},
+        {one, 128, 2},    {one, 4096, 1}};
+    for (const auto& [plan, row_bytes, expected] : cases) CHECK(plan.distance(row_bytes, window) == expected);
+    CHECK(zen.distance(128, 0) == 16);  // no window: 16 rows, the floor
+}
+
 // The range check's scan (sign bits of id | (limit - 1 - id), no comparison) against the
 // comparison it replaced, at every boundary: ids just inside and outside [0, limit), the
 // extremes of int64 and int32, empty and huge tables, and the bad id first, last and on either
@@ -694,6 +712,7 @@ int main() {
     test_gather_order_choice();
     test_host_caches();
     test_first_bad_id();
+    test_prefetch_distance();
     test_pool_exceptions_and_nesting();
     test_concurrent_callers();
     test_fork();
