@@ -514,7 +514,7 @@ void test_kernels_for(std::mt19937_64& rng) {
 }
 
 // Rows ahead per row size: the plan's rows of 256 bytes as bytes ahead (more rows for narrower
-// rows, never fewer than the plan's count), at most what fits in the window, or 16.
+// rows, the plan's count for wider ones), at most the rows that fit in the window, or 16.
 void test_prefetch_distance() {
     current_case = "prefetch distance per row size";
     using fastembed::CacheLevel;
@@ -526,7 +526,9 @@ void test_prefetch_distance() {
         {zen, 512, 16},   {zen, 1024, 16},  {zen, 4096, 16},  {xeon, 256, 64}, {xeon, 128, 128},
         {xeon, 72, 227},  {xeon, 36, 455},  {xeon, 512, 32},  {xeon, 2048, 16}, {one, 256, 1},
         {one, 128, 2},    {one, 4096, 1}};
-    for (const auto& [plan, row_bytes, expected] : cases) CHECK(plan.distance(row_bytes, window) == expected);
+    for (const auto& [plan, row_bytes, expected] : cases) {
+        CHECK(plan.distance(row_bytes, window) == expected);
+    }
     CHECK(zen.distance(128, 0) == 16);  // no window: 16 rows, the floor
 }
 
@@ -542,12 +544,15 @@ void test_first_bad_id() {
                                     static_cast<std::uint64_t>(kMax)};
     for (const std::uint64_t limit : limits) {
         const auto top = static_cast<std::int64_t>(limit);
-        const std::int64_t probes[] = {0, 1, -1, top - 1, top, top + 1 > top ? top + 1 : top, kMax, kMin,
-                                       std::numeric_limits<std::int32_t>::min(), std::numeric_limits<std::int32_t>::max()};
+        const std::int64_t probes[] = {0, 1, -1, top - 1, top, top < kMax ? top + 1 : top, kMax, kMin,
+                                       std::numeric_limits<std::int32_t>::min(),
+                                       std::numeric_limits<std::int32_t>::max()};
         for (const std::int64_t probe : probes) {
-            for (const std::size_t position : {std::size_t{0}, std::size_t{1023}, std::size_t{1024}, std::size_t{2999}}) {
+            for (const std::size_t position : {0, 1023, 1024, 2999}) {
                 std::vector<std::int64_t> ids(3000, 0);
-                for (std::size_t i = 0; i < ids.size() && limit > 0; ++i) ids[i] = static_cast<std::int64_t>(i % limit);
+                for (std::size_t i = 0; i < ids.size() && limit > 0; ++i) {
+                    ids[i] = static_cast<std::int64_t>(i % limit);
+                }
                 ids[position] = probe;
                 std::size_t expected = ids.size();
                 for (std::size_t i = 0; i < ids.size(); ++i) {
