@@ -29,7 +29,7 @@ def host_info() -> dict[str, Any]:
         bytes are prefetched into, and the most rows ahead, counted in rows of 256 bytes:
         narrower rows go as many bytes ahead); ``source``: ``"env"``,
         ``"calibrated"``, ``"default"`` (no calibration has run yet), ``"calibrating"`` or
-        ``"fallback"`` (the calibration failed: its buffer could not be had); ``probe_bytes``,
+        ``"fallback"`` (the calibration failed: its buffer could not be had, say); ``probe_bytes``,
         ``calibration_ms`` and ``probe_ms`` (each candidate plan's median time) from the
         calibration, empty or 0 without one.
 

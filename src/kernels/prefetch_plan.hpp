@@ -22,7 +22,8 @@
 //      buffer four times the L3 on every thread, interleaved over rounds, and the fastest
 //      median wins. About 40 ms, once (up to 0.5 s where the system is slow to hand out the
 //      buffer's huge pages).
-//   3. Until then, or where the probe's buffer cannot be had: the L2 and 64 rows.
+//   3. Until then, or where the calibration fails (its buffer cannot be had, say): the L2 and
+//      64 rows.
 // No caller waits for another's calibration, so a process forked during one never blocks: it
 // keeps the default.
 #pragma once
@@ -115,7 +116,7 @@ void plan_prefetch_for(std::size_t bytes_read);
 struct PrefetchReport {
     PrefetchPlan plan;
     // "env", "calibrated", "default" (not calibrated yet), "calibrating" (on another thread,
-    // now) or "fallback" (the calibration failed: its buffer could not be had)
+    // now) or "fallback" (the calibration failed: its buffer could not be had, say)
     std::string source;
     std::size_t probe_bytes = 0;                  // the calibration's buffer (0: none ran)
     double calibration_ms = 0;                    // its whole time, the buffer included
