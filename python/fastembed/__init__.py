@@ -2,7 +2,7 @@
 
 # Loads the OpenBLAS library that the compiled module links against (for topk): imported before
 # any module of this package imports _core, so the dynamic loader finds it already loaded.
-import scipy_openblas32  # noqa: F401
+import scipy_openblas32 as _scipy_openblas32  # noqa: F401
 
 from . import optim, text
 from ._bag_functional import (
