@@ -357,6 +357,35 @@ def test_bitwise_identical_across_thread_counts(rng, restore_num_threads, mode, 
         assert_bitwise_equal(back, results[0][1])
 
 
+@pytest.mark.parametrize("dtype", WEIGHT_DTYPES)
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_sums_keep_the_sign_of_zeros(restore_num_threads, dtype, mode, threads):
+    """A bag's sum is its first row added to by the others in position order: a bag of negative
+    zeros sums to -0.0 (a sum started from +0, as NumPy's add.reduce along an axis starts it,
+    would give +0), +0 plus -0 to +0, in every column of a row wider than one vector block; an
+    empty bag gives +0."""
+    dim = 77  # a whole block of the widest vectors (64 floats with AVX2) and a tail
+    signs = np.where(np.arange(dim) % 3 == 0, 1.0, -1.0)
+    weight = np.stack([-np.zeros(dim), np.zeros(dim), signs * 0.0, signs * np.arange(dim)]).astype(
+        dtype
+    )
+    bags = [[0], [0, 0], [0, 1], [1, 0], [2], [2, 0, 2], [3, 0], [0, 3, 2], [], [1]]
+    ids = np.array([i for bag in bags for i in bag], dtype=np.int64)
+    offsets = np.cumsum([0] + [len(bag) for bag in bags[:-1]])
+    fastembed.set_num_threads(threads)
+    got = fastembed.embedding_bag(weight, ids, offsets, mode=mode)
+    for b, bag in enumerate(bags):
+        expected = np.zeros(dim, dtype)
+        if bag:
+            expected = weight[bag[0]].copy()
+            for row in bag[1:]:
+                expected = expected + weight[row]
+        if mode == "mean" and len(bag) > 1:
+            expected = expected / dtype(len(bag))
+        assert_bitwise_equal(got[b], expected.astype(dtype))
+
+
 # --- PyTorch parity ------------------------------------------------------------------------
 
 
