@@ -367,9 +367,8 @@ def test_sums_keep_the_sign_of_zeros(restore_num_threads, dtype, mode, threads):
     empty bag gives +0."""
     dim = 77  # a whole block of the widest vectors (64 floats with AVX2) and a tail
     signs = np.where(np.arange(dim) % 3 == 0, 1.0, -1.0)
-    weight = np.stack([-np.zeros(dim), np.zeros(dim), signs * 0.0, signs * np.arange(dim)]).astype(
-        dtype
-    )
+    rows = [-np.zeros(dim), np.zeros(dim), signs * 0.0, signs * np.arange(dim)]
+    weight = np.stack(rows).astype(dtype)
     bags = [[0], [0, 0], [0, 1], [1, 0], [2], [2, 0, 2], [3, 0], [0, 3, 2], [], [1]]
     ids = np.array([i for bag in bags for i in bag], dtype=np.int64)
     offsets = np.cumsum([0] + [len(bag) for bag in bags[:-1]])
