@@ -273,10 +273,8 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
     // order: one loop instead of a copy of the first entry and a loop over the others (bags of
     // 1..39 float32 rows: 4-11% faster; the pooled loop alone, Zen 3, 2 threads). Only a
     // signaling NaN comes out quiet, as from any addition.
-    V acc[Count] = {};
-    if constexpr (!Max) {
-        FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) acc[k] = -V{};
-    }
+    V acc[Count];
+    FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) acc[k] = Max ? V{} : -V{};
     [[maybe_unused]] M at[Count] = {};  // max: chunk offset of each lane's maximum, -1 if it came before the chunk
     if (count != 0) {
         FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {

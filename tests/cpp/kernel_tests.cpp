@@ -23,8 +23,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <type_traits>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/blocked_reduce.hpp"
