@@ -129,6 +129,24 @@ def assert_close_to_reference(got: np.ndarray, grad_output: np.ndarray, ids, num
     )
 
 
+def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """a * b + c of float32 values rounded once to float32, as a fused multiply-add does."""
+    a, b, c = (np.asarray(x, np.float32).astype(np.float64) for x in (a, b, c))
+    product = a * b  # exact: two 24-bit significands take at most 48 bits
+    total = product + c
+    # TwoSum: product + c == total + error exactly.
+    c_part = total - product
+    error = (product - (total - c_part)) + (c - c_part)
+    nearest = total.astype(np.float32)
+    other = np.nextafter(nearest, np.where(total > nearest, np.inf, -np.inf).astype(np.float32))
+    # Rounding twice (to float64, then to float32) differs from rounding once only where the
+    # float64 sum falls exactly halfway between two float32 values and was itself rounded: the
+    # exact sum then lies on its error's side of that halfway point.
+    halfway = (nearest.astype(np.float64) + other.astype(np.float64)) / 2 == total
+    wrong_side = halfway & (error != 0) & ((error > 0) == (other > nearest))
+    return np.where(wrong_side, other, nearest)
+
+
 def assert_bitwise_equal(a: np.ndarray, b: np.ndarray) -> None:
     assert a.shape == b.shape and a.dtype == b.dtype
     assert a.tobytes() == b.tobytes()

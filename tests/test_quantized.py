@@ -6,7 +6,7 @@ from __future__ import annotations
 import fastembed
 import numpy as np
 import pytest
-from conftest import assert_bitwise_equal, make_ids, raises_leaving_untouched
+from conftest import assert_bitwise_equal, fma32, make_ids, raises_leaving_untouched
 from fastembed import QuantizedTable, optim, quantize
 
 V, D = 500, 16
@@ -71,17 +71,28 @@ def test_layout_and_error_bound(bits, rng):
     assert np.all(error[1] == 0)  # a constant row is exact
 
 
+def test_fma32_rounds_once():
+    # x * x = 1 + 2^-11 + 2^-24, halfway between two float32 neighbours. A 2^-60 beyond it
+    # decides the rounding (up), but it is lost in a float64 sum, which then ties to even (down).
+    x = np.float32(1 + 2.0**-12)
+    tiny = np.float32(2.0**-60)
+    low = np.float32(1 + 2.0**-11)
+    high = np.nextafter(low, np.float32(2))
+    assert np.float32(np.float64(x) * np.float64(x) + np.float64(tiny)) == low
+    assert fma32(x, x, tiny) == high
+    assert fma32(x, x, -tiny) == low
+    assert fma32(x, x, np.float32(0)) == low  # an exact tie goes to even
+    assert fma32(np.float32(3), np.float32(0.5), np.float32(-1)) == np.float32(0.5)
+
+
 @pytest.mark.parametrize("bits", BITS)
 def test_dequantize_gather_and_out(bits, rng):
     q = quantize(awkward_table(rng), bits)
     table = q.dequantize()
     assert table.dtype == np.float32 and table.shape == (V, D)
-    # element = code * scale + bias, in float32
+    # element = code * scale + bias, rounded once to float32
     codes, scale, bias = unpacked(q)
-    expected = (
-        codes.astype(np.float32) * scale.astype(np.float32)[:, None]
-        + bias.astype(np.float32)[:, None]
-    )
+    expected = fma32(codes, scale[:, None], bias[:, None])
     assert_bitwise_equal(table, expected)
     ids = make_ids("zipf", 600, V, rng).reshape(20, 30)
     assert_bitwise_equal(fastembed.gather(q, ids), table[ids])

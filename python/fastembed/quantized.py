@@ -1,7 +1,8 @@
 """Row-wise quantized tables (8-bit and 4-bit) in FBGEMM's byte layout.
 
 Each row is stored as its codes plus a scale and a bias (the row's minimum), element ``d`` being
-``code[d] * scale + bias``:
+``code[d] * scale + bias`` rounded once to float32 (a fused multiply-add, as in FBGEMM's kernels;
+the same bits on every CPU):
 
 * 8-bit: ``D`` code bytes, then float32 scale and float32 bias: ``D + 8`` bytes per row.
 * 4-bit: ``D / 2`` bytes holding two codes each (the even column in the low nibble), then
@@ -123,7 +124,7 @@ class QuantizedTable:
 
     def dequantize(self, ids: ArrayLike | None = None, out: np.ndarray | None = None) -> np.ndarray:
         """The float32 table, or with ``ids`` its rows ``ids`` (shape ``ids.shape + (D,)``, as
-        :func:`fastembed.gather`), each element ``code * scale + bias``."""
+        :func:`fastembed.gather`), each element ``code * scale + bias`` rounded once."""
         if out is not None:
             require_array(out, "out")
         return _core.dequantize(self.packed, self.bits, None if ids is None else as_ids(ids), out)

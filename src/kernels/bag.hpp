@@ -11,8 +11,8 @@
 // registers; for each block the bag's rows are read and combined into an accumulator that stays
 // in registers, and the block is stored once per bag. Every output element is still the rows'
 // values combined in position order (added to a negative zero, which changes no bit, or, for
-// max, the first copied; no FMA), so the block width, the position chunks and the CPU never
-// change a bit.
+// max, the first copied; no FMA, but the quantized readers' exact one: quantize.hpp), so the
+// block width, the position chunks and the CPU never change a bit.
 //
 // Determinism: each bag is pooled by one thread, in position order, so the split among threads
 // never changes the arithmetic either.
@@ -104,7 +104,7 @@ void parallel_bags(const BagLayout& bags, std::size_t bytes_per_id, Body&& body)
 // faster on 1M Zipf ids, D=64), with F16C for float16 rows, and for AVX-512 (half AVX2's again:
 // 8-bit bags of 1M Zipf ids, 3.6 -> 2.9 ms), and the widest copy the CPU runs is used
 // (on_this_cpu, lanes.hpp). All copies do the same additions in the same order (no FMA), and
-// readers convert exactly or with the same operations, so results are bitwise the same on any
+// readers convert exactly or with the same (exactly rounded) operations, so results are bitwise the same on any
 // CPU.
 
 // The row reader of a plain table of storage S (float32, float64, float16 or bfloat16;

@@ -8,7 +8,7 @@
 //   vcvtdq2ps).
 // Where neither exists (FASTEMBED_LANE_VECTORS undefined) callers convert element by element.
 // All give the same bits: every conversion is exact, or the same float operations in the same
-// order (no FMA).
+// order (no FMA but the quantized readers' exact one: lanes.hpp's copies below).
 #pragma once
 
 #include <cstddef>
@@ -25,8 +25,10 @@
 // template (compiled for the baseline), so these are plain inline functions that GCC inlines
 // once the loop has been inlined into its target("avx2,f16c") copy.
 #define FASTEMBED_AVX2_F16C __attribute__((target("avx2,f16c")))
+// The same with FMA, for the quantized rows' code * scale + bias (quantize.hpp).
+#define FASTEMBED_AVX2_FMA __attribute__((target("avx2,f16c,fma")))
 // The same for the 16-lane groups of the AVX-512 copy.
-#define FASTEMBED_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c")))
+#define FASTEMBED_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,fma")))
 namespace fastembed {
 // Every lane, the mask of the zero-masked forms of AVX-512 conversions and shifts: the same
 // instruction as the unmasked intrinsic, whose undefined pass-through source GCC 12 reports as
@@ -56,7 +58,7 @@ inline constexpr __mmask16 kAllLanes = 0xFFFF;
 #endif
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define FASTEMBED_X86_COPIES 1
-#if !defined(__AVX2__)
+#if !(defined(__AVX2__) && defined(__F16C__) && defined(__FMA__))
 #define FASTEMBED_AVX2_CLONE 1
 #endif
 #if !defined(FASTEMBED_BUILD_AVX512)
@@ -67,7 +69,7 @@ inline constexpr __mmask16 kAllLanes = 0xFFFF;
 namespace fastembed {
 
 // The instruction set a copy of a kernel is compiled for, narrowest first: the baseline (SSE2 on
-// x86-64), AVX2 with F16C, or AVX-512 (F, BW, VL, DQ) with them. Row readers and packing choose
+// x86-64), AVX2 with F16C and FMA, or AVX-512 (F, BW, VL, DQ) with them. Row readers and packing choose
 // their lane groups by it.
 enum class Isa { baseline, avx2, avx512 };
 
@@ -77,7 +79,7 @@ using IsaTag = std::integral_constant<Isa, isa>;
 // The instruction set of this build's own copy of a kernel.
 #if defined(FASTEMBED_BUILD_AVX512)
 inline constexpr Isa kBuildIsa = Isa::avx512;
-#elif defined(__AVX2__) && defined(__F16C__)
+#elif defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 inline constexpr Isa kBuildIsa = Isa::avx2;
 #else
 inline constexpr Isa kBuildIsa = Isa::baseline;
@@ -87,14 +89,16 @@ inline constexpr Isa kBuildIsa = Isa::baseline;
 namespace detail {
 // The widest copy this CPU runs: AVX-512 where it has F, BW, VL and DQ and also VBMI2 (Ice Lake,
 // Zen 4 and later: the generations whose 512-bit units do not lower the clock much; Skylake's
-// and Cascade Lake's do, and they keep the AVX2 copy), AVX2 where it has AVX2 and F16C (every
-// AVX2 CPU has F16C; the check is for emulators that differ). FASTEMBED_ISA=avx2 or =baseline
+// and Cascade Lake's do, and they keep the AVX2 copy), AVX2 where it has AVX2, F16C and FMA
+// (every AVX2 CPU has both; the check is for emulators that differ). FASTEMBED_ISA=avx2 or =baseline
 // caps it (every copy gives the same bits; the tests compare them).
 inline Isa cpu_isa() {
     static const Isa isa = [] {
         const char* cap = std::getenv("FASTEMBED_ISA");
         if (cap != nullptr && std::strcmp(cap, "baseline") == 0) return Isa::baseline;
-        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("f16c")) return Isa::baseline;
+        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("f16c") || !__builtin_cpu_supports("fma")) {
+            return Isa::baseline;
+        }
         if (cap != nullptr && std::strcmp(cap, "avx2") == 0) return Isa::avx2;
         const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
@@ -110,15 +114,17 @@ namespace detail {
 // The copies of a kernel `body`: a generic lambda taking an IsaTag, marked
 // FASTEMBED_INLINE_LAMBDA, whose loops are FASTEMBED_ALWAYS_INLINE functions or lambdas or small
 // enough that GCC inlines them (row readers, sources, sinks, updates), so they are compiled into
-// each copy for its instruction set. No copy uses FMA (the build adds -ffp-contract=off, since
-// AVX-512 has FMA): all do the same float operations in the same order.
+// each copy for its instruction set. No copy contracts a multiply and an add into an FMA (the
+// build adds -ffp-contract=off): all do the same float operations in the same order. The one
+// fused multiply-add asked for by name (a quantized code's code * scale + bias, quantize.hpp) is
+// exact in every copy: an instruction in AVX2 and AVX-512, std::fma in the baseline.
 template <class Body>
 decltype(auto) call_build_copy(const Body& body) {
     return body(IsaTag<kBuildIsa>{});
 }
 #ifdef FASTEMBED_AVX2_CLONE
 template <class Body>
-__attribute__((target("avx2,f16c"))) decltype(auto) call_avx2_copy(const Body& body) {
+FASTEMBED_AVX2_FMA decltype(auto) call_avx2_copy(const Body& body) {
     return body(IsaTag<Isa::avx2>{});
 }
 #endif

@@ -6,7 +6,9 @@
 //   4-bit: D / 2 bytes of two codes each, the even column in the low nibble, then float16
 //          scale and float16 bias                                  (D / 2 + 4 bytes per row)
 //
-// Element d of a row is code[d] * scale + bias. Packing follows FBGEMM's reference rounding:
+// Element d of a row is code[d] * scale + bias, one fused multiply-add (rounded once, as FBGEMM's
+// kernels round the product; every copy of a loop computes it exactly, lanes.hpp, so the same
+// bits on every CPU). Packing follows FBGEMM's reference rounding:
 //   8-bit: bias = min, scale = (max - min) / 255, code = rint((x - min) * 255 / (max - min + 1e-8))
 //   4-bit: bias = min rounded to float16, scale = (max - bias) / 15 rounded to float16 (1 when
 //          that is 0 or its inverse overflows), code = clamp(rint((x - bias) / scale), 0, 15)
@@ -128,8 +130,8 @@ class QuantizedRows {
         return result;
     }
 
-    // values[j] = element col + offset + j of `row` (row_at(id, col)), code * scale + bias, for
-    // j < width: the row dequantized in registers. A row reader of the pooled kernel (bag.hpp),
+    // values[j] = element col + offset + j of `row` (row_at(id, col)), fma(code, scale, bias),
+    // for j < width: the row dequantized in registers. A row reader of the pooled kernel (bag.hpp),
     // which calls it with a constant width per column block; for 4-bit, offset and width are
     // even.
     template <Isa isa = Isa::baseline>
@@ -155,20 +157,31 @@ class QuantizedRows {
         });
 #endif
         if constexpr (Bits == 8) {
-            for (; j < width; ++j) values[j] = static_cast<float>(codes[offset + j]) * row.scale + row.bias;
+            for (; j < width; ++j) values[j] = element(codes[offset + j], row.scale, row.bias);
         } else {
             for (; j < width; j += 2) {
                 const std::uint8_t pair = codes[(offset + j) / 2];
-                values[j] = static_cast<float>(pair & 0x0F) * row.scale + row.bias;
-                values[j + 1] = static_cast<float>(pair >> 4) * row.scale + row.bias;
+                values[j] = element(pair & 0x0F, row.scale, row.bias);
+                values[j + 1] = element(pair >> 4, row.scale, row.bias);
             }
         }
     }
 
-    // A gather's row: the whole row dequantized into dst.
-    void copy(const RowWriter&, float* dst, std::uint64_t id) const { load<>(row_at<>(id, 0), 0, dim_, dst); }
+    // A gather's row: the whole row dequantized into dst, in the widest copy this CPU runs (its
+    // FMA instruction; the baseline's std::fma is a library call on x86-64).
+    void copy(const RowWriter&, float* dst, std::uint64_t id) const {
+        on_this_cpu([&](auto isa) FASTEMBED_INLINE_LAMBDA {
+            constexpr Isa kIsa = decltype(isa)::value;
+            load<kIsa>(row_at<kIsa>(id, 0), 0, dim_, dst);
+        });
+    }
 
   private:
+    // One element, code * scale + bias rounded once.
+    FASTEMBED_ALWAYS_INLINE static float element(int code, float scale, float bias) {
+        return std::fma(static_cast<float>(code), scale, bias);
+    }
+
 #ifdef FASTEMBED_AVX2_LANES
     // The 4-bit scale and bias (two float16 after the codes) widened by one vcvtph2ps: exact, as
     // scale_bias's half_to_float, in one instruction instead of two dozen per row.
@@ -182,7 +195,7 @@ class QuantizedRows {
 
     // dequantize_lanes<8> with AVX2: the codes zero-extended to int32 lanes in one instruction
     // (4-bit: each pair byte doubled first, then shifted by 0 or 4 and masked).
-    FASTEMBED_AVX2_F16C static void dequantize_lanes_avx2(const std::uint8_t* row, std::size_t col,
+    FASTEMBED_AVX2_FMA static void dequantize_lanes_avx2(const std::uint8_t* row, std::size_t col,
                                                           float scale, float bias, float* values) {
         __m256i codes;
         if constexpr (Bits == 8) {
@@ -195,8 +208,7 @@ class QuantizedRows {
             codes = _mm256_and_si256(_mm256_srlv_epi32(codes, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)),
                                      _mm256_set1_epi32(0x0F));
         }
-        const __m256 products = _mm256_mul_ps(_mm256_cvtepi32_ps(codes), _mm256_set1_ps(scale));
-        _mm256_storeu_ps(values, _mm256_add_ps(products, _mm256_set1_ps(bias)));
+        _mm256_storeu_ps(values, _mm256_fmadd_ps(_mm256_cvtepi32_ps(codes), _mm256_set1_ps(scale), _mm256_set1_ps(bias)));
     }
 
     // The same for 16 lanes, one register of the AVX-512 copy (lanes.hpp: kAllLanes). GCC
@@ -215,15 +227,14 @@ class QuantizedRows {
             codes = _mm512_and_si512(codes, _mm512_set1_epi32(0x0F));
         }
         const __m512 floats = _mm512_maskz_cvtepi32_ps(kAllLanes, codes);
-        const __m512 products = _mm512_mul_ps(floats, _mm512_set1_ps(scale));
-        _mm512_storeu_ps(values, _mm512_add_ps(products, _mm512_set1_ps(bias)));
+        _mm512_storeu_ps(values, _mm512_fmadd_ps(floats, _mm512_set1_ps(scale), _mm512_set1_ps(bias)));
     }
 #endif
 
 #ifdef FASTEMBED_LANE_VECTORS
     // values[j] = element col + j, j < L, of the row at `row`: the codes widened to int32 lanes
-    // (4-bit: each pair byte twice, shifted by 0 and 4 and masked), then code * scale + bias in
-    // float32 with the scalar loop's operations, so the same bits.
+    // (4-bit: each pair byte twice, shifted by 0 and 4 and masked), then element() of each (the
+    // vector extensions have no fused multiply-add).
     template <std::size_t L>
     FASTEMBED_ALWAYS_INLINE static void dequantize_lanes(const std::uint8_t* row, std::size_t col,
                                                          float scale, float bias, float* values) {
@@ -238,8 +249,9 @@ class QuantizedRows {
             std::memcpy(&pairs, row + col / 2, sizeof pairs);
             detail::split_nibbles(pairs, codes, std::make_index_sequence<L>{});
         }
-        const typename Lanes<L>::floats result = __builtin_convertvector(codes, typename Lanes<L>::floats) * scale + bias;
-        std::memcpy(values, &result, sizeof result);
+        std::int32_t lanes[L];
+        std::memcpy(lanes, &codes, sizeof lanes);
+        for (std::size_t j = 0; j < L; ++j) values[j] = element(lanes[j], scale, bias);
     }
 #endif
 

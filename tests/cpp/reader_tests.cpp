@@ -264,7 +264,7 @@ void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Ele
 
 // The reader of `table` quantized to Bits, against each element dequantized on its own: its code
 // (8-bit: a byte; 4-bit: the low nibble of its pair byte for even d, the high one for odd)
-// times the row's scale plus its bias.
+// times the row's scale plus its bias, rounded once (std::fma).
 template <unsigned Bits>
 void test_quantized_reader_copies(const char* name, const std::vector<float>& table, std::size_t V,
                                   std::size_t dim, std::mt19937_64& rng) {
@@ -282,7 +282,7 @@ void test_quantized_reader_copies(const char* name, const std::vector<float>& ta
         } else {
             code = d % 2 == 0 ? row[d / 2] & 0x0F : row[d / 2] >> 4;
         }
-        return static_cast<float>(code) * scale + bias;
+        return std::fma(static_cast<float>(code), scale, bias);
     }, rng);
 }
 
