@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -141,6 +142,45 @@ def test_forked_child_can_use_the_pool():
     )
     assert child.returncode == 0, child.stderr
     assert child.stdout.split() == ["ok"]
+
+
+_HELPER_MASKS = """
+import json, os, fastembed, numpy as np
+fastembed.set_num_threads(3)
+g = np.ones((40000, 16), np.float32)
+ids = np.arange(40000) % 1000
+expected = fastembed.scatter_add(g, ids, 1000)  # starts the two helpers, with every CPU
+allowed = sorted(os.sched_getaffinity(0))
+helpers = [
+    int(t) for t in os.listdir("/proc/self/task")
+    if open(f"/proc/self/task/{t}/comm").read().strip() == "fastembed"
+]
+masks = {}
+for cpu in allowed[:2]:
+    os.sched_setaffinity(0, {cpu})  # this thread, the caller, runs on `cpu` alone
+    assert np.array_equal(fastembed.scatter_add(g, ids, 1000), expected)
+    masks[cpu] = [sorted(os.sched_getaffinity(t)) for t in helpers]
+print(json.dumps({"allowed": allowed, "helpers": len(helpers), "masks": masks}))
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and two CPUs",
+)
+@pytest.mark.parametrize("setting", [None, "1", "0"])
+def test_helpers_stay_off_the_callers_cpu(setting):
+    """Helpers may run on every CPU the pool's creator could, less the one its caller is on
+    (a scheduler may otherwise wake them there); FASTEMBED_HELPER_AFFINITY=0 turns it off."""
+    environment = {} if setting is None else {"FASTEMBED_HELPER_AFFINITY": setting}
+    child = run_python(_HELPER_MASKS, **environment)
+    assert child.returncode == 0, child.stderr
+    report = json.loads(child.stdout)
+    allowed = report["allowed"]
+    assert report["helpers"] == 2
+    for cpu, masks in report["masks"].items():
+        expected = allowed if setting == "0" else [c for c in allowed if c != int(cpu)]
+        assert masks == [expected, expected]
 
 
 # --- several Python threads at once ------------------------------------------------------
