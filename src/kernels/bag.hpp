@@ -104,8 +104,8 @@ void parallel_bags(const BagLayout& bags, std::size_t bytes_per_id, Body&& body)
 // faster on 1M Zipf ids, D=64), with F16C for float16 rows, and for AVX-512 (half AVX2's again:
 // 8-bit bags of 1M Zipf ids, 3.6 -> 2.9 ms), and the widest copy the CPU runs is used
 // (on_this_cpu, lanes.hpp). All copies do the same additions in the same order (no FMA), and
-// readers convert exactly or with the same (exactly rounded) operations, so results are bitwise the same on any
-// CPU.
+// readers convert exactly or with the same exactly rounded operations, so results are bitwise
+// the same on any CPU.
 
 // The row reader of a plain table of storage S (float32, float64, float16 or bfloat16;
 // C-contiguous, dim elements per row): elements are widened to S's arithmetic type (half.hpp)

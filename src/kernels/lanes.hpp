@@ -8,7 +8,7 @@
 //   vcvtdq2ps).
 // Where neither exists (FASTEMBED_LANE_VECTORS undefined) callers convert element by element.
 // All give the same bits: every conversion is exact, or the same float operations in the same
-// order (no FMA but the quantized readers' exact one: lanes.hpp's copies below).
+// order (no FMA, but for the quantized readers' exact one: see the kernel copies below).
 #pragma once
 
 #include <cstddef>
@@ -23,7 +23,7 @@
 #define FASTEMBED_AVX2_LANES 1
 // Marks them: a function with a target attribute cannot be force-inlined into the shared loop
 // template (compiled for the baseline), so these are plain inline functions that GCC inlines
-// once the loop has been inlined into its target("avx2,f16c") copy.
+// once the loop has been inlined into its AVX2 copy.
 #define FASTEMBED_AVX2_F16C __attribute__((target("avx2,f16c")))
 // The same with FMA, for the quantized rows' code * scale + bias (quantize.hpp).
 #define FASTEMBED_AVX2_FMA __attribute__((target("avx2,f16c,fma")))
@@ -69,8 +69,8 @@ inline constexpr __mmask16 kAllLanes = 0xFFFF;
 namespace fastembed {
 
 // The instruction set a copy of a kernel is compiled for, narrowest first: the baseline (SSE2 on
-// x86-64), AVX2 with F16C and FMA, or AVX-512 (F, BW, VL, DQ) with them. Row readers and packing choose
-// their lane groups by it.
+// x86-64), AVX2 with F16C and FMA, or AVX-512 (F, BW, VL, DQ) with them. Row readers and
+// packing choose their lane groups by it.
 enum class Isa { baseline, avx2, avx512 };
 
 template <Isa isa>
@@ -90,15 +90,15 @@ namespace detail {
 // The widest copy this CPU runs: AVX-512 where it has F, BW, VL and DQ and also VBMI2 (Ice Lake,
 // Zen 4 and later: the generations whose 512-bit units do not lower the clock much; Skylake's
 // and Cascade Lake's do, and they keep the AVX2 copy), AVX2 where it has AVX2, F16C and FMA
-// (every AVX2 CPU has both; the check is for emulators that differ). FASTEMBED_ISA=avx2 or =baseline
-// caps it (every copy gives the same bits; the tests compare them).
+// (every AVX2 CPU has both; the check is for emulators that differ). FASTEMBED_ISA=avx2 or
+// =baseline caps it (every copy gives the same bits; the tests compare them).
 inline Isa cpu_isa() {
     static const Isa isa = [] {
         const char* cap = std::getenv("FASTEMBED_ISA");
         if (cap != nullptr && std::strcmp(cap, "baseline") == 0) return Isa::baseline;
-        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("f16c") || !__builtin_cpu_supports("fma")) {
-            return Isa::baseline;
-        }
+        const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
+                          __builtin_cpu_supports("fma");
+        if (!avx2) return Isa::baseline;
         if (cap != nullptr && std::strcmp(cap, "avx2") == 0) return Isa::avx2;
         const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&

@@ -6,9 +6,9 @@
 //   4-bit: D / 2 bytes of two codes each, the even column in the low nibble, then float16
 //          scale and float16 bias                                  (D / 2 + 4 bytes per row)
 //
-// Element d of a row is code[d] * scale + bias, one fused multiply-add (rounded once, as FBGEMM's
-// kernels round the product; every copy of a loop computes it exactly, lanes.hpp, so the same
-// bits on every CPU). Packing follows FBGEMM's reference rounding:
+// Element d of a row is code[d] * scale + bias in one fused multiply-add, rounded once as in
+// FBGEMM's kernels; every copy of a loop computes it exactly (lanes.hpp), so the same bits on
+// every CPU. Packing follows FBGEMM's reference rounding:
 //   8-bit: bias = min, scale = (max - min) / 255, code = rint((x - min) * 255 / (max - min + 1e-8))
 //   4-bit: bias = min rounded to float16, scale = (max - bias) / 15 rounded to float16 (1 when
 //          that is 0 or its inverse overflows), code = clamp(rint((x - bias) / scale), 0, 15)
@@ -208,7 +208,8 @@ class QuantizedRows {
             codes = _mm256_and_si256(_mm256_srlv_epi32(codes, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)),
                                      _mm256_set1_epi32(0x0F));
         }
-        _mm256_storeu_ps(values, _mm256_fmadd_ps(_mm256_cvtepi32_ps(codes), _mm256_set1_ps(scale), _mm256_set1_ps(bias)));
+        const __m256 floats = _mm256_cvtepi32_ps(codes);
+        _mm256_storeu_ps(values, _mm256_fmadd_ps(floats, _mm256_set1_ps(scale), _mm256_set1_ps(bias)));
     }
 
     // The same for 16 lanes, one register of the AVX-512 copy (lanes.hpp: kAllLanes). GCC

@@ -40,11 +40,12 @@ thread_local bool inside_pool_task = false;
 // Keeps the pool's helpers off the CPU of the thread that hands them a job. Some schedulers wake
 // a thread on the CPU of the thread that woke it even while another CPU idles (the 2-core
 // development VM does, after a few ms without a job), and there the helper only takes turns
-// with its caller: a 2-thread bag of 1M Zipf ids took 7.8 ms back to back and 13 ms after 30 ms
-// pauses, against 5.2 and 8.7 with the helper kept off the caller's CPU. So each helper may run
-// on the CPUs the pool's creator could, less the caller's current one; the masks change only
-// when the caller has moved (one sched_getcpu per job, a syscall per helper after a move).
-// FASTEMBED_HELPER_AFFINITY=0 leaves helpers where the OS puts them.
+// with its caller: after 30 ms pauses a 2-thread 8-bit bag of 1M Zipf ids took 8.5-10.3 ms,
+// against 7.5-7.7 with the helper kept off the caller's CPU (in-process A/B; back to back, no
+// change beyond the noise). So each helper may run on the CPUs the pool's creator could, less
+// the caller's current one; the masks change only when the caller has moved (one sched_getcpu
+// per job, a syscall per helper after a move). FASTEMBED_HELPER_AFFINITY=0 leaves helpers where
+// the OS puts them.
 class HelperPlacement {
   public:
     // Called by the thread that starts the helpers (they inherit its CPUs).
