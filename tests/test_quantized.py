@@ -243,6 +243,26 @@ def test_packed_bytes_equal_torch_prepack(bits, rng):
 
 
 @pytest.mark.parametrize("bits", BITS)
+def test_dequantized_values_equal_torch_unpack(bits, rng):
+    """Both round code * scale + bias once (FBGEMM's AVX2 unpack is a fused multiply-add), so
+    every value is the same bits; a row alone in its bag is that row, in both libraries."""
+    torch = pytest.importorskip("torch")
+    if fastembed.host_info()["isa"] == "baseline":
+        pytest.skip("FBGEMM's AVX2 kernels do not run on this CPU")
+    ops = torch.ops.quantized
+    unpack = {8: ops.embedding_bag_byte_unpack, 4: ops.embedding_bag_4bit_unpack}[bits]
+    bag = {8: ops.embedding_bag_byte_rowwise_offsets, 4: ops.embedding_bag_4bit_rowwise_offsets}
+    scales = rng.uniform(1e-3, 1e3, (2_000, 1))
+    W = np.concatenate([awkward_table(rng), (rng.standard_normal((2_000, D)) * scales)])
+    q = quantize(W.astype(np.float32), bits)
+    packed = torch.from_numpy(np.asarray(q.packed))
+    assert_bitwise_equal(q.dequantize(), unpack(packed).numpy())
+    ids = make_ids("uniform", 3_000, len(W), rng)
+    rows = bag[bits](packed, torch.from_numpy(ids), torch.arange(len(ids)), mode=0).numpy()
+    assert_bitwise_equal(fastembed.gather(q, ids), rows)
+
+
+@pytest.mark.parametrize("bits", BITS)
 @pytest.mark.parametrize("mode", ["sum", "mean", "max"])
 def test_bags_against_numpy(bits, mode, rng):
     q = quantize(awkward_table(rng), bits)
