@@ -261,6 +261,37 @@ def test_id_out_of_range_is_index_error_and_writes_nothing(case, bad_id):
         fastembed.embedding_bag(weight, ids, offsets, mode="mean", out=out)
 
 
+@pytest.mark.parametrize("table", ["float32", "float16", "8-bit", "4-bit"])
+@pytest.mark.parametrize("mode", ["sum", "max"])
+@pytest.mark.parametrize("id_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("positions", [[0], [399], [123, 7, 390], [251, 250]])
+def test_ids_checked_while_pooling_report_the_first_bad_one(table, mode, id_dtype, positions, rng):
+    """Without out=, ids are range-checked as they are pooled; the error is the same."""
+    V, D, n = 60, 10, 400
+    weight = make_table(V, D, np.float32, rng)
+    weight = {
+        "float32": weight,
+        "float16": weight.astype(np.float16),
+        "8-bit": fastembed.quantize(weight, 8),
+        "4-bit": fastembed.quantize(weight, 4),
+    }[table]
+    ids = make_ids("uniform", n, V, rng).astype(id_dtype)
+    offsets = make_offsets(n, 37, rng)
+    bad = [-1, 60, 2**31 - 1]  # -1 first: no padding_idx is also spelled -1 inside
+    for k, position in enumerate(positions):
+        ids[position] = bad[k % len(bad)]
+    first = min(positions)
+    with pytest.raises(IndexError, match=rf"id {ids[first]} at ids\[{first}\]"):
+        fastembed.embedding_bag(weight, ids, offsets, mode=mode)
+    # ids in no bag are checked too
+    ids[:] = 0
+    ids[-1] = V
+    with pytest.raises(IndexError, match=rf"id {V} at ids\[{n - 1}\]"):
+        fastembed.embedding_bag(
+            weight, ids, np.append(offsets, n - 1), mode=mode, include_last_offset=True
+        )
+
+
 # --- backward ------------------------------------------------------------------------------
 
 

@@ -49,14 +49,14 @@ std::int64_t* argmax_data(const std::optional<py::array>& argmax_out, BagMode mo
 
 // Pools the bags through `rows` (a row reader, kernels/bag.hpp) into a result of dtype Out: the
 // reader's arithmetic type T, or float16 / bfloat16, each element rounded once as it is stored.
-// `before_pooling(id_data)` runs first, on checked ids.
+// `before_pooling(id_data)` runs first, on checked ids; `nothing_before` says it does nothing.
 template <class Out, class Reader, class BeforePooling>
 py::array pool_into(const Reader& rows, std::size_t num_embeddings, const py::array& ids,
                     const BagLayout& bags, BagMode mode,
                     const typename Reader::value_type* weights, std::int64_t padding,
                     const std::optional<py::array>& out, const std::optional<py::array>& argmax_out,
                     const std::vector<std::pair<const py::array*, const char*>>& inputs,
-                    BeforePooling&& before_pooling) {
+                    BeforePooling&& before_pooling, bool nothing_before) {
     const auto n = static_cast<std::size_t>(ids.size());
     const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(bags.num_bags),
                                          static_cast<py::ssize_t>(rows.dim())};
@@ -64,7 +64,19 @@ py::array pool_into(const Reader& rows, std::size_t num_embeddings, const py::ar
     std::int64_t* argmax = argmax_data(argmax_out, mode, shape, *inputs.front().first);
     if (argmax_out) require_disjoint(*argmax_out, "argmax_out", result, "out");
     Out* destination = static_cast<Out*>(result.mutable_data());
+    // Where nothing but this result is written and every id is in some bag, the ids are checked
+    // as they are pooled instead of in a pass of their own; on a bad one the result is dropped
+    // and check_ids finds the first for the message.
+    const bool check_while_pooling = !out && !argmax_out && nothing_before && bags.num_bags > 0 &&
+                                     bags.num_ids() == n && rows.dim() > 0;
     call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
+        if (check_while_pooling) {
+            if (!pool_rows_with(rows, id_data, bags, mode, weights, padding, destination, argmax,
+                                num_embeddings)) {
+                check_ids(id_data, n, num_embeddings);
+            }
+            return;
+        }
         check_ids(id_data, n, num_embeddings);
         before_pooling(id_data);
         pool_rows_with(rows, id_data, bags, mode, weights, padding, destination, argmax);
@@ -99,7 +111,7 @@ py::array embedding_bag(const py::array& weight, const py::array& ids, const py:
             const std::int64_t padding = checked_padding_idx(padding_idx, num_embeddings);
             const float* weights = per_sample_weights_data<float>(per_sample_weights, mode, n);
             return pool_into<float>(rows, num_embeddings, ids, bags, mode, weights, padding, out,
-                                    argmax_out, inputs, no_renorm);
+                                    argmax_out, inputs, no_renorm, true);
         });
     }
     require_table(weight);
@@ -124,11 +136,11 @@ py::array embedding_bag(const py::array& weight, const py::array& ids, const py:
             if constexpr (is_reduced_precision<S>) {
                 if (out && has_storage<T>(*out)) {
                     return pool_into<T>(rows, num_embeddings, ids, bags, mode, weights, padding, out,
-                                        argmax_out, inputs, renorm);
+                                        argmax_out, inputs, renorm, !max_norm);
                 }
             }
             return pool_into<S>(rows, num_embeddings, ids, bags, mode, weights, padding, out,
-                                argmax_out, inputs, renorm);
+                                argmax_out, inputs, renorm, !max_norm);
         });
     });
 }

@@ -44,6 +44,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -233,6 +234,10 @@ struct BagJob {
     std::size_t ahead;        // prefetch distance, in positions
     CacheLevel prefetch_level;
     std::size_t chunk_rows;   // positions per chunk (see pooling_chunk_bytes)
+    // Ids at or past this are out of range: skipped, and bad_id set (pool_rows_with's
+    // num_rows; kIdsChecked where the caller checked them).
+    std::uint64_t num_rows;
+    std::atomic<bool>* bad_id;
 };
 
 // Where one bag's result goes: its output row, and the row its partial sums wait in between
@@ -286,8 +291,19 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
     const std::size_t prefetch_end =
         prefetch && stop > job.ahead ? std::min(std::max(stop - job.ahead, begin), end) : begin;
     auto prefetch_ahead = [&](std::size_t i) __attribute__((always_inline)) {
-        prefetch_row(job.rows.row_address(static_cast<std::size_t>(job.ids[i + job.ahead])),
-                     row_bytes, job.prefetch_level);
+        const auto next = static_cast<std::uint64_t>(job.ids[i + job.ahead]);
+        if (next < job.num_rows) {
+            prefetch_row(job.rows.row_address(static_cast<std::size_t>(next)), row_bytes, job.prefetch_level);
+        }
+    };
+    // An entry to pool: in range (else bad_id is set; the caller discards the result), and not
+    // padding. The range comes first: kNoPadding is -1, a bad id.
+    auto pooled = [&](std::int64_t id) __attribute__((always_inline)) {
+        if (static_cast<std::uint64_t>(id) >= job.num_rows) {
+            job.bad_id->store(true, std::memory_order_relaxed);
+            return false;
+        }
+        return id != job.padding_idx;
     };
     // Loads the block of row `id` (weighted by position i's weight) one vector at a time and
     // hands each to combine(k, vector) at once: only the accumulator and a vector or two are
@@ -313,7 +329,7 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
         for (; count == 0 && i < end; ++i) {
             if (i < prefetch_end) prefetch_ahead(i);
             const auto id = static_cast<std::int64_t>(job.ids[i]);
-            if (id == job.padding_idx) continue;
+            if (!pooled(id)) continue;
             each_vector(i, id, [&](std::size_t k, const V& vector) __attribute__((always_inline)) {
                 acc[k] = vector;
                 if constexpr (Track) fill_lanes<Vec>(at[k], static_cast<std::int64_t>(i - begin));
@@ -327,7 +343,7 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
     // over 1M rows 3%.)
     auto combine = [&](std::size_t i) __attribute__((always_inline)) {
         const auto id = static_cast<std::int64_t>(job.ids[i]);
-        if (id == job.padding_idx) return;
+        if (!pooled(id)) return;
         if constexpr (Max) {
             // Strictly greater: the first position holding the maximum wins, as in PyTorch.
             [[maybe_unused]] M offset{};
@@ -469,17 +485,24 @@ FASTEMBED_ALWAYS_INLINE void pool_bags_in(IsaTag<isa>, const BagJob<Reader, I, O
 
 }  // namespace detail
 
-// The pooling alone, through a row reader (see the top of this file), for ids that have already
-// passed check_ids: out[b, :] = pooled rows of bag b, in the reader's value_type or rounded once
-// to a narrower Out (float16 / bfloat16 bags of float sums). `per_sample_weights` (one per flat
-// id, or null) only with sum. `argmax` (num_bags x dim, or null) receives, for max, the position
-// of the id that gave each element, -1 for an empty bag.
+// num_rows for ids that have already passed check_ids.
+inline constexpr std::uint64_t kIdsChecked = ~std::uint64_t{0};
+
+// The pooling alone, through a row reader (see the top of this file): out[b, :] = pooled rows of
+// bag b, in the reader's value_type or rounded once to a narrower Out (float16 / bfloat16 bags
+// of float sums). `per_sample_weights` (one per flat id, or null) only with sum. `argmax`
+// (num_bags x dim, or null) receives, for max, the position of the id that gave each element,
+// -1 for an empty bag. Ids that have passed check_ids need no num_rows. Otherwise each id of a
+// bag is compared with num_rows as it is pooled (the row count; dim > 0), and the result is
+// false if one was out of range: out is then garbage, and ids in no bag were not looked at. (A
+// separate check_ids pass took 2-9% of a bag's time; FBGEMM also compares in its loop.)
 template <class Reader, class I, class Out>
-void pool_rows_with(const Reader& rows, const I* ids, const BagLayout& bags, BagMode mode,
+bool pool_rows_with(const Reader& rows, const I* ids, const BagLayout& bags, BagMode mode,
                     const typename Reader::value_type* per_sample_weights, std::int64_t padding_idx,
-                    Out* out, std::int64_t* argmax) {
+                    Out* out, std::int64_t* argmax, std::uint64_t num_rows = kIdsChecked) {
     const std::size_t dim = rows.dim();
-    if (dim == 0) return;
+    if (dim == 0) return true;
+    std::atomic<bool> bad_id{false};
     const std::size_t row_bytes = rows.row_bytes();
     const std::size_t chunk_rows = std::max<std::size_t>(pooling_chunk_bytes() / row_bytes, 8);
     const detail::BagJob<Reader, I, Out> job{rows,
@@ -492,7 +515,9 @@ void pool_rows_with(const Reader& rows, const I* ids, const BagLayout& bags, Bag
                                              argmax,
                                              prefetch_distance(row_bytes, bags.num_ids() * row_bytes),
                                              prefetch_plan().level_for(row_bytes),
-                                             chunk_rows};
+                                             chunk_rows,
+                                             num_rows,
+                                             &bad_id};
     parallel_bags(bags, row_bytes + sizeof(I), [&](std::size_t first, std::size_t last) {
         auto pool = [&](auto max_tag, auto weighted_tag, auto track_tag) {
             on_this_cpu<Isa::avx512>([&](auto isa) FASTEMBED_INLINE_LAMBDA {
@@ -514,6 +539,7 @@ void pool_rows_with(const Reader& rows, const I* ids, const BagLayout& bags, Bag
             pool(No{}, No{}, No{});  // sum or mean
         }
     });
+    return !bad_id.load(std::memory_order_relaxed);
 }
 
 // The pooling of a plain float or double table.

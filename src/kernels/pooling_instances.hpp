@@ -15,12 +15,12 @@
 // The explicit instantiation of pool_rows_with for one row reader and output type, for both id
 // types: a declaration with PREFIX `extern`, the definition with an empty PREFIX.
 #define FASTEMBED_POOL_ROWS_WITH(PREFIX, Reader, Out)                                                       \
-    PREFIX template void pool_rows_with<Reader, std::int32_t, Out>(                                         \
+    PREFIX template bool pool_rows_with<Reader, std::int32_t, Out>(                                         \
         const Reader&, const std::int32_t*, const BagLayout&, BagMode, const Reader::value_type*,           \
-        std::int64_t, Out*, std::int64_t*);                                                                 \
-    PREFIX template void pool_rows_with<Reader, std::int64_t, Out>(                                         \
+        std::int64_t, Out*, std::int64_t*, std::uint64_t);                                                  \
+    PREFIX template bool pool_rows_with<Reader, std::int64_t, Out>(                                         \
         const Reader&, const std::int64_t*, const BagLayout&, BagMode, const Reader::value_type*,           \
-        std::int64_t, Out*, std::int64_t*);
+        std::int64_t, Out*, std::int64_t*, std::uint64_t);
 
 // float32 and float64 tables.
 #define FASTEMBED_POOLING_PLAIN(PREFIX)                         \
