@@ -7,6 +7,7 @@
 // Exit status: 0 when every CHECK held, 1 otherwise (each failure is printed with its case).
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -235,8 +236,10 @@ void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Ele
         using Job = fastembed::detail::BagJob<Reader, std::int64_t, Out>;
         auto same = [&](auto copy) {
             std::vector<Out> out(bags.num_bags * dim, Out{});
+            std::atomic<bool> bad_id{false};
             const Job job{rows,       ids.data(), bags, nullptr, fastembed::kNoPadding, false,
-                          out.data(), nullptr,    4,    fastembed::CacheLevel::l1, 4};
+                          out.data(), nullptr,    4,    fastembed::CacheLevel::l1, 4,
+                          fastembed::kIdsChecked, &bad_id};
             copy(job);
             return std::memcmp(out.data(), narrowed.data(), out.size() * sizeof(Out)) == 0;
         };
