@@ -254,7 +254,7 @@ struct BagRows {
 // Vec (width == Count * lanes, or less than one vector's lanes when Count == 1 and !Whole):
 // rows are added, or with Max their element-wise maximum kept. `count` entries of the bag were
 // pooled before, their partial result in rows.partial and rows.argmax. Returns the count
-// including this chunk's entries. On the bag's last chunk (`last`), finishes the bag (mean's
+// including this chunk's entries; sets bad_id on an id at or past job.num_rows (skipped). On the bag's last chunk (`last`), finishes the bag (mean's
 // division, zeros for an empty bag) into rows.out.
 template <bool Max, bool Weighted, bool Track, class Vec, std::size_t Count, bool Whole,
           class Reader, class I, class Out>
@@ -262,7 +262,8 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
                                                std::size_t end, std::size_t stop, bool prefetch,
                                                std::size_t col, std::size_t width,
                                                std::size_t count, bool last,
-                                               const BagRows<typename Reader::value_type, Out>& rows) {
+                                               const BagRows<typename Reader::value_type, Out>& rows,
+                                               bool& bad_id) {
     using T = typename Reader::value_type;
     using V = typename Vec::type;
     using M = typename Vec::mask;
@@ -300,7 +301,7 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
     // padding. The range comes first: kNoPadding is -1, a bad id.
     auto pooled = [&](std::int64_t id) __attribute__((always_inline)) {
         if (static_cast<std::uint64_t>(id) >= job.num_rows) {
-            job.bad_id->store(true, std::memory_order_relaxed);
+            bad_id = true;
             return false;
         }
         return id != job.padding_idx;
@@ -404,24 +405,24 @@ template <bool Max, bool Weighted, bool Track, class Vec, std::size_t Count, cla
 FASTEMBED_ALWAYS_INLINE std::size_t pool_remaining_columns(
     const BagJob<Reader, I, Out>& job, std::size_t begin, std::size_t end, std::size_t stop,
     std::size_t col, std::size_t count, bool last,
-    const BagRows<typename Reader::value_type, Out>& rows) {
+    const BagRows<typename Reader::value_type, Out>& rows, bool& bad_id) {
     constexpr std::size_t kWidth = Count * Vec::lanes;
     const std::size_t dim = job.rows.dim();
     std::size_t result = count;  // (some block below always runs: col < dim)
     if (dim - col >= kWidth) {
         result = pool_block<Max, Weighted, Track, Vec, Count, true>(job, begin, end, stop, col == 0, col,
-                                                              kWidth, count, last, rows);
+                                                              kWidth, count, last, rows, bad_id);
         col += kWidth;
     }
     if constexpr (Count == 1) {
         if (col < dim) {
             result = pool_block<Max, Weighted, Track, Vec, 1, false>(job, begin, end, stop, col == 0, col,
-                                                               dim - col, count, last, rows);
+                                                               dim - col, count, last, rows, bad_id);
         }
     } else {
         if (col < dim) {
             result = pool_remaining_columns<Max, Weighted, Track, Vec, Count / 2>(
-                job, begin, end, stop, col, count, last, rows);
+                job, begin, end, stop, col, count, last, rows, bad_id);
         }
     }
     return result;
@@ -444,6 +445,10 @@ FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I, Out>& job, std::s
     const std::size_t stop = job.bags.end(last_bag - 1);
     // A narrower output keeps a bag's partial sums here between its chunks.
     std::vector<T> partial(std::is_same_v<Out, T> ? 0 : dim);
+    // Set by the loop on a bad id; the shared flag is written once, after it. (Storing to the
+    // atomic in the loop made GCC give up keeping the accumulator in registers: a row's every
+    // vector went through the stack and a memmove call, 6x slower.)
+    bool bad_id = false;
     for (std::size_t bag = first_bag; bag < last_bag; ++bag) {
         BagRows<T, Out> rows{job.out + bag * dim, nullptr, Track ? job.argmax + bag * dim : nullptr};
         if constexpr (std::is_same_v<Out, T>) {
@@ -462,15 +467,16 @@ FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I, Out>& job, std::s
             std::size_t col = 0;
             for (; dim - col >= kWidth; col += kWidth) {
                 count = pool_block<Max, Weighted, Track, Vec, kCount, true>(
-                    job, begin, end, stop, col == 0, col, kWidth, before, last, rows);
+                    job, begin, end, stop, col == 0, col, kWidth, before, last, rows, bad_id);
             }
             if (col < dim) {
                 count = pool_remaining_columns<Max, Weighted, Track, Vec, kCount / 2>(
-                    job, begin, end, stop, col, before, last, rows);
+                    job, begin, end, stop, col, before, last, rows, bad_id);
             }
             begin = end;
         } while (begin < bag_end);
     }
+    if (bad_id) job.bad_id->store(true, std::memory_order_relaxed);
 }
 
 // Pools bags [first_bag, last_bag) in the copy of the loop compiled for `isa`.
