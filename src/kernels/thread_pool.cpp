@@ -181,9 +181,6 @@ class ThreadPool {
     }
 
     void worker_loop() {
-#if defined(__linux__)
-        pthread_setname_np(pthread_self(), "fastembed");  // for top, perf and the tests
-#endif
         std::uint64_t seen = 0;
         std::unique_lock<std::mutex> lock(mutex_);
         for (;;) {
@@ -208,7 +205,14 @@ class ThreadPool {
         stop_workers();
         workers_ = std::make_unique<std::vector<std::thread>>();
         workers_->reserve(wanted);
-        for (std::size_t i = 0; i < wanted; ++i) workers_->emplace_back([this] { worker_loop(); });
+        for (std::size_t i = 0; i < wanted; ++i) {
+            workers_->emplace_back([this] { worker_loop(); });
+#if defined(__linux__)
+            // For top, perf and the tests; named here, not by the worker when it first runs,
+            // which on a busy host can be after the caller has done the whole first job.
+            pthread_setname_np(workers_->back().native_handle(), "fastembed");
+#endif
+        }
         placement_.start();
     }
 
