@@ -49,14 +49,14 @@ std::int64_t* argmax_data(const std::optional<py::array>& argmax_out, BagMode mo
 
 // Pools the bags through `rows` (a row reader, kernels/bag.hpp) into a result of dtype Out: the
 // reader's arithmetic type T, or float16 / bfloat16, each element rounded once as it is stored.
-// `before_pooling(id_data)` runs first, on checked ids; `nothing_before` says it does nothing.
-template <class Out, class Reader, class BeforePooling>
+// `before_pooling`, if given, runs first, on checked ids: (*before_pooling)(id_data).
+template <class Out, class Reader, class BeforePooling = void(const void*)>
 py::array pool_into(const Reader& rows, std::size_t num_embeddings, const py::array& ids,
                     const BagLayout& bags, BagMode mode,
                     const typename Reader::value_type* weights, std::int64_t padding,
                     const std::optional<py::array>& out, const std::optional<py::array>& argmax_out,
                     const std::vector<std::pair<const py::array*, const char*>>& inputs,
-                    BeforePooling&& before_pooling, bool nothing_before) {
+                    const BeforePooling* before_pooling = nullptr) {
     const auto n = static_cast<std::size_t>(ids.size());
     const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(bags.num_bags),
                                          static_cast<py::ssize_t>(rows.dim())};
@@ -67,7 +67,7 @@ py::array pool_into(const Reader& rows, std::size_t num_embeddings, const py::ar
     // Where nothing but this result is written and every id is in some bag, the ids are checked
     // as they are pooled instead of in a pass of their own; on a bad one the result is dropped
     // and check_ids finds the first for the message.
-    const bool check_while_pooling = !out && !argmax_out && nothing_before && bags.num_bags > 0 &&
+    const bool check_while_pooling = !out && !argmax_out && !before_pooling && bags.num_bags > 0 &&
                                      bags.num_ids() == n && rows.dim() > 0;
     call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
         if (check_while_pooling) {
@@ -78,7 +78,7 @@ py::array pool_into(const Reader& rows, std::size_t num_embeddings, const py::ar
             return;
         }
         check_ids(id_data, n, num_embeddings);
-        before_pooling(id_data);
+        if (before_pooling) (*before_pooling)(id_data);
         pool_rows_with(rows, id_data, bags, mode, weights, padding, destination, argmax);
     });
     return result;
@@ -100,7 +100,6 @@ py::array embedding_bag(const py::array& weight, const py::array& ids, const py:
     std::vector<std::pair<const py::array*, const char*>> inputs{
         {&weight, "weight"}, {&ids, "ids"}, {&bounds, "offsets"}};
     if (per_sample_weights) inputs.emplace_back(&*per_sample_weights, "per_sample_weights");
-    const auto no_renorm = [](const auto*) {};
     if (quantized_bits) {
         if (max_norm) throw py::value_error("max_norm renormalises rows in place: a quantized table is read-only");
         return dispatch_bits(*quantized_bits, [&](auto bits_tag) {
@@ -111,7 +110,7 @@ py::array embedding_bag(const py::array& weight, const py::array& ids, const py:
             const std::int64_t padding = checked_padding_idx(padding_idx, num_embeddings);
             const float* weights = per_sample_weights_data<float>(per_sample_weights, mode, n);
             return pool_into<float>(rows, num_embeddings, ids, bags, mode, weights, padding, out,
-                                    argmax_out, inputs, no_renorm, true);
+                                    argmax_out, inputs);
         });
     }
     require_table(weight);
@@ -126,21 +125,20 @@ py::array embedding_bag(const py::array& weight, const py::array& ids, const py:
         const bool writeable = weight.writeable();
         const PlainRows<S> rows(table, dim);
         const auto renorm = [&](const auto* id_data) {
-            // As PyTorch: the looked-up rows (padding included) first, then the pooling.
-            if (max_norm) {
-                renorm_rows(const_cast<S*>(table), num_embeddings, dim, id_data, n, *max_norm,
-                            norm_type, writeable);
-            }
+            renorm_rows(const_cast<S*>(table), num_embeddings, dim, id_data, n, *max_norm,
+                        norm_type, writeable);
         };
+        // As PyTorch: with max_norm, the looked-up rows (padding included) first, then the pooling.
+        const auto* before_pooling = max_norm ? &renorm : nullptr;
         return refusing_renorm_of_read_only(max_norm.value_or(0.0), [&] {
             if constexpr (is_reduced_precision<S>) {
                 if (out && has_storage<T>(*out)) {
                     return pool_into<T>(rows, num_embeddings, ids, bags, mode, weights, padding, out,
-                                        argmax_out, inputs, renorm, !max_norm);
+                                        argmax_out, inputs, before_pooling);
                 }
             }
             return pool_into<S>(rows, num_embeddings, ids, bags, mode, weights, padding, out,
-                                argmax_out, inputs, renorm, !max_norm);
+                                argmax_out, inputs, before_pooling);
         });
     });
 }
