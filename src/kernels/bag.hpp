@@ -234,8 +234,8 @@ struct BagJob {
     std::size_t ahead;        // prefetch distance, in positions
     CacheLevel prefetch_level;
     std::size_t chunk_rows;   // positions per chunk (see pooling_chunk_bytes)
-    // Ids at or past this are out of range: skipped, and bad_id set (pool_rows_with's
-    // num_rows; kIdsChecked where the caller checked them).
+    // Ids at or past this are out of range: skipped, and bad_id set once the thread's bags are
+    // pooled (pool_rows_with's num_rows; kIdsChecked where the caller checked them).
     std::uint64_t num_rows;
     std::atomic<bool>* bad_id;
 };
@@ -254,8 +254,9 @@ struct BagRows {
 // Vec (width == Count * lanes, or less than one vector's lanes when Count == 1 and !Whole):
 // rows are added, or with Max their element-wise maximum kept. `count` entries of the bag were
 // pooled before, their partial result in rows.partial and rows.argmax. Returns the count
-// including this chunk's entries; sets bad_id on an id at or past job.num_rows (skipped). On the bag's last chunk (`last`), finishes the bag (mean's
-// division, zeros for an empty bag) into rows.out.
+// including this chunk's entries; an id at or past job.num_rows is skipped and sets bad_id. On
+// the bag's last chunk (`last`), finishes the bag (mean's division, zeros for an empty bag) into
+// rows.out.
 template <bool Max, bool Weighted, bool Track, class Vec, std::size_t Count, bool Whole,
           class Reader, class I, class Out>
 FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job, std::size_t begin,
