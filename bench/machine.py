@@ -161,9 +161,10 @@ def _prefetch(prefetch: dict[str, Any]) -> str:
     text = f"prefetch {prefetch['plan']} ({prefetch['source']}"
     if prefetch["probe_ms"]:
         medians = ", ".join(f"{plan} {ms:.2f}" for plan, ms in prefetch["probe_ms"].items())
+        narrow = ", ".join(f"{level} {ms:.2f}" for level, ms in prefetch["narrow_probe_ms"].items())
         text += (
             f" in {prefetch['calibration_ms']:.0f} ms over {_size(prefetch['probe_bytes'])}; "
-            f"median ms {medians}"
+            f"median ms {medians}; 128-byte rows {narrow}"
         )
     return text + ")"
 

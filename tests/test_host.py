@@ -176,7 +176,21 @@ def test_backward_either_side_of_the_blocked_thresholds(num_embeddings, per_id):
 
 
 # The prefetch plan: FASTEMBED_PREFETCH, else a calibration on the first read beyond the L3.
-CANDIDATE_PLANS = {"l1:16", "l1:32", "l1:64", "l2:16", "l2:32", "l2:64"}
+# Plans read "wide rows' level:rows ahead:narrow rows' level"; the candidates for the wide rows
+# keep the default's narrow level, then the narrow rows' level is chosen at the winner's distance.
+CANDIDATE_PLANS = {"l1:16:l1", "l1:32:l1", "l1:64:l1", "l2:16:l1", "l2:32:l1", "l2:64:l1"}
+DEFAULT_PLAN = "l2:64:l1"
+
+
+def check_calibrated(report: dict) -> None:
+    """The wide rows' plan is the fastest candidate, and the narrow rows' level the faster of
+    the two at that plan's distance."""
+    assert set(report["probe_ms"]) == CANDIDATE_PLANS
+    assert set(report["narrow_probe_ms"]) == {"l1", "l2"}
+    assert all(ms > 0 for ms in [*report["probe_ms"].values(), *report["narrow_probe_ms"].values()])
+    wide = min(report["probe_ms"], key=report["probe_ms"].get)
+    narrow = min(report["narrow_probe_ms"], key=report["narrow_probe_ms"].get)
+    assert report["plan"] == wide[: -len("l1")] + narrow
 
 # Reads 4 MiB of scattered 256-byte rows (16k ids in one bag) twice, then a 64-element gather:
 # with FASTEMBED_L3_BYTES=1 MiB the first read is past the L3.
@@ -207,20 +221,20 @@ def prefetch_child(**environment: str) -> dict:
 def test_prefetch_calibrates_once_on_the_first_read_beyond_the_l3():
     report = prefetch_child(FASTEMBED_L3_BYTES=str(1 << 20))
     assert report["before"] == {
-        "plan": "l2:64",
+        "plan": DEFAULT_PLAN,
         "source": "default",
         "probe_bytes": 0,
         "calibration_ms": 0.0,
         "probe_ms": {},
+        "narrow_probe_ms": {},
     }
     after = report["after"]
     assert after["source"] == "calibrated"
     assert after["probe_bytes"] == 64 << 20  # four times the L3, at least 64 MiB
-    assert set(after["probe_ms"]) == CANDIDATE_PLANS
-    assert all(ms > 0 for ms in after["probe_ms"].values())
-    assert after["plan"] == min(after["probe_ms"], key=after["probe_ms"].get)
+    check_calibrated(after)
     # Each candidate ran 5 rounds: at least 3 of them took its median or longer.
-    assert after["calibration_ms"] >= 3 * sum(after["probe_ms"].values())
+    medians = [*after["probe_ms"].values(), *after["narrow_probe_ms"].values()]
+    assert after["calibration_ms"] >= 3 * sum(medians)
     assert report["again"] == after  # calibrated once per process
     assert report["exact"]
 
@@ -228,30 +242,41 @@ def test_prefetch_calibrates_once_on_the_first_read_beyond_the_l3():
 def test_prefetch_does_not_calibrate_for_reads_the_l3_holds():
     report = prefetch_child(FASTEMBED_L3_BYTES=str(64 << 20))
     assert report["after"]["source"] == report["again"]["source"] == "default"
-    assert report["after"]["plan"] == "l2:64"
+    assert report["after"]["plan"] == DEFAULT_PLAN
 
 
-@pytest.mark.parametrize("value", ["l1:32", "l2:1", "l1:256"])
-def test_prefetch_environment_sets_the_plan_and_skips_the_calibration(value):
+@pytest.mark.parametrize(
+    ("value", "plan"),
+    [
+        ("l1:32", "l1:32:l1"),  # narrow rows' level left out: the L1
+        ("l2:1", "l2:1:l1"),
+        ("l1:256:l2", "l1:256:l2"),
+        ("l2:16:l1", "l2:16:l1"),
+    ],
+)
+def test_prefetch_environment_sets_the_plan_and_skips_the_calibration(value, plan):
     report = prefetch_child(FASTEMBED_PREFETCH=value, FASTEMBED_L3_BYTES=str(1 << 20))
     for when in ("before", "after", "again"):
         assert report[when] == {
-            "plan": value,
+            "plan": plan,
             "source": "env",
             "probe_bytes": 0,
             "calibration_ms": 0.0,
             "probe_ms": {},
+            "narrow_probe_ms": {},
         }
     assert report["exact"]
 
 
 @pytest.mark.parametrize(
-    "value", ["", "l3:16", "l1:0", "l1:257", "l1:", "L1:16", "l1:16x", "l1:-4"]
+    "value",
+    ["", "l3:16", "l1:0", "l1:257", "l1:", "L1:16", "l1:16x", "l1:-4", "l1:16:", "l1:16:l3",
+     "l1:16:l2x", "l1:16:l2:l2", "l116"],
 )
 def test_prefetch_environment_ignores_bad_values(value):
     report = prefetch_child(FASTEMBED_PREFETCH=value, FASTEMBED_L3_BYTES=str(64 << 20))
     assert report["after"]["source"] == "default"
-    assert report["after"]["plan"] == "l2:64"
+    assert report["after"]["plan"] == DEFAULT_PLAN
 
 
 FALLBACK_CODE = """
@@ -282,13 +307,13 @@ def test_prefetch_falls_back_when_the_probe_cannot_be_allocated():
     assert child.returncode == 0, child.stderr
     report = json.loads(child.stdout.strip().splitlines()[-1])
     assert report["after"]["source"] == "fallback"
-    assert report["after"]["plan"] == "l2:64"
+    assert report["after"]["plan"] == DEFAULT_PLAN
     assert report["exact"]
 
 
 def test_results_do_not_depend_on_the_prefetch_plan():
     default = child_results()
-    for plan in ("l1:1", "l2:256", "l1:16"):
+    for plan in ("l1:1:l1", "l2:256:l2", "l1:16:l2"):
         results = child_results(FASTEMBED_PREFETCH=plan)
         assert results["info"]["prefetch"]["plan"] == plan
         for key in default:
@@ -302,8 +327,7 @@ def test_calibrate_prefetch_reports_without_changing_the_plan():
     before = fastembed.host_info()["prefetch"]
     report = _core.calibrate_prefetch(1 << 20, 256, 2)
     assert report["source"] == "calibrated" and report["probe_bytes"] == 1 << 20
-    assert set(report["probe_ms"]) == CANDIDATE_PLANS
-    assert report["plan"] == min(report["probe_ms"], key=report["probe_ms"].get)
+    check_calibrated(report)
     assert fastembed.host_info()["prefetch"] == before
     for bad in ((255, 256, 2), (1 << 20, 0, 2), (1 << 20, 256, 0)):
         with pytest.raises(ValueError, match="probe_bytes >= 256"):

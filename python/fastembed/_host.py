@@ -25,13 +25,14 @@ def host_info() -> dict[str, Any]:
         orders (``block_sums_budget_bytes``, ``block_sums_per_block_bytes``), the same on
         every host.
 
-        ``prefetch`` is a dict: ``plan``, ``"l1:32"`` say (the cache rows of more than 128
-        bytes are prefetched into, and the most rows ahead, counted in rows of 256 bytes:
-        narrower rows go as many bytes ahead); ``source``: ``"env"``,
-        ``"calibrated"``, ``"default"`` (no calibration has run yet), ``"calibrating"`` or
-        ``"fallback"`` (the calibration failed: its buffer could not be had, say); ``probe_bytes``,
-        ``calibration_ms`` and ``probe_ms`` (each candidate plan's median time) from the
-        calibration, empty or 0 without one.
+        ``prefetch`` is a dict: ``plan``, ``"l2:32:l1"`` say (the cache rows of more than 128
+        bytes are prefetched into, the most rows ahead, counted in rows of 256 bytes:
+        narrower rows go as many bytes ahead, and the cache rows of 128 bytes or less are
+        prefetched into); ``source``: ``"env"``, ``"calibrated"``, ``"default"`` (no
+        calibration has run yet), ``"calibrating"`` or ``"fallback"`` (the calibration failed:
+        its buffer could not be had, say); ``probe_bytes``, ``calibration_ms``, ``probe_ms``
+        (each candidate plan's median time on 256-byte rows) and ``narrow_probe_ms`` (each
+        level's on 128-byte rows) from the calibration, empty or 0 without one.
 
     Notes
     -----
@@ -42,11 +43,13 @@ def host_info() -> dict[str, Any]:
 
     The prefetch plan is measured, not derived: the first kernel call that reads more bytes
     of scattered rows than the L3 holds first times each candidate plan (the L1 or the L2,
-    16, 32 or 64 rows ahead) summing random rows of a buffer four times the L3 (64 to 256
-    MiB) on all threads, once per process (about 40 ms; up to 0.5 s where the system is slow
-    to hand out the buffer's huge pages), and keeps the fastest. Until then, or if that
-    fails, the plan is ``"l2:64"``. ``FASTEMBED_PREFETCH="l1:32"`` (``l1`` or ``l2``, 1 to
-    256 rows) sets it instead and skips the calibration; other values are ignored.
+    16, 32 or 64 rows ahead) summing random 256-byte rows of a buffer four times the L3 (64
+    to 256 MiB) on all threads, keeps the fastest, then times the L1 and the L2 for 128-byte
+    rows at its distance, once per process (about 50 ms; up to 0.5 s where the system is slow
+    to hand out the buffer's huge pages). Until then, or if that fails, the plan is
+    ``"l2:64:l1"``. ``FASTEMBED_PREFETCH="l2:32:l2"`` (``l1`` or ``l2``, 1 to 256 rows,
+    ``l1`` or ``l2``; the last part may be left out, for ``l1``) sets it instead and skips the
+    calibration; other values are ignored.
 
     Results never depend on these sizes, on the copy or on the prefetch plan, only speed does.
     """

@@ -33,6 +33,9 @@ py::dict prefetch_dict(const PrefetchReport& report) {
     py::dict probe_ms;
     for (const auto& [plan, ms] : report.probe_ms) probe_ms[py::str(to_string(plan))] = ms;
     result["probe_ms"] = probe_ms;
+    py::dict narrow_probe_ms;
+    for (const auto& [level, ms] : report.narrow_probe_ms) narrow_probe_ms[py::str(to_string(level))] = ms;
+    result["narrow_probe_ms"] = narrow_probe_ms;
     return result;
 }
 

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <type_traits>
 
 #include "kernels/recycled_buffers.hpp"
 #include "kernels/row_ops.hpp"
@@ -14,9 +15,10 @@ namespace fastembed {
 
 namespace {
 
-// The probe's rows: D=64 float32, the common case, and wide enough for the level to matter.
-constexpr std::size_t kProbeDim = PrefetchPlan::kReferenceRowBytes / sizeof(float);
+// The probe's rows: D=64 float32, the common case, and wide enough for the level to matter;
+// then the widest narrow rows (float16 or 8-bit rows of D=64 are 128 and 72 bytes).
 constexpr std::size_t kProbeRowBytes = PrefetchPlan::kReferenceRowBytes;
+constexpr std::size_t kNarrowProbeRowBytes = PrefetchPlan::kNarrowRowBytes;
 
 // The probe's buffer is this many times the L3, so that few of its rows are cached, within
 // these bounds (the L3 a VM reports can be far off: see host_caches.hpp).
@@ -41,10 +43,10 @@ void publish(const PrefetchReport& report) {
     detail::current_prefetch_plan.store(detail::pack(report.plan), std::memory_order_relaxed);
 }
 
-// A random row of `rows` for each of `count` slots (xorshift64: the same draws everywhere).
-std::vector<std::uint32_t> random_rows(std::size_t rows, std::size_t count) {
+// A random row of `rows` for each of `count` slots (xorshift64 from `state`, which it advances:
+// the same draws everywhere).
+std::vector<std::uint32_t> random_rows(std::size_t rows, std::size_t count, std::uint64_t& state) {
     std::vector<std::uint32_t> result(count);
-    std::uint64_t state = 0x9E3779B97F4A7C15ull;
     for (std::uint32_t& row : result) {
         state ^= state << 13;
         state ^= state >> 7;
@@ -54,20 +56,30 @@ std::vector<std::uint32_t> random_rows(std::size_t rows, std::size_t count) {
     return result;
 }
 
-// Sums the rows `rows[begin, end)` of `table` as a pooled bag does, prefetching under `plan`.
+// Sums the rows `rows[begin, end)` of `table` (float32 rows of RowBytes) as a pooled bag does,
+// prefetching under `plan`.
+template <std::size_t RowBytes>
 float sum_rows(const float* table, const std::uint32_t* rows, std::size_t begin, std::size_t end,
                const PrefetchPlan& plan) {
-    const std::size_t ahead = plan.distance(kProbeRowBytes);
-    const CacheLevel level = plan.level_for(kProbeRowBytes);
-    float sum[kProbeDim] = {};
+    constexpr std::size_t kDim = RowBytes / sizeof(float);
+    const std::size_t ahead = plan.distance(RowBytes);
+    const CacheLevel level = plan.level_for(RowBytes);
+    float sum[kDim] = {};
     for (std::size_t i = begin; i < end; ++i) {
-        if (i + ahead < end) prefetch_row(table + std::size_t{rows[i + ahead]} * kProbeDim, kProbeRowBytes, level);
-        const float* row = table + std::size_t{rows[i]} * kProbeDim;
-        for (std::size_t d = 0; d < kProbeDim; ++d) sum[d] += row[d];
+        if (i + ahead < end) prefetch_row(table + std::size_t{rows[i + ahead]} * kDim, RowBytes, level);
+        const float* row = table + std::size_t{rows[i]} * kDim;
+        for (std::size_t d = 0; d < kDim; ++d) sum[d] += row[d];
     }
     float total = 0;
     for (float value : sum) total += value;
     return total;
+}
+
+// "l1" or "l2" at text, the rest after it in `rest`; nothing for anything else.
+std::optional<CacheLevel> parse_level(const char* text, const char** rest) {
+    if (std::strncmp(text, "l1", 2) != 0 && std::strncmp(text, "l2", 2) != 0) return std::nullopt;
+    *rest = text + 2;
+    return text[1] == '2' ? CacheLevel::l2 : CacheLevel::l1;
 }
 
 double median(std::vector<double> values) {
@@ -81,27 +93,32 @@ double milliseconds_since(std::chrono::steady_clock::time_point start) {
 
 }  // namespace
 
+std::string to_string(CacheLevel level) { return level == CacheLevel::l2 ? "l2" : "l1"; }
+
 std::string to_string(const PrefetchPlan& plan) {
-    return std::string(plan.wide_rows == CacheLevel::l2 ? "l2:" : "l1:") +
-           std::to_string(plan.max_rows_ahead);
+    return to_string(plan.wide_rows) + ":" + std::to_string(plan.max_rows_ahead) + ":" +
+           to_string(plan.narrow_rows);
 }
 
 std::optional<PrefetchPlan> parse_prefetch_plan(const char* text) {
     if (text == nullptr) return std::nullopt;
     PrefetchPlan plan;
-    if (std::strncmp(text, "l1:", 3) == 0) {
-        plan.wide_rows = CacheLevel::l1;
-    } else if (std::strncmp(text, "l2:", 3) == 0) {
-        plan.wide_rows = CacheLevel::l2;
-    } else {
-        return std::nullopt;
-    }
-    const char* digits = text + 3;
-    if (*digits < '0' || *digits > '9') return std::nullopt;
+    const char* digits = nullptr;
+    const std::optional<CacheLevel> wide = parse_level(text, &digits);
+    if (!wide || *digits++ != ':' || *digits < '0' || *digits > '9') return std::nullopt;
+    plan.wide_rows = *wide;
     char* end = nullptr;
     const unsigned long long rows = std::strtoull(digits, &end, 10);
-    if (*end != '\0' || rows < 1 || rows > 256) return std::nullopt;
+    if (rows < 1 || rows > 256) return std::nullopt;
     plan.max_rows_ahead = static_cast<std::size_t>(rows);
+    if (*end == ':') {
+        const char* rest = nullptr;
+        const std::optional<CacheLevel> narrow = parse_level(end + 1, &rest);
+        if (!narrow || *rest != '\0') return std::nullopt;
+        plan.narrow_rows = *narrow;
+    } else if (*end != '\0') {
+        return std::nullopt;
+    }
     return plan;
 }
 
@@ -128,51 +145,64 @@ PrefetchReport calibrate_prefetch(std::size_t probe_bytes, std::size_t rows_per_
     // Every page written: untouched pages all read as the one shared zero page, always cached.
     std::memset(probe.buffer.data, 0, probe_bytes);
     const auto* table = static_cast<const float*>(probe.buffer.data);
-    const std::vector<PrefetchPlan>& candidates = prefetch_candidates();
-    // Each trial reads rows of its own: rows read again would come from the cache.
-    const std::size_t trials = 1 + rounds * candidates.size();
-    const std::vector<std::uint32_t> rows =
-        random_rows(std::max<std::size_t>(probe_bytes / kProbeRowBytes, 1), trials * rows_per_trial);
-    std::vector<std::vector<double>> times(candidates.size());
     if (threads == 0) threads = get_num_threads();
     std::vector<float> sums(threads);
     std::vector<double> thread_ms(threads);
-    std::size_t trials_run = 0;
-    // A trial's time: the mean of its threads' loops, each timed by its thread, so that waking
-    // the pool's threads (up to half a millisecond on a VM) is not counted.
-    auto trial = [&](const PrefetchPlan& plan) {
-        const std::uint32_t* trial_rows = rows.data() + rows_per_trial * trials_run++;
-        run_tasks(threads, [&](std::size_t t) {
-            const auto thread_start = std::chrono::steady_clock::now();
-            sums[t] = sum_rows(table, trial_rows, rows_per_trial * t / threads,
-                               rows_per_trial * (t + 1) / threads, plan);
-            thread_ms[t] = milliseconds_since(thread_start);
-        }, threads);
-        double total = 0;
-        for (double ms : thread_ms) total += ms;
-        return total / static_cast<double>(threads);
-    };
-    trial(candidates[0]);  // warms the ids, the threads and the TLB
-    for (std::size_t round = 0; round < rounds; ++round) {
-        // A rotating order: no candidate always runs first after a pause.
-        for (std::size_t k = 0; k < candidates.size(); ++k) {
-            const std::size_t c = (k + round) % candidates.size();
-            times[c].push_back(trial(candidates[c]));
+    std::uint64_t draws = 0x9E3779B97F4A7C15ull;
+    // The median time of each of `plans` summing rows of RowBytes, over `rounds` rounds after a
+    // warm-up trial, in a rotating order (no plan always runs first after a pause). Each trial
+    // reads rows of its own: rows read again would come from the cache.
+    auto medians = [&](auto row_bytes, const std::vector<PrefetchPlan>& plans) {
+        constexpr std::size_t kRowBytes = decltype(row_bytes)::value;
+        const std::vector<std::uint32_t> rows =
+            random_rows(std::max<std::size_t>(probe_bytes / kRowBytes, 1),
+                        (1 + rounds * plans.size()) * rows_per_trial, draws);
+        std::size_t trials_run = 0;
+        // A trial's time: the mean of its threads' loops, each timed by its thread, so that
+        // waking the pool's threads (up to half a millisecond on a VM) is not counted.
+        auto trial = [&](const PrefetchPlan& plan) {
+            const std::uint32_t* trial_rows = rows.data() + rows_per_trial * trials_run++;
+            run_tasks(threads, [&](std::size_t t) {
+                const auto thread_start = std::chrono::steady_clock::now();
+                sums[t] = sum_rows<kRowBytes>(table, trial_rows, rows_per_trial * t / threads,
+                                              rows_per_trial * (t + 1) / threads, plan);
+                thread_ms[t] = milliseconds_since(thread_start);
+            }, threads);
+            double total = 0;
+            for (double ms : thread_ms) total += ms;
+            return total / static_cast<double>(threads);
+        };
+        trial(plans[0]);  // warms the ids, the threads and the TLB
+        std::vector<std::vector<double>> times(plans.size());
+        for (std::size_t round = 0; round < rounds; ++round) {
+            for (std::size_t k = 0; k < plans.size(); ++k) {
+                const std::size_t p = (k + round) % plans.size();
+                times[p].push_back(trial(plans[p]));
+            }
         }
-    }
+        std::vector<double> result;
+        for (const std::vector<double>& plan_times : times) result.push_back(median(plan_times));
+        return result;
+    };
 
     PrefetchReport report;
     report.source = "calibrated";
     report.probe_bytes = probe_bytes;
-    double best = 0;
-    for (std::size_t c = 0; c < candidates.size(); ++c) {
-        const double ms = median(times[c]);
-        report.probe_ms.emplace_back(candidates[c], ms);
-        if (c == 0 || ms < best) {
-            best = ms;
-            report.plan = candidates[c];
-        }
-    }
+    // First the wide rows' level and distance...
+    const std::vector<PrefetchPlan>& candidates = prefetch_candidates();
+    const std::vector<double> wide_ms =
+        medians(std::integral_constant<std::size_t, kProbeRowBytes>{}, candidates);
+    for (std::size_t c = 0; c < candidates.size(); ++c) report.probe_ms.emplace_back(candidates[c], wide_ms[c]);
+    const auto fastest = std::min_element(wide_ms.begin(), wide_ms.end()) - wide_ms.begin();
+    report.plan = candidates[static_cast<std::size_t>(fastest)];
+    // ...then, at that distance, the narrow rows' level (the L1 on a tie, the default's).
+    std::vector<PrefetchPlan> narrow(2, report.plan);
+    narrow[0].narrow_rows = CacheLevel::l1;
+    narrow[1].narrow_rows = CacheLevel::l2;
+    const std::vector<double> narrow_ms =
+        medians(std::integral_constant<std::size_t, kNarrowProbeRowBytes>{}, narrow);
+    report.narrow_probe_ms = {{CacheLevel::l1, narrow_ms[0]}, {CacheLevel::l2, narrow_ms[1]}};
+    report.plan.narrow_rows = narrow_ms[1] < narrow_ms[0] ? CacheLevel::l2 : CacheLevel::l1;
     report.calibration_ms = milliseconds_since(start);
     return report;
 }
@@ -183,7 +213,7 @@ void plan_prefetch_for(std::size_t bytes_read) {
         const std::optional<PrefetchPlan> plan = parse_prefetch_plan(std::getenv("FASTEMBED_PREFETCH"));
         int expected = 0;
         if (plan) {
-            if (g_state.compare_exchange_strong(expected, 2)) publish({*plan, "env", 0, 0, {}});
+            if (g_state.compare_exchange_strong(expected, 2)) publish({*plan, "env", 0, 0, {}, {}});
             return;
         }
         g_state.compare_exchange_strong(expected, 1);
@@ -199,7 +229,7 @@ void plan_prefetch_for(std::size_t bytes_read) {
     } catch (...) {
         // Whatever stops the probe (its buffer, a thread it could not start), the call that
         // triggered it goes on with the default plan.
-        publish({PrefetchPlan{}, "fallback", 0, 0, {}});
+        publish({PrefetchPlan{}, "fallback", 0, 0, {}, {}});
     }
 }
 

@@ -11,19 +11,28 @@
 //     table 2x; the backward of D=16 rows 1.2x; for D=256 the distance did not matter.
 //   2-core EPYC (Zen 3): the L1, 32 ahead, 15.9; the L2, 16 ahead, 16.0; the L1, 16 ahead,
 //     16.3; the L2, 64 ahead, 17.7 (Zipf ids: 4.4 against 4.7; 8-bit rows: 8.1 against 8.7).
-// Cache sizes predict neither: both have a 32 KiB L1d.
+// Cache sizes predict neither: both have a 32 KiB L1d. Rows of 128 bytes or less (float16 and
+// 8-bit rows of D=64, float32 rows of D=32 or less) want a level of their own:
+//   2-core Xeon: the L1 (8-bit rows of Zipf ids, whose frequent rows sit in the L2 already,
+//     pooled 12% slower sent to the L2).
+//   2-core EPYC (Zen 4, AVX-512, 1 MiB L2): the L2, by 2x, where its 256-byte rows gain 20%.
+//     Bags of 1M uniform ids, float16 rows: 9.5-12 ms into the L1, 4.8-4.9 into the L2; 8-bit
+//     rows 11.2-12.6 against 4.5-5.1. Zipf ids: float16 6.5 against 2.9-3.4, 8-bit 6.0
+//     against 3.5-3.7. (The pooled loop alone, the two builds alternated, 2 threads.)
 //
 // Chosen once per process, in this order:
-//   1. FASTEMBED_PREFETCH="l1:32": the cache rows of more than 128 bytes go to (l1 or l2; shorter
-//      rows always go to the L1) and the most rows ahead (1 to 256), counted in 256-byte rows:
-//      narrower rows go as many bytes ahead (PrefetchPlan::distance). Any other value is ignored.
+//   1. FASTEMBED_PREFETCH="l2:32:l1": the cache rows of more than 128 bytes go to (l1 or l2),
+//      the most rows ahead (1 to 256), counted in 256-byte rows (narrower rows go as many bytes
+//      ahead: PrefetchPlan::distance), and, optionally, the cache rows of 128 bytes or less go
+//      to (the L1 where left out: "l2:32" is "l2:32:l1"). Any other value is ignored.
 //   2. A calibration, the first time a kernel reads more bytes of scattered rows than the L3
-//      holds (the reads prefetching is for): each candidate plan sums random 256-byte rows of a
-//      buffer four times the L3 on every thread, interleaved over rounds, and the fastest
-//      median wins. About 40 ms, once (up to 0.5 s where the system is slow to hand out the
+//      holds (the reads prefetching is for), on a buffer four times the L3, on every thread,
+//      candidates interleaved over rounds, the fastest median winning: first each level and
+//      distance summing random 256-byte rows, then, at the distance chosen, each level for
+//      128-byte rows. About 50 ms, once (up to 0.5 s where the system is slow to hand out the
 //      buffer's huge pages).
 //   3. Until then, or where the calibration fails (its buffer cannot be had, say): the L2 and
-//      64 rows.
+//      64 rows, narrow rows into the L1.
 // No caller waits for another's calibration, so a process forked during one never blocks: it
 // keeps the default.
 #pragma once
@@ -48,13 +57,14 @@ enum class CacheLevel { l1, l2 };
 struct PrefetchPlan {
     CacheLevel wide_rows = CacheLevel::l2;  // rows of more than kNarrowRowBytes
     std::size_t max_rows_ahead = 64;
+    CacheLevel narrow_rows = CacheLevel::l1;  // rows of kNarrowRowBytes or less
 
-    // Rows this short always go to the L1: 8-bit rows (72 bytes) of Zipf ids, whose frequent
-    // rows sit in the L2 already, pooled 12% slower when sent there (2-core Xeon).
+    // Hosts disagree on the narrow rows' level, and not as they do on the wide rows' (see the
+    // top of this file).
     static constexpr std::size_t kNarrowRowBytes = 128;
 
     CacheLevel level_for(std::size_t row_bytes) const {
-        return row_bytes > kNarrowRowBytes ? wide_rows : CacheLevel::l1;
+        return row_bytes > kNarrowRowBytes ? wide_rows : narrow_rows;
     }
 
     // The rows max_rows_ahead counts: the calibration's (D=64 float32).
@@ -76,24 +86,31 @@ struct PrefetchPlan {
     }
 
     bool operator==(const PrefetchPlan& other) const {
-        return wide_rows == other.wide_rows && max_rows_ahead == other.max_rows_ahead;
+        return wide_rows == other.wide_rows && max_rows_ahead == other.max_rows_ahead &&
+               narrow_rows == other.narrow_rows;
     }
 };
 
-// "l1:32", "l2:64".
+// "l1" or "l2".
+std::string to_string(CacheLevel level);
+
+// "l1:32:l1", "l2:64:l2": the wide rows' level, the rows ahead, the narrow rows' level.
 std::string to_string(const PrefetchPlan& plan);
 
 // FASTEMBED_PREFETCH's syntax; nothing for anything else.
 std::optional<PrefetchPlan> parse_prefetch_plan(const char* text);
 
-// The plans a calibration chooses between.
+// The wide rows' levels and distances a calibration chooses between (each with the default's
+// narrow rows' level), before it chooses the narrow rows' level.
 const std::vector<PrefetchPlan>& prefetch_candidates();
 
 namespace detail {
-// A plan in one word (level in bit 16, rows below), so that every row loop can read the plan
-// in force with a plain load while a calibration on another thread replaces it.
+// A plan in one word (the wide rows' level in bit 16, the narrow rows' in bit 17, rows below),
+// so that every row loop can read the plan in force with a plain load while a calibration on
+// another thread replaces it.
 constexpr std::uint32_t pack(const PrefetchPlan& plan) {
     return (plan.wide_rows == CacheLevel::l2 ? 1u << 16 : 0u) |
+           (plan.narrow_rows == CacheLevel::l2 ? 1u << 17 : 0u) |
            static_cast<std::uint32_t>(plan.max_rows_ahead);
 }
 
@@ -104,7 +121,8 @@ inline std::atomic<std::uint32_t> current_prefetch_plan{pack(PrefetchPlan{})};
 // The plan in force.
 inline PrefetchPlan prefetch_plan() {
     const std::uint32_t packed = detail::current_prefetch_plan.load(std::memory_order_relaxed);
-    return {(packed >> 16) != 0 ? CacheLevel::l2 : CacheLevel::l1, packed & 0xFFFFu};
+    return {(packed >> 16) & 1u ? CacheLevel::l2 : CacheLevel::l1, packed & 0xFFFFu,
+            (packed >> 17) & 1u ? CacheLevel::l2 : CacheLevel::l1};
 }
 
 // Reads FASTEMBED_PREFETCH on the first call, and calibrates the first time `bytes_read`
@@ -121,6 +139,7 @@ struct PrefetchReport {
     std::size_t probe_bytes = 0;                  // the calibration's buffer (0: none ran)
     double calibration_ms = 0;                    // its whole time, the buffer included
     std::vector<std::pair<PrefetchPlan, double>> probe_ms;  // each candidate's median
+    std::vector<std::pair<CacheLevel, double>> narrow_probe_ms;  // each narrow rows' level's
 };
 PrefetchReport prefetch_report();
 

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -25,6 +26,7 @@
 #include <thread>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/blocked_reduce.hpp"
@@ -532,6 +534,37 @@ void test_prefetch_distance() {
     CHECK(zen.distance(128, 0) == 16);  // no window: 16 rows, the floor
 }
 
+// FASTEMBED_PREFETCH's text to a plan and back, and a plan through the word that holds the plan
+// in force: every level, distance and narrow level survives both.
+void test_prefetch_plan_text() {
+    current_case = "prefetch plan text and word";
+    using fastembed::CacheLevel;
+    using fastembed::PrefetchPlan;
+    const std::pair<const char*, const char*> texts[] = {
+        {"l1:32", "l1:32:l1"}, {"l2:1", "l2:1:l1"}, {"l2:256:l2", "l2:256:l2"}, {"l1:16:l2", "l1:16:l2"}};
+    for (const auto& [text, written] : texts) {
+        const std::optional<PrefetchPlan> plan = fastembed::parse_prefetch_plan(text);
+        CHECK(plan.has_value() && fastembed::to_string(*plan) == written);
+    }
+    for (const char* bad : {"", "l3:16", "l1:0", "l1:257", "l1:", "l1:16:", "l1:16:l3", "l1:16:l2:",
+                            "l1:16x", "l2:16:l1x", "l116", "l1:-4"}) {
+        CHECK(!fastembed::parse_prefetch_plan(bad).has_value());
+    }
+    CHECK(!fastembed::parse_prefetch_plan(nullptr).has_value());
+    const std::uint32_t in_force = fastembed::detail::current_prefetch_plan.load();
+    for (CacheLevel wide : {CacheLevel::l1, CacheLevel::l2}) {
+        for (CacheLevel narrow : {CacheLevel::l1, CacheLevel::l2}) {
+            for (std::size_t rows : {1, 16, 256}) {
+                const PrefetchPlan plan{wide, rows, narrow};
+                fastembed::detail::current_prefetch_plan.store(fastembed::detail::pack(plan));
+                CHECK(fastembed::prefetch_plan() == plan);
+                CHECK(plan.level_for(128) == narrow && plan.level_for(129) == wide);
+            }
+        }
+    }
+    fastembed::detail::current_prefetch_plan.store(in_force);
+}
+
 // The range check's scan (sign bits of id | (limit - 1 - id), no comparison) against the
 // comparison it replaced, at every boundary: ids just inside and outside [0, limit), the
 // extremes of int64 and int32, empty and huge tables, and the bad id first, last and on either
@@ -718,6 +751,7 @@ int main() {
     test_host_caches();
     test_first_bad_id();
     test_prefetch_distance();
+    test_prefetch_plan_text();
     test_pool_exceptions_and_nesting();
     test_concurrent_callers();
     test_fork();
