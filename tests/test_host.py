@@ -192,6 +192,7 @@ def check_calibrated(report: dict) -> None:
     narrow = min(report["narrow_probe_ms"], key=report["narrow_probe_ms"].get)
     assert report["plan"] == wide[: -len("l1")] + narrow
 
+
 # Reads 4 MiB of scattered 256-byte rows (16k ids in one bag) twice, then a 64-element gather:
 # with FASTEMBED_L3_BYTES=1 MiB the first read is past the L3.
 PREFETCH_CODE = """
@@ -270,8 +271,21 @@ def test_prefetch_environment_sets_the_plan_and_skips_the_calibration(value, pla
 
 @pytest.mark.parametrize(
     "value",
-    ["", "l3:16", "l1:0", "l1:257", "l1:", "L1:16", "l1:16x", "l1:-4", "l1:16:", "l1:16:l3",
-     "l1:16:l2x", "l1:16:l2:l2", "l116"],
+    [
+        "",
+        "l3:16",
+        "l1:0",
+        "l1:257",
+        "l1:",
+        "L1:16",
+        "l1:16x",
+        "l1:-4",
+        "l1:16:",
+        "l1:16:l3",
+        "l1:16:l2x",
+        "l1:16:l2:l2",
+        "l116",
+    ],
 )
 def test_prefetch_environment_ignores_bad_values(value):
     report = prefetch_child(FASTEMBED_PREFETCH=value, FASTEMBED_L3_BYTES=str(64 << 20))
