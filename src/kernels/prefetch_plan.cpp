@@ -149,11 +149,12 @@ PrefetchReport calibrate_prefetch(std::size_t probe_bytes, std::size_t rows_per_
     std::vector<float> sums(threads);
     std::vector<double> thread_ms(threads);
     std::uint64_t draws = 0x9E3779B97F4A7C15ull;
-    // The median time of each of `plans` summing rows of RowBytes, over `rounds` rounds after a
-    // warm-up trial, in a rotating order (no plan always runs first after a pause). Each trial
-    // reads rows of its own: rows read again would come from the cache.
-    auto medians = [&](auto row_bytes, const std::vector<PrefetchPlan>& plans) {
-        constexpr std::size_t kRowBytes = decltype(row_bytes)::value;
+    // The median time of each of `plans` summing rows of kRowBytes (row_bytes_tag: an
+    // integral_constant), over `rounds` rounds after a warm-up trial, in a rotating order (no
+    // plan always runs first after a pause). Each trial reads rows of its own: rows read again
+    // would come from the cache.
+    auto medians = [&](auto row_bytes_tag, const std::vector<PrefetchPlan>& plans) {
+        constexpr std::size_t kRowBytes = decltype(row_bytes_tag)::value;
         const std::vector<std::uint32_t> rows =
             random_rows(std::max<std::size_t>(probe_bytes / kRowBytes, 1),
                         (1 + rounds * plans.size()) * rows_per_trial, draws);
