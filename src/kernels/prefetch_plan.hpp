@@ -105,13 +105,22 @@ std::optional<PrefetchPlan> parse_prefetch_plan(const char* text);
 const std::vector<PrefetchPlan>& prefetch_candidates();
 
 namespace detail {
-// A plan in one word (the wide rows' level in bit 16, the narrow rows' in bit 17, rows below),
-// so that every row loop can read the plan in force with a plain load while a calibration on
-// another thread replaces it.
+// A plan in one word (rows ahead in the low bits, a bit for each level that is the L2), so that
+// every row loop can read the plan in force with a plain load while a calibration on another
+// thread replaces it.
+inline constexpr std::uint32_t kRowsAheadMask = 0xFFFFu;
+inline constexpr std::uint32_t kWideRowsInL2 = 1u << 16;
+inline constexpr std::uint32_t kNarrowRowsInL2 = 1u << 17;
+
 constexpr std::uint32_t pack(const PrefetchPlan& plan) {
-    return (plan.wide_rows == CacheLevel::l2 ? 1u << 16 : 0u) |
-           (plan.narrow_rows == CacheLevel::l2 ? 1u << 17 : 0u) |
+    return (plan.wide_rows == CacheLevel::l2 ? kWideRowsInL2 : 0u) |
+           (plan.narrow_rows == CacheLevel::l2 ? kNarrowRowsInL2 : 0u) |
            static_cast<std::uint32_t>(plan.max_rows_ahead);
+}
+
+constexpr PrefetchPlan unpack(std::uint32_t packed) {
+    return {(packed & kWideRowsInL2) != 0 ? CacheLevel::l2 : CacheLevel::l1, packed & kRowsAheadMask,
+            (packed & kNarrowRowsInL2) != 0 ? CacheLevel::l2 : CacheLevel::l1};
 }
 
 // The plan in force; the default until one is chosen.
@@ -120,9 +129,7 @@ inline std::atomic<std::uint32_t> current_prefetch_plan{pack(PrefetchPlan{})};
 
 // The plan in force.
 inline PrefetchPlan prefetch_plan() {
-    const std::uint32_t packed = detail::current_prefetch_plan.load(std::memory_order_relaxed);
-    return {(packed >> 16) & 1u ? CacheLevel::l2 : CacheLevel::l1, packed & 0xFFFFu,
-            (packed >> 17) & 1u ? CacheLevel::l2 : CacheLevel::l1};
+    return detail::unpack(detail::current_prefetch_plan.load(std::memory_order_relaxed));
 }
 
 // Reads FASTEMBED_PREFETCH on the first call, and calibrates the first time `bytes_read`
