@@ -37,9 +37,10 @@ inline std::size_t packed_dim(const py::array& packed, long long bits) {
     const auto width = static_cast<std::size_t>(packed.shape(1));
     const std::size_t tail = bits == 8 ? 2 * sizeof(float) : 2 * sizeof(Float16);
     if (width < tail) {
-        throw py::value_error("a " + std::to_string(bits) + "-bit packed row holds its codes, then " +
-                              std::to_string(tail) + " bytes of scale and bias: width " +
-                              std::to_string(width) + " is too small");
+        throw py::value_error("each packed row of " + std::to_string(bits) +
+                              "-bit codes ends in " + std::to_string(tail) +
+                              " bytes of scale and bias: width " + std::to_string(width) +
+                              " is too small");
     }
     return bits == 8 ? width - tail : 2 * (width - tail);
 }
