@@ -149,6 +149,20 @@ def test_fixed_length_bags_equal_offsets(case, mode):
     assert_bitwise_equal(fastembed.embedding_bag(weight, ids[:, :1], mode=mode), weight[ids[:, 0]])
 
 
+def test_mode_defaults_to_mean_as_in_pytorch(case):
+    weight, ids, offsets = case["weight"], case["ids"], case["offsets"]
+    expected, _ = reference_bag(weight, ids, offsets, "mean")
+    got = fastembed.embedding_bag(weight, ids, offsets)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    grad = np.ones_like(got)
+    assert_bitwise_equal(
+        fastembed.embedding_bag_backward(grad, ids, offsets, num_embeddings=len(weight)),
+        fastembed.embedding_bag_backward(
+            grad, ids, offsets, num_embeddings=len(weight), mode="mean"
+        ),
+    )
+
+
 def test_include_last_offset(case):
     weight, ids = case["weight"], case["ids"]
     offsets = np.array([0, 3, 3, 10, 250])  # 4 bags, ids 250.. belong to none

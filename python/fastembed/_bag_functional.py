@@ -169,7 +169,7 @@ def embedding_bag(
     ids: ArrayLike,
     offsets: ArrayLike | None = None,
     *,
-    mode: str,
+    mode: str = "mean",
     per_sample_weights: ArrayLike | None = None,
     include_last_offset: bool = False,
     padding_idx: int | None = None,
@@ -197,8 +197,9 @@ def embedding_bag(
         Start of each bag in the 1-d ``ids``: bag ``b`` is ``ids[offsets[b]:offsets[b + 1]]``,
         the last one running to the end of ``ids``. ``offsets[0]`` must be 0, the offsets
         non-decreasing and at most ``len(ids)``; equal neighbours make an empty bag.
-    mode : {"sum", "mean", "max"}
-        How a bag's rows are pooled: their sum, mean or element-wise maximum.
+    mode : {"sum", "mean", "max"}, default "mean"
+        How a bag's rows are pooled: their sum, mean or element-wise maximum (the mean by
+        default, as in PyTorch).
     per_sample_weights : array_like, optional
         One weight per id, the dtype of ``weight`` (float32 also for a float16, bfloat16 or
         quantized table): each row is scaled by its weight before summing (``mode="sum"``
@@ -308,7 +309,7 @@ def embedding_bag_backward(
     offsets: ArrayLike | None = None,
     *,
     num_embeddings: int,
-    mode: str,
+    mode: str = "mean",
     per_sample_weights: ArrayLike | None = None,
     include_last_offset: bool = False,
     padding_idx: int | None = None,
@@ -333,7 +334,7 @@ def embedding_bag_backward(
         bfloat16 (these two are read in float32, and per-sample weights of their dtype are
         widened to float32; sums are rounded once when written).
     ids, offsets, mode, per_sample_weights, include_last_offset, padding_idx
-        As given to the forward.
+        As given to the forward (``mode`` "mean" by default, as there).
     num_embeddings : int
         Rows of the table.
     argmax : ndarray of int64, optional
