@@ -108,3 +108,38 @@ def test_negative_limit_is_value_error(bad):
 def test_non_integer_limit_is_type_error(bad):
     with pytest.raises(TypeError):
         fastembed.set_buffer_cache_limit(bad)
+
+
+@pytest.mark.parametrize("dtype", [None, np.float32, np.float16, np.float64])
+def test_line_aligned_copy_starts_on_a_line_and_equals_the_cast(rng, dtype):
+    values = rng.standard_normal((257, 64)).astype(np.float32)[:, :48]  # not C-contiguous
+    table = fastembed.line_aligned_copy(values, dtype)
+    expected = values.astype(values.dtype if dtype is None else dtype)
+    assert table.ctypes.data % 64 == 0
+    assert table.flags.c_contiguous and table.flags.writeable
+    assert table.dtype == expected.dtype and table.shape == expected.shape
+    np.testing.assert_array_equal(table, expected)
+    assert not np.shares_memory(table, values)
+
+
+def test_line_aligned_copy_of_bfloat16_and_of_an_empty_table(rng):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    values = rng.standard_normal((10, 32)).astype(np.float32)
+    table = fastembed.line_aligned_copy(values, ml_dtypes.bfloat16)
+    assert table.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(
+        table.view(np.uint16), values.astype(ml_dtypes.bfloat16).view(np.uint16)
+    )
+    assert fastembed.line_aligned_copy(np.empty((0, 8), np.float32)).shape == (0, 8)
+
+
+def test_a_line_aligned_table_gives_the_same_lookups(rng):
+    # The copy is only placed differently: every kernel reads it to the same bits.
+    values = rng.standard_normal((500, 64)).astype(np.float16)
+    table = fastembed.line_aligned_copy(values)
+    ids = rng.integers(0, 500, 3000)
+    offsets = np.arange(0, 3000, 7)
+    np.testing.assert_array_equal(fastembed.gather(table, ids), values[ids])
+    np.testing.assert_array_equal(
+        fastembed.embedding_bag(table, ids, offsets), fastembed.embedding_bag(values, ids, offsets)
+    )

@@ -12,7 +12,7 @@ from ._bag_functional import (
 )
 from ._functional import gather, scatter_add, sparse_grad
 from ._host import host_info
-from ._memory import set_buffer_cache_limit
+from ._memory import line_aligned_copy, set_buffer_cache_limit
 from ._threading import _check_environment, get_num_threads, set_num_threads
 from ._topk import topk
 from .bag import EmbeddingBag
@@ -33,6 +33,7 @@ __all__ = [
     "gather",
     "get_num_threads",
     "host_info",
+    "line_aligned_copy",
     "optim",
     "quantize",
     "scatter_add",
