@@ -9,7 +9,6 @@ from typing import Any, Callable
 
 import fastembed
 import numpy as np
-from fastembed._memory import line_aligned_copy
 from harness import (
     MEAN_BAG_SIZE,
     ZIPF_EXPONENT,
@@ -74,7 +73,7 @@ def run(ctx: Context) -> None:
     # 16 bytes past a line, where a 128-byte float16 row spans three lines instead of two: on
     # an AMD EPYC (Zen 3) host that made both libraries' float16 bags 1.5-1.7x slower, so a
     # table in PyTorch's memory against one in NumPy's measured the allocator, not the kernels.
-    weight = line_aligned_copy(
+    weight = fastembed.line_aligned_copy(
         rng.standard_normal((num_embeddings, dim), dtype=np.float32), np.float32
     )
     tables = _tables(weight, ctx)
@@ -109,13 +108,13 @@ def run(ctx: Context) -> None:
 def _tables(weight: np.ndarray, ctx: Context) -> dict[str, Any]:
     tables: dict[str, Any] = {
         "float32": weight,
-        "float16": line_aligned_copy(weight, np.float16),
+        "float16": fastembed.line_aligned_copy(weight, np.float16),
         "8-bit": fastembed.quantize(weight, 8),
         "4-bit": fastembed.quantize(weight, 4),
     }
     ml_dtypes = ctx.peer("ml_dtypes")
     if ml_dtypes is not None:
-        tables["bfloat16"] = line_aligned_copy(weight, ml_dtypes.bfloat16)
+        tables["bfloat16"] = fastembed.line_aligned_copy(weight, ml_dtypes.bfloat16)
     return tables
 
 
