@@ -44,7 +44,7 @@ GATHER_GROUP = "gather"
 # Timed calls per method at least. The bags and gathers here take 3-15 ms: five calls a round
 # (under a second in all) steady each round's median, which over the default two or three calls
 # moved the float16 gather's ratio between 1.44 and 1.92 from round to round (the same host read
-# 1.75-1.86 over 15 back-to-back pairs, and 1.68-1.96 over six runs with five calls a round).
+# 1.75-1.86 over 15 back-to-back pairs, and 1.57-1.96 over seven runs with five calls a round).
 MIN_REPEATS = 15
 
 
