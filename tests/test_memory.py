@@ -122,7 +122,7 @@ def test_line_aligned_copy_starts_on_a_line_and_equals_the_cast(rng, dtype):
     assert not np.shares_memory(table, values)
 
 
-def test_line_aligned_copy_of_bfloat16_and_of_an_empty_table(rng):
+def test_line_aligned_copy_of_bfloat16(rng):
     ml_dtypes = pytest.importorskip("ml_dtypes")
     values = rng.standard_normal((10, 32)).astype(np.float32)
     table = fastembed.line_aligned_copy(values, ml_dtypes.bfloat16)
@@ -130,6 +130,9 @@ def test_line_aligned_copy_of_bfloat16_and_of_an_empty_table(rng):
     np.testing.assert_array_equal(
         table.view(np.uint16), values.astype(ml_dtypes.bfloat16).view(np.uint16)
     )
+
+
+def test_line_aligned_copy_of_an_empty_table():
     assert fastembed.line_aligned_copy(np.empty((0, 8), np.float32)).shape == (0, 8)
 
 
