@@ -28,6 +28,13 @@ out = {"info": fastembed.host_info()}
 table = rng.standard_normal((20_000, 64), dtype=np.float32)
 ids = rng.integers(0, 20_000, 20_000)
 out["gather"] = digest(fastembed.gather(table, ids))
+# a streamed gather (10 MiB, past a quarter of a 32 MiB L3) into an output 16 bytes past a cache
+# line, rows of 144 bytes: partial lines at both ends of a row, whole ones between
+buffer = np.empty(70_000 * 36 + 16, np.float32)
+start = (16 - buffer.ctypes.data % 64) % 64 // 4
+streamed = buffer[start : start + 70_000 * 36].reshape(70_000, 36)
+ids = rng.integers(0, 20_000, 70_000)
+out["streamed"] = digest(fastembed.gather(table[:, :36].copy(), ids, out=streamed))
 # bags: rows of 300 (several column blocks and a tail), bags of up to 400 ids (many chunks)
 wide = rng.standard_normal((500, 300), dtype=np.float32)
 bag_ids = rng.integers(0, 500, 20_000)
@@ -138,7 +145,8 @@ def test_results_do_not_depend_on_the_cache_sizes():
 def test_baseline_avx2_and_avx512_copies_give_the_same_bits():
     """FASTEMBED_ISA=baseline runs the baseline copies of the instruction-bound kernels (pooled
     loop, packing, reductions and the updates they feed) where the AVX2 or AVX-512 copies would
-    run; FASTEMBED_ISA=avx2 runs the AVX2 copy of the pooled loop where the AVX-512 one would."""
+    run, and streams whole cache lines in 16-byte stores; FASTEMBED_ISA=avx2 runs the AVX2 copy
+    of the pooled loop where the AVX-512 one would, and 32-byte stores."""
     default = child_results()
     capped = {isa: child_results(FASTEMBED_ISA=isa) for isa in ("avx2", "baseline")}
     copies = [results["info"]["isa"] for results in (default, capped["avx2"], capped["baseline"])]

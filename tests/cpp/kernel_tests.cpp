@@ -289,24 +289,41 @@ void test_host_caches() {
     rmdir(dir.c_str());
 }
 
-// Out of place at an odd address: the streaming writer's unaligned head and tail.
+// Outputs just past the streaming threshold, starting at every offset into a cache line: rows
+// of odd lengths (written through the cache), and rows of whole 16-byte units (streamed: a
+// partial line at either end in 16-byte stores, the whole lines between in one store each where
+// the CPU has them), each row checked and nothing written outside the output.
 template <class T>
-void test_gather_unaligned_streaming_output() {
-    current_case = std::string("gather into an unaligned streaming output ") + type_name<T>();
+void test_gather_streaming_output() {
     std::mt19937_64 rng(7);
-    // An output just past the streaming threshold.
-    const std::size_t V = 1000, dim = 7, n = fastembed::streaming_bytes() / (dim * sizeof(T)) + 1000;
-    const auto weight = make_values<T>(V * dim, false, rng);
-    const auto ids = make_ids<std::int64_t>(Ids::uniform, n, V, rng);
-    const auto expected = naive_gather(weight, dim, ids);
-    for (std::size_t threads : {1, 3, 8}) {
-        fastembed::set_num_threads(threads);
-        // One extra element on each side, then the output starts one element in.
-        std::vector<T> buffer(n * dim + 2, static_cast<T>(kSentinel));
-        fastembed::gather_rows(weight.data(), V, dim, ids.data(), n, buffer.data() + 1);
-        CHECK(buffer.front() == static_cast<T>(kSentinel));
-        CHECK(buffer.back() == static_cast<T>(kSentinel));
-        CHECK(std::memcmp(buffer.data() + 1, expected.data(), n * dim * sizeof(T)) == 0);
+    constexpr std::size_t kLine = 64;
+    constexpr std::size_t kPerLine = kLine / sizeof(T);
+    const std::size_t V = 1000;
+    for (const std::size_t row_bytes : {std::size_t{7} * sizeof(T), std::size_t{16}, std::size_t{48},
+                                        std::size_t{64}, std::size_t{144}, std::size_t{256}}) {
+        const std::size_t dim = row_bytes / sizeof(T);
+        const std::size_t n = fastembed::streaming_bytes() / row_bytes + 1000;
+        const auto weight = make_values<T>(V * dim, false, rng);
+        const auto ids = make_ids<std::int64_t>(Ids::uniform, n, V, rng);
+        const auto expected = naive_gather(weight, dim, ids);
+        std::vector<T> buffer(n * dim + 3 * kPerLine);
+        const auto base = reinterpret_cast<std::uintptr_t>(buffer.data());
+        T* line = buffer.data() + ((kLine - base % kLine) % kLine) / sizeof(T);
+        for (const std::size_t lead : {std::size_t{0}, std::size_t{1}, 16 / sizeof(T), 48 / sizeof(T)}) {
+            current_case = "gather into a streaming output " + std::to_string(lead * sizeof(T)) +
+                           " bytes past a line, rows of " + std::to_string(row_bytes) + " bytes " +
+                           type_name<T>();
+            for (std::size_t threads : {1, 3}) {
+                fastembed::set_num_threads(threads);
+                std::fill(buffer.begin(), buffer.end(), static_cast<T>(kSentinel));
+                T* out = line + kPerLine + lead;
+                fastembed::gather_rows(weight.data(), V, dim, ids.data(), n, out);
+                CHECK(std::all_of(buffer.data(), out, [](T x) { return x == static_cast<T>(kSentinel); }));
+                CHECK(std::all_of(out + n * dim, buffer.data() + buffer.size(),
+                                  [](T x) { return x == static_cast<T>(kSentinel); }));
+                CHECK(std::memcmp(out, expected.data(), n * dim * sizeof(T)) == 0);
+            }
+        }
     }
 }
 
@@ -745,8 +762,8 @@ int main() {
     test_kernels_for<float, std::int64_t>(rng);
     test_kernels_for<double, std::int32_t>(rng);
     test_kernels_for<double, std::int64_t>(rng);
-    test_gather_unaligned_streaming_output<float>();
-    test_gather_unaligned_streaming_output<double>();
+    test_gather_streaming_output<float>();
+    test_gather_streaming_output<double>();
     test_gather_order_choice();
     test_host_caches();
     test_first_bad_id();
