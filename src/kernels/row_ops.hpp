@@ -172,8 +172,10 @@ class RowWriter {
     // its whole cache lines in the widest stores the CPU has, the rest 16 bytes at a time. Fewer
     // stores per row leave more of the store queue to the rows in flight. AMD EPYC Zen 4, 2
     // threads, 1M rows of 256 bytes gathered in position order into an output 16 bytes past a
-    // line, median ms over 15-21 interleaved rounds in one process: 16-byte stores 27-35, 32-byte
-    // 21-26, 64-byte 19-20; on a line 31-35 / 25-34 / 22-25.
+    // line, median ms over 11-21 interleaved rounds in one process: 16-byte stores 27-35, 32-byte
+    // 21-26, 64-byte 19-20 in a slow spell of the host, 20.3 against 16.4 (64-byte) in a quiet
+    // one; through Python beside a neighbour streaming 256 MiB, 31-33 against 26-27 (64-byte).
+    // Never slower.
     void stream_body(char* dst, const char* src, std::size_t begin, std::size_t end) const {
 #ifdef FASTEMBED_X86_COPIES
         const auto address = reinterpret_cast<std::uintptr_t>(dst);
