@@ -234,6 +234,9 @@ struct BagJob {
     std::size_t ahead;        // prefetch distance, in positions
     CacheLevel prefetch_level;
     std::size_t chunk_rows;   // positions per chunk (see pooling_chunk_bytes)
+    // Writes the output's rows: a large output streams around the cache, each row whole once
+    // its bag is pooled (pool_bags).
+    RowWriter writer;
     // Ids at or past this are out of range: skipped, and bad_id set once the thread's bags are
     // pooled (pool_rows_with's num_rows; kIdsChecked where the caller checked them).
     std::uint64_t num_rows;
@@ -446,12 +449,22 @@ FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I, Out>& job, std::s
     const std::size_t stop = job.bags.end(last_bag - 1);
     // A narrower output keeps a bag's partial sums here between its chunks.
     std::vector<T> partial(std::is_same_v<Out, T> ? 0 : dim);
+    // A streamed output (RowWriter: a quarter of the L3 or more) gets each row from here, whole,
+    // once its bag is done, in non-temporal stores of whole lines, rather than from the blocks'
+    // vector stores, which read each line of the output in before writing it. Sum bags of 1M
+    // Zipf ids (bags of 1..39) over 1M x 64 float32 rows into an output 16 bytes past a line,
+    // 2 threads, Zen 4: the kernel alone, both forms in one process, 1.05-1.12x faster in five
+    // runs of 21 rounds (5.4 -> 4.8-5.3 ms); through Python 5.4-5.5 against 5.6-6.7 ms. 8-bit
+    // rows: 0.95-1.05x, no change.
+    std::vector<Out> staged(job.writer.streams() ? dim : 0);
     // Set by the loop on a bad id; the shared flag is written once, after it. (Storing to the
     // atomic in the loop made GCC give up keeping the accumulator in registers: a row's every
     // vector went through the stack and a memmove call, 6x slower.)
     bool bad_id = false;
     for (std::size_t bag = first_bag; bag < last_bag; ++bag) {
-        BagRows<T, Out> rows{job.out + bag * dim, nullptr, Track ? job.argmax + bag * dim : nullptr};
+        Out* const out_row = job.out + bag * dim;
+        BagRows<T, Out> rows{staged.empty() ? out_row : staged.data(), nullptr,
+                             Track ? job.argmax + bag * dim : nullptr};
         if constexpr (std::is_same_v<Out, T>) {
             rows.partial = rows.out;
         } else {
@@ -476,7 +489,9 @@ FASTEMBED_ALWAYS_INLINE void pool_bags(const BagJob<Reader, I, Out>& job, std::s
             }
             begin = end;
         } while (begin < bag_end);
+        if (!staged.empty()) job.writer.copy(out_row, staged.data(), dim * sizeof(Out));
     }
+    job.writer.finish();
     if (bad_id) job.bad_id->store(true, std::memory_order_relaxed);
 }
 
@@ -523,6 +538,7 @@ bool pool_rows_with(const Reader& rows, const I* ids, const BagLayout& bags, Bag
                                              prefetch_distance(row_bytes, bags.num_ids() * row_bytes),
                                              prefetch_plan().level_for(row_bytes),
                                              chunk_rows,
+                                             RowWriter(bags.num_bags * dim * sizeof(Out), dim * sizeof(Out)),
                                              num_rows,
                                              &bad_id};
     parallel_bags(bags, row_bytes + sizeof(I), [&](std::size_t first, std::size_t last) {

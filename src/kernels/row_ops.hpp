@@ -121,6 +121,9 @@ class RowWriter {
         : streaming_(output_bytes >= streaming_bytes() && row_bytes % 16 == 0),
           line_stores_(streaming_ ? line_store_isa() : Isa::baseline) {}
 
+    // Whether its stores go around the cache (finish() then orders them).
+    bool streams() const { return streaming_; }
+
     void copy(void* dst, const void* src, std::size_t bytes) const {
 #if FASTEMBED_HAVE_SSE2
         if (streaming_) {

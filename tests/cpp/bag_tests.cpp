@@ -179,6 +179,56 @@ void test_bag_chunks(std::mt19937_64& rng) {
     }
 }
 
+// An output past the streaming threshold (RowWriter: each finished row streamed whole, partial
+// sums kept in a staging row), starting on a cache line, 16 bytes past one and at an odd
+// element: bitwise the naive loop, nothing written outside it. Rows of 64 bytes (whole lines)
+// and of 9 elements (never streamed); a bag as long as three pooling chunks among short ones.
+template <class T, class I>
+void test_streamed_bag_output(std::mt19937_64& rng) {
+    constexpr std::size_t kLine = 64;
+    for (const std::size_t dim : {kLine / sizeof(T), std::size_t{9}}) {
+        const std::size_t V = 100;
+        const std::size_t num_bags = fastembed::streaming_bytes() / (dim * sizeof(T)) + 100;
+        const std::size_t chunk = std::max<std::size_t>(fastembed::pooling_chunk_bytes() / (dim * sizeof(T)), 8);
+        std::vector<std::int64_t> bounds{0};
+        std::uniform_int_distribution<std::size_t> size(0, 3);
+        for (std::size_t b = 0; b < num_bags; ++b) {
+            bounds.push_back(bounds.back() + static_cast<std::int64_t>(b == num_bags / 2 ? 3 * chunk : size(rng)));
+        }
+        const auto n = static_cast<std::size_t>(bounds.back());
+        const auto ids = make_ids<I>(Ids::uniform, n, V, rng);
+        const auto weight = make_values<T>(V * dim, false, rng);
+        const fastembed::BagLayout bags{bounds.data(), num_bags};
+        std::vector<T> buffer(num_bags * dim + 3 * kLine / sizeof(T));
+        const auto base = reinterpret_cast<std::uintptr_t>(buffer.data());
+        T* line = buffer.data() + ((kLine - base % kLine) % kLine) / sizeof(T) + kLine / sizeof(T);
+        for (BagMode mode : {BagMode::sum, BagMode::mean, BagMode::max}) {
+            std::vector<std::int64_t> expected_argmax;
+            const auto expected = naive_bag(weight, dim, ids, bounds, mode, static_cast<const T*>(nullptr), fastembed::kNoPadding,
+                                            expected_argmax);
+            for (const std::size_t lead : {std::size_t{0}, 16 / sizeof(T), std::size_t{1}}) {
+                current_case = describe<T, I>("embedding_bag streamed", V, dim, n, Ids::uniform) + " " +
+                               mode_name(mode) + " output " + std::to_string(lead * sizeof(T)) +
+                               " bytes past a line";
+                for (std::size_t threads : {1, 3}) {
+                    fastembed::set_num_threads(threads);
+                    std::fill(buffer.begin(), buffer.end(), static_cast<T>(kSentinel));
+                    T* out = line + lead;
+                    std::vector<std::int64_t> argmax(mode == BagMode::max ? num_bags * dim : 0);
+                    fastembed::embedding_bag_forward(weight.data(), V, dim, ids.data(), n, bags, mode,
+                                                     static_cast<const T*>(nullptr), fastembed::kNoPadding,
+                                                     out, mode == BagMode::max ? argmax.data() : nullptr);
+                    CHECK(std::memcmp(out, expected.data(), num_bags * dim * sizeof(T)) == 0);
+                    CHECK(std::all_of(buffer.data(), out, [](T x) { return x == static_cast<T>(kSentinel); }));
+                    CHECK(std::all_of(out + num_bags * dim, buffer.data() + buffer.size(),
+                                      [](T x) { return x == static_cast<T>(kSentinel); }));
+                    if (mode == BagMode::max) CHECK(argmax == expected_argmax);
+                }
+            }
+        }
+    }
+}
+
 template <class T, class I>
 void test_bags_for(std::mt19937_64& rng) {
     // Bags of up to 0..3 ids (many empty), 0..40, 0..600; D = 1, odd widths, long rows. (The
@@ -193,6 +243,7 @@ void test_bags_for(std::mt19937_64& rng) {
     test_embedding_bag<T, I>(1, 3, 100, 100, 5, Ids::all_equal, rng);
     test_embedding_bag<T, I>(10, 4, 0, 0, 5, Ids::uniform, rng);  // no ids, no bags
     test_bag_chunks<T, I>(rng);
+    test_streamed_bag_output<T, I>(rng);
 }
 
 }  // namespace

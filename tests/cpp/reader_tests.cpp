@@ -234,14 +234,21 @@ void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Ele
         std::vector<Out> narrowed(expected.size());
         fastembed::narrow_row(narrowed.data(), expected.data(), expected.size());
         using Job = fastembed::detail::BagJob<Reader, std::int64_t, Out>;
+        // Each copy writes through the cache, and streams each finished row whole (a writer
+        // told the output is huge; rows of whole 16-byte units only).
         auto same = [&](auto copy) {
-            std::vector<Out> out(bags.num_bags * dim, Out{});
-            std::atomic<bool> bad_id{false};
-            const Job job{rows,       ids.data(), bags, nullptr, fastembed::kNoPadding, false,
-                          out.data(), nullptr,    4,    fastembed::CacheLevel::l1, 4,
-                          fastembed::kIdsChecked, &bad_id};
-            copy(job);
-            return std::memcmp(out.data(), narrowed.data(), out.size() * sizeof(Out)) == 0;
+            bool all_same = true;
+            for (const std::size_t output_bytes : {std::size_t{0}, ~std::size_t{0} / 2}) {
+                std::vector<Out> out(bags.num_bags * dim, Out{});
+                std::atomic<bool> bad_id{false};
+                const Job job{rows,       ids.data(), bags, nullptr, fastembed::kNoPadding, false,
+                              out.data(), nullptr,    4,    fastembed::CacheLevel::l1, 4,
+                              fastembed::RowWriter(output_bytes, dim * sizeof(Out)),
+                              fastembed::kIdsChecked, &bad_id};
+                copy(job);
+                all_same &= std::memcmp(out.data(), narrowed.data(), out.size() * sizeof(Out)) == 0;
+            }
+            return all_same;
         };
         auto pool = [](const Job& job) {
             return [&job](auto isa) FASTEMBED_INLINE_LAMBDA {
