@@ -145,7 +145,8 @@ void test_bag_chunks(std::mt19937_64& rng) {
     for (std::size_t dim : {std::size_t{300}, std::size_t{67}, std::size_t{1}}) {
         const std::size_t V = 50;
         const std::int64_t padding = 7;
-        const std::size_t chunk = std::max<std::size_t>(fastembed::pooling_chunk_bytes() / (dim * sizeof(T)), 8);
+        const std::size_t chunk =
+            std::max<std::size_t>(fastembed::pooling_chunk_bytes() / (dim * sizeof(T)), 8);
         const std::size_t first_bag = 6 * chunk + 5;
         const std::size_t n = first_bag + 3 * chunk;
         auto ids = make_ids<I>(Ids::uniform, n, V, rng);
@@ -189,11 +190,13 @@ void test_streamed_bag_output(std::mt19937_64& rng) {
     for (const std::size_t dim : {kLine / sizeof(T), std::size_t{9}}) {
         const std::size_t V = 100;
         const std::size_t num_bags = fastembed::streaming_bytes() / (dim * sizeof(T)) + 100;
-        const std::size_t chunk = std::max<std::size_t>(fastembed::pooling_chunk_bytes() / (dim * sizeof(T)), 8);
+        const std::size_t chunk =
+            std::max<std::size_t>(fastembed::pooling_chunk_bytes() / (dim * sizeof(T)), 8);
         std::vector<std::int64_t> bounds{0};
         std::uniform_int_distribution<std::size_t> size(0, 3);
         for (std::size_t b = 0; b < num_bags; ++b) {
-            bounds.push_back(bounds.back() + static_cast<std::int64_t>(b == num_bags / 2 ? 3 * chunk : size(rng)));
+            const std::size_t length = b == num_bags / 2 ? 3 * chunk : size(rng);
+            bounds.push_back(bounds.back() + static_cast<std::int64_t>(length));
         }
         const auto n = static_cast<std::size_t>(bounds.back());
         const auto ids = make_ids<I>(Ids::uniform, n, V, rng);
@@ -204,8 +207,8 @@ void test_streamed_bag_output(std::mt19937_64& rng) {
         T* line = buffer.data() + ((kLine - base % kLine) % kLine) / sizeof(T) + kLine / sizeof(T);
         for (BagMode mode : {BagMode::sum, BagMode::mean, BagMode::max}) {
             std::vector<std::int64_t> expected_argmax;
-            const auto expected = naive_bag(weight, dim, ids, bounds, mode, static_cast<const T*>(nullptr), fastembed::kNoPadding,
-                                            expected_argmax);
+            const auto expected = naive_bag(weight, dim, ids, bounds, mode, static_cast<const T*>(nullptr),
+                                            fastembed::kNoPadding, expected_argmax);
             for (const std::size_t lead : {std::size_t{0}, 16 / sizeof(T), std::size_t{1}}) {
                 current_case = describe<T, I>("embedding_bag streamed", V, dim, n, Ids::uniform) + " " +
                                mode_name(mode) + " output " + std::to_string(lead * sizeof(T)) +
@@ -219,9 +222,9 @@ void test_streamed_bag_output(std::mt19937_64& rng) {
                                                      static_cast<const T*>(nullptr), fastembed::kNoPadding,
                                                      out, mode == BagMode::max ? argmax.data() : nullptr);
                     CHECK(std::memcmp(out, expected.data(), num_bags * dim * sizeof(T)) == 0);
-                    CHECK(std::all_of(buffer.data(), out, [](T x) { return x == static_cast<T>(kSentinel); }));
-                    CHECK(std::all_of(out + num_bags * dim, buffer.data() + buffer.size(),
-                                      [](T x) { return x == static_cast<T>(kSentinel); }));
+                    auto untouched = [](T x) { return x == static_cast<T>(kSentinel); };
+                    CHECK(std::all_of(buffer.data(), out, untouched));
+                    CHECK(std::all_of(out + num_bags * dim, buffer.data() + buffer.size(), untouched));
                     if (mode == BagMode::max) CHECK(argmax == expected_argmax);
                 }
             }
