@@ -34,6 +34,40 @@ bool all_sentinel(const std::vector<T>& a) {
     return std::all_of(a.begin(), a.end(), [](T x) { return x == static_cast<T>(kSentinel); });
 }
 
+// An output of `count` elements placed `lead` elements past a 64-byte cache line (place), in a
+// buffer of sentinels with a line to spare on either side, so that a test can check that a
+// kernel wrote nothing outside it (untouched_around). lead < one line.
+template <class T>
+class PlacedOutput {
+  public:
+    explicit PlacedOutput(std::size_t count) : count_(count), buffer_(count + 3 * kPerLine) {
+        const auto base = reinterpret_cast<std::uintptr_t>(buffer_.data());
+        first_line_ = buffer_.data() + ((kLine - base % kLine) % kLine) / sizeof(T);
+    }
+
+    // The output, `lead` elements past the second line of the buffer, everything sentinels.
+    T* place(std::size_t lead) {
+        std::fill(buffer_.begin(), buffer_.end(), static_cast<T>(kSentinel));
+        out_ = first_line_ + kPerLine + lead;
+        return out_;
+    }
+
+    // Whether every element before and after the output is still a sentinel.
+    bool untouched_around() const {
+        auto sentinel = [](T x) { return x == static_cast<T>(kSentinel); };
+        return std::all_of(buffer_.data(), static_cast<const T*>(out_), sentinel) &&
+               std::all_of(static_cast<const T*>(out_) + count_, buffer_.data() + buffer_.size(), sentinel);
+    }
+
+  private:
+    static constexpr std::size_t kLine = 64;
+    static constexpr std::size_t kPerLine = kLine / sizeof(T);
+    std::size_t count_;
+    std::vector<T> buffer_;
+    T* first_line_;
+    T* out_ = nullptr;
+};
+
 // --- inputs ------------------------------------------------------------------------------------
 
 enum class Ids { uniform, zipf, heavy, all_equal, all_distinct, sorted, tiled };

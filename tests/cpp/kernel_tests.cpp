@@ -296,8 +296,6 @@ void test_host_caches() {
 template <class T>
 void test_gather_streaming_output() {
     std::mt19937_64 rng(7);
-    constexpr std::size_t kLine = 64;
-    constexpr std::size_t kPerLine = kLine / sizeof(T);
     const std::size_t V = 1000;
     for (const std::size_t row_bytes : {std::size_t{7} * sizeof(T), std::size_t{16}, std::size_t{48},
                                         std::size_t{64}, std::size_t{144}, std::size_t{256}}) {
@@ -306,21 +304,16 @@ void test_gather_streaming_output() {
         const auto weight = make_values<T>(V * dim, false, rng);
         const auto ids = make_ids<std::int64_t>(Ids::uniform, n, V, rng);
         const auto expected = naive_gather(weight, dim, ids);
-        std::vector<T> buffer(n * dim + 3 * kPerLine);
-        const auto base = reinterpret_cast<std::uintptr_t>(buffer.data());
-        T* line = buffer.data() + ((kLine - base % kLine) % kLine) / sizeof(T);
+        PlacedOutput<T> output(n * dim);
         for (const std::size_t lead : {std::size_t{0}, std::size_t{1}, 16 / sizeof(T), 48 / sizeof(T)}) {
             current_case = "gather into a streaming output " + std::to_string(lead * sizeof(T)) +
                            " bytes past a line, rows of " + std::to_string(row_bytes) + " bytes " +
                            type_name<T>();
             for (std::size_t threads : {1, 3}) {
                 fastembed::set_num_threads(threads);
-                std::fill(buffer.begin(), buffer.end(), static_cast<T>(kSentinel));
-                T* out = line + kPerLine + lead;
+                T* out = output.place(lead);
                 fastembed::gather_rows(weight.data(), V, dim, ids.data(), n, out);
-                CHECK(std::all_of(buffer.data(), out, [](T x) { return x == static_cast<T>(kSentinel); }));
-                CHECK(std::all_of(out + n * dim, buffer.data() + buffer.size(),
-                                  [](T x) { return x == static_cast<T>(kSentinel); }));
+                CHECK(output.untouched_around());
                 CHECK(std::memcmp(out, expected.data(), n * dim * sizeof(T)) == 0);
             }
         }
