@@ -411,11 +411,17 @@ FASTEMBED_ALWAYS_INLINE float from_half(std::uint16_t half) {
     return half_to_float(half);
 }
 
-// Packs one row; returns false, having written nothing, if the row holds a NaN or infinity.
-// Min, max and codes are computed kPackLanes<isa> lanes at a time where vector extensions exist
-// (the same codes as one by one).
-template <unsigned Bits, Isa isa>
-FASTEMBED_ALWAYS_INLINE bool pack_row(const float* __restrict x, std::size_t dim, std::uint8_t* __restrict out) {
+// A row's minimum and maximum, and whether all its elements are finite.
+struct RowRange {
+    float low;
+    float high;
+    bool finite;
+};
+
+// Min and max are computed kPackLanes<isa> lanes at a time where vector extensions exist (the
+// same values as one by one), as are the codes below.
+template <Isa isa>
+FASTEMBED_ALWAYS_INLINE RowRange row_range(const float* __restrict x, std::size_t dim) {
     float low = dim == 0 ? 0.0f : x[0];
     float high = low;
     float probe = 0.0f;  // becomes NaN if any element is NaN or infinite (0 * inf is NaN)
@@ -423,7 +429,6 @@ FASTEMBED_ALWAYS_INLINE bool pack_row(const float* __restrict x, std::size_t dim
 #ifdef FASTEMBED_LANE_VECTORS
     constexpr std::size_t L = kPackLanes<isa>;
     using Floats = typename Lanes<L>::floats;
-    using Ints = typename Lanes<L>::ints;
     if (dim >= L) {
         // Four independent minima, maxima and probes: one chain of dim / L dependent min
         // instructions per row would make packing latency-bound.
@@ -473,32 +478,35 @@ FASTEMBED_ALWAYS_INLINE bool pack_row(const float* __restrict x, std::size_t dim
         high = std::max(high, x[d]);
         probe += 0.0f * x[d];
     }
-    if (probe != 0.0f) return false;
     // Which of +0 and -0 a lane keeps depends on the lane count; +0 for both makes every copy of
     // the loop write the same bytes.
-    low += 0.0f;
-    high += 0.0f;
-    d = 0;
+    return {low + 0.0f, high + 0.0f, probe == 0.0f};
+}
+
+// What packing a finite row takes besides its elements: the offset subtracted before scaling
+// (the minimum; for 4-bit rounded to float16 first), the factor from there to codes, and the
+// bytes stored after the codes (FBGEMM's scale and bias: float32 for 8-bit, float16 for 4-bit).
+template <unsigned Bits>
+struct RowQuantizer {
+    float offset;
+    float inverse;
+    std::uint8_t tail[Bits == 8 ? 2 * sizeof(float) : 2 * sizeof(std::uint16_t)];
+};
+
+template <unsigned Bits, Isa isa>
+FASTEMBED_ALWAYS_INLINE RowQuantizer<Bits> row_quantizer(const RowRange& row) {
+    RowQuantizer<Bits> quantizer;
     if constexpr (Bits == 8) {
-        const float range = high - low;
+        const float range = row.high - row.low;
         const float scale = range / 255.0f;
-        const float inverse = 255.0f / (range + 1e-8f);
-#ifdef FASTEMBED_LANE_VECTORS
-        for (; d + 2 * L <= dim; d += 2 * L) {
-            Ints first;
-            Ints second;
-            clamped_codes<8, L>(x + d, low, inverse, first);
-            clamped_codes<8, L>(x + d + L, low, inverse, second);
-            store_codes<L>(first, second, out + d);
-        }
-#endif
-        for (; d < dim; ++d) out[d] = clamped_code((x[d] - low) * inverse, 255.0f);
-        std::memcpy(out + dim, &scale, sizeof scale);
-        std::memcpy(out + dim + sizeof(float), &low, sizeof low);
+        quantizer.offset = row.low;
+        quantizer.inverse = 255.0f / (range + 1e-8f);
+        std::memcpy(quantizer.tail, &scale, sizeof scale);
+        std::memcpy(quantizer.tail + sizeof scale, &row.low, sizeof row.low);
     } else {
-        const std::uint16_t bias_bits = to_half<isa>(low);
+        const std::uint16_t bias_bits = to_half<isa>(row.low);
         const float bias = from_half<isa>(bias_bits);
-        const float range = high - bias;
+        const float range = row.high - bias;
         float scale = from_half<isa>(to_half<isa>(range == 0.0f ? 1.0f : range / 15.0f));
         if (scale == 0.0f) scale = 1.0f;
         float inverse = 1.0f / scale;
@@ -506,6 +514,38 @@ FASTEMBED_ALWAYS_INLINE bool pack_row(const float* __restrict x, std::size_t dim
             scale = 1.0f;
             inverse = 1.0f;
         }
+        quantizer.offset = bias;
+        quantizer.inverse = inverse;
+        const std::uint16_t halves[2] = {to_half<isa>(scale), bias_bits};
+        std::memcpy(quantizer.tail, halves, sizeof halves);
+    }
+    return quantizer;
+}
+
+// Writes a finite row's codes and then the quantizer's tail.
+template <unsigned Bits, Isa isa>
+FASTEMBED_ALWAYS_INLINE void pack_codes(const float* __restrict x, std::size_t dim,
+                                        const RowQuantizer<Bits>& quantizer, std::uint8_t* __restrict out) {
+    const float offset = quantizer.offset;
+    const float inverse = quantizer.inverse;
+#ifdef FASTEMBED_LANE_VECTORS
+    constexpr std::size_t L = kPackLanes<isa>;
+    using Ints = typename Lanes<L>::ints;
+#endif
+    if constexpr (Bits == 8) {
+        std::size_t d = 0;
+#ifdef FASTEMBED_LANE_VECTORS
+        for (; d + 2 * L <= dim; d += 2 * L) {
+            Ints first;
+            Ints second;
+            clamped_codes<8, L>(x + d, offset, inverse, first);
+            clamped_codes<8, L>(x + d + L, offset, inverse, second);
+            store_codes<L>(first, second, out + d);
+        }
+#endif
+        for (; d < dim; ++d) out[d] = clamped_code((x[d] - offset) * inverse, 255.0f);
+        std::memcpy(out + dim, quantizer.tail, sizeof quantizer.tail);
+    } else {
         std::size_t b = 0;
 #ifdef FASTEMBED_LANE_VECTORS
         // 4L elements -> 2L bytes of two codes each
@@ -515,31 +555,49 @@ FASTEMBED_ALWAYS_INLINE bool pack_row(const float* __restrict x, std::size_t dim
                 Ints first;
                 Ints second;
                 const float* from = x + 2 * b + 2 * L * half;
-                clamped_codes<4, L>(from, bias, inverse, first);
-                clamped_codes<4, L>(from + L, bias, inverse, second);
+                clamped_codes<4, L>(from, offset, inverse, first);
+                clamped_codes<4, L>(from + L, offset, inverse, second);
                 nibble_pairs(first, second, pairs[half], std::make_index_sequence<L>{});
             }
             store_codes<L>(pairs[0], pairs[1], out + b);
         }
 #endif
         for (; b < dim / 2; ++b) {
-            const std::uint8_t even = clamped_code((x[2 * b] - bias) * inverse, 15.0f);
-            const std::uint8_t odd = clamped_code((x[2 * b + 1] - bias) * inverse, 15.0f);
+            const std::uint8_t even = clamped_code((x[2 * b] - offset) * inverse, 15.0f);
+            const std::uint8_t odd = clamped_code((x[2 * b + 1] - offset) * inverse, 15.0f);
             out[b] = static_cast<std::uint8_t>(even | (odd << 4));
         }
-        const std::uint16_t tail[2] = {to_half<isa>(scale), bias_bits};
-        std::memcpy(out + dim / 2, tail, sizeof tail);
+        std::memcpy(out + dim / 2, quantizer.tail, sizeof quantizer.tail);
     }
-    return true;
 }
 
-// Packs rows [begin, end) of `weight`; returns the first that holds a NaN or infinity, or end.
+// Rows packed as a group: first every row's range, then every row's quantizer, then every row's
+// codes. A row's quantizer is a chain of dependent scalar steps (for 4-bit two divisions and
+// two float16 roundings) that its codes wait for; packed one row after another, each chain
+// stood between a row's range and its codes, and too few instructions followed for the next
+// rows' chains to overlap it. In groups, one group's chains run side by side: 1M x 64 rows,
+// 2 threads, Zen 4, 4-bit 16.7 -> 11.2 ms, 8-bit 8.6 -> 8.4 (bound by memory); groups of 8 were
+// no faster than 4, of 2 took 13.1 ms (the kernel alone, both forms in one process).
+inline constexpr std::size_t kPackGroupRows = 4;
+
+// Packs rows [begin, end) of `weight`; returns the first that holds a NaN or infinity (rows
+// before it in its group are then left unwritten: the caller discards the output), or end.
 template <unsigned Bits, Isa isa>
 FASTEMBED_ALWAYS_INLINE std::size_t pack_rows(const float* weight, std::size_t dim, std::uint8_t* out,
                                               std::size_t begin, std::size_t end) {
     const std::size_t stride = packed_row_bytes(Bits, dim);
-    for (std::size_t r = begin; r < end; ++r) {
-        if (!pack_row<Bits, isa>(weight + r * dim, dim, out + r * stride)) return r;
+    for (std::size_t first = begin; first < end; first += kPackGroupRows) {
+        const std::size_t rows = std::min(kPackGroupRows, end - first);
+        RowRange ranges[kPackGroupRows];
+        for (std::size_t k = 0; k < rows; ++k) ranges[k] = row_range<isa>(weight + (first + k) * dim, dim);
+        RowQuantizer<Bits> quantizers[kPackGroupRows];
+        for (std::size_t k = 0; k < rows; ++k) {
+            if (!ranges[k].finite) return first + k;
+            quantizers[k] = row_quantizer<Bits, isa>(ranges[k]);
+        }
+        for (std::size_t k = 0; k < rows; ++k) {
+            pack_codes<Bits, isa>(weight + (first + k) * dim, dim, quantizers[k], out + (first + k) * stride);
+        }
     }
     return end;
 }

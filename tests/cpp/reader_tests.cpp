@@ -166,11 +166,12 @@ void test_quantize(std::size_t dim, std::mt19937_64& rng) {
 }
 
 // The baseline and AVX2 copies of packing write the same bytes, on rows whose minimum or maximum
-// is a zero of either sign, whose range overflows float32, or that hold subnormals.
+// is a zero of either sign, whose range overflows float32, or that hold subnormals; the row
+// count leaves a last group of fewer than kPackGroupRows.
 template <unsigned Bits>
 void test_pack_copies(std::size_t dim, std::mt19937_64& rng) {
     current_case = std::string(Bits == 8 ? "pack copies 8-bit" : "pack copies 4-bit") + ", dim " + std::to_string(dim);
-    const std::size_t V = 64;
+    const std::size_t V = 16 * fastembed::detail::kPackGroupRows + 3;
     std::vector<float> table = make_values<float>(V * dim, false, rng);
     std::normal_distribution<float> normal;
     for (std::size_t r = 0; r < 8; ++r) {  // zeros of both signs, the rest of one sign
