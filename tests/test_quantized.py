@@ -237,8 +237,11 @@ def torch_prepack(W: np.ndarray, bits: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("bits", BITS)
-def test_packed_bytes_equal_torch_prepack(bits, rng):
-    W = np.concatenate([awkward_table(rng), rng.uniform(-3, 3, (2_000, D)).astype(np.float32)])
+@pytest.mark.parametrize("dim", [D, 2, 48, 64, 130])  # packed in groups of 32 and 16 and one by one
+def test_packed_bytes_equal_torch_prepack(bits, dim, rng):
+    W = np.concatenate(
+        [awkward_table(rng, dim=dim), rng.uniform(-3, 3, (2_003, dim)).astype(np.float32)]
+    )
     assert_bitwise_equal(quantize(W, bits).packed, torch_prepack(W, bits))
 
 

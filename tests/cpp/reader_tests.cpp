@@ -131,7 +131,7 @@ void test_half_rounding() {
 
 // Packing: codes within [0, 2^bits), every element within half a quantum (plus the 8-bit
 // guard, the 4-bit bias rounding) after dequantizing, and NaN refused by position. Widths with
-// and without groups of 8 lanes (16 for 4-bit) and a tail.
+// and without groups of 8 lanes (4-bit: 32 and 16 elements) and a tail.
 template <unsigned Bits>
 void test_quantize(std::size_t dim, std::mt19937_64& rng) {
     current_case = std::string(Bits == 8 ? "quantize 8-bit" : "quantize 4-bit") + ", dim " + std::to_string(dim);
@@ -330,11 +330,11 @@ int main() {
     test_half_rounding();
     test_narrow_lanes<fastembed::Float16>("float16 narrowing in lanes");
     test_narrow_lanes<fastembed::BFloat16>("bfloat16 narrowing in lanes");
-    for (std::size_t dim : {10, 38}) {
+    for (std::size_t dim : {10, 38, 48}) {
         test_quantize<8>(dim, rng);
         test_quantize<4>(dim, rng);
     }
-    for (std::size_t dim : {2, 10, 38, 64, 130}) {
+    for (std::size_t dim : {2, 10, 16, 38, 48, 64, 130}) {
         test_pack_copies<8>(dim, rng);
         test_pack_copies<4>(dim, rng);
     }
