@@ -46,3 +46,5 @@ def streaming_neighbour(mib: int) -> Iterator[None]:
     finally:
         child.kill()
         child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
