@@ -570,7 +570,7 @@ FASTEMBED_ALWAYS_INLINE void pack_codes(const float* __restrict x, std::size_t d
             clamped_codes<4, L>(x + 2 * b, offset, inverse, first);
             clamped_codes<4, L>(x + 2 * b + L, offset, inverse, second);
             nibble_pairs(first, second, pairs, std::make_index_sequence<L>{});
-            std::uint8_t bytes[2 * L];
+            std::uint8_t bytes[2 * L];  // store_codes writes two vectors' bytes: the first are these
             store_codes<L>(pairs, pairs, bytes);
             std::memcpy(out + b, bytes, L);
         }
