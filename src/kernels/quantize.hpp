@@ -615,28 +615,26 @@ FASTEMBED_ALWAYS_INLINE void pack_codes(const float* __restrict x, std::size_t d
     } else {
         std::size_t b = 0;
 #ifdef FASTEMBED_LANE_VECTORS
+        // The codes of the 2L elements at `from`, paired into L lanes of one byte's worth each.
+        auto code_pairs = [&](const float* from, Ints& pairs) __attribute__((always_inline)) {
+            Ints first;
+            Ints second;
+            clamped_codes<4, L>(from, offset, inverse, first);
+            clamped_codes<4, L>(from + L, offset, inverse, second);
+            nibble_pairs(first, second, pairs, std::make_index_sequence<L>{});
+        };
         // 4L elements -> 2L bytes of two codes each
         for (; 2 * b + 4 * L <= dim; b += 2 * L) {
             Ints pairs[2];
-            for (std::size_t half = 0; half < 2; ++half) {
-                Ints first;
-                Ints second;
-                const float* from = x + 2 * b + 2 * L * half;
-                clamped_codes<4, L>(from, offset, inverse, first);
-                clamped_codes<4, L>(from + L, offset, inverse, second);
-                nibble_pairs(first, second, pairs[half], std::make_index_sequence<L>{});
-            }
+            code_pairs(x + 2 * b, pairs[0]);
+            code_pairs(x + 2 * b + 2 * L, pairs[1]);
             store_codes<L>(pairs[0], pairs[1], out + b);
         }
         // 2L elements -> L bytes, so that rows of 16 or 48 elements (AVX2) stay in vectors: one
         // by one, 1M rows of 16 took 2.5 times as long as rows of 32.
         for (; 2 * b + 2 * L <= dim; b += L) {
-            Ints first;
-            Ints second;
             Ints pairs;
-            clamped_codes<4, L>(x + 2 * b, offset, inverse, first);
-            clamped_codes<4, L>(x + 2 * b + L, offset, inverse, second);
-            nibble_pairs(first, second, pairs, std::make_index_sequence<L>{});
+            code_pairs(x + 2 * b, pairs);
             std::uint8_t bytes[2 * L];  // store_codes writes two vectors' bytes: the first are these
             store_codes<L>(pairs, pairs, bytes);
             std::memcpy(out + b, bytes, L);
