@@ -24,7 +24,10 @@ FULL_SECONDS = 80
 PEERS = ("torch",)
 
 
-BAG = "fastembed.embedding_bag(out=)"
+# Judged: the allocating call, as F.embedding_bag allocates; the out= form (ids checked in a pass
+# of their own before the caller's array is written) is timed beside it.
+BAG = "fastembed.embedding_bag"
+BAG_OUT = "fastembed.embedding_bag(out=)"
 BAG_BACKWARD = "fastembed embedding_bag + embedding_bag_backward"
 TORCH_BAG = "torch F.embedding_bag"
 TORCH_BAG_BACKWARD = "torch F.embedding_bag + backward (dense grad)"
@@ -81,18 +84,18 @@ def bench_bag(
     num_embeddings = weight.shape[0]
     out = np.empty((len(offsets), weight.shape[1]), dtype=weight.dtype)
     expected = numpy_bag(weight, ids, offsets, mode)
-    if not np.allclose(
+    for got in (
+        fastembed.embedding_bag(weight, ids, offsets, mode=mode),
         fastembed.embedding_bag(weight, ids, offsets, mode=mode, out=out),
-        expected,
-        rtol=1e-4,
-        atol=1e-4,
     ):
-        raise AssertionError(f"fastembed.embedding_bag disagrees with NumPy on {case}")
+        if not np.allclose(got, expected, rtol=1e-4, atol=1e-4):
+            raise AssertionError(f"fastembed.embedding_bag disagrees with NumPy on {case}")
     row_bytes = weight.shape[1] * weight.itemsize
     distinct = np.count_nonzero(np.bincount(ids, minlength=num_embeddings))
     forward_bytes = ids.nbytes + distinct * row_bytes + out.nbytes
     forwards: dict[str, Callable[[], object]] = {
-        BAG: lambda: fastembed.embedding_bag(weight, ids, offsets, mode=mode, out=out),
+        BAG: lambda: fastembed.embedding_bag(weight, ids, offsets, mode=mode),
+        BAG_OUT: lambda: fastembed.embedding_bag(weight, ids, offsets, mode=mode, out=out),
         NUMPY_BAG: lambda: numpy_bag(weight, ids, offsets, mode),
     }
     torch = ctx.torch

@@ -26,7 +26,12 @@ PEERS = ("torch", "ml_dtypes")
 
 PRECISIONS = ("float32", "float16", "bfloat16", "8-bit", "4-bit")
 
-BAG = "fastembed.embedding_bag(out=)"
+# Judged: the call as the issue names it, which allocates its result as torch's ops do. The
+# out= form is timed beside it: it checks every id in a pass of its own before writing into the
+# caller's array (8 MB more read for 1M int64 ids), where the allocating call checks them while
+# pooling and drops its result on a bad one.
+BAG = "fastembed.embedding_bag"
+BAG_OUT = "fastembed.embedding_bag(out=)"
 TORCH_BAG = "torch F.embedding_bag"
 TORCH_QUANTIZED_BAG = {
     "8-bit": "torch embedding_bag_byte_rowwise_offsets",
@@ -135,7 +140,8 @@ def bench_bag(
     distinct = np.count_nonzero(np.bincount(ids, minlength=table.shape[0]))
     nbytes = ids.nbytes + offsets.nbytes + distinct * row_bytes + out.nbytes
     methods: dict[str, Callable[[], object]] = {
-        BAG: lambda: fastembed.embedding_bag(table, ids, offsets, mode="sum", out=out)
+        BAG: lambda: fastembed.embedding_bag(table, ids, offsets, mode="sum"),
+        BAG_OUT: lambda: fastembed.embedding_bag(table, ids, offsets, mode="sum", out=out),
     }
     torch = ctx.torch
     if torch is not None:
@@ -152,10 +158,11 @@ def bench_bag(
             embedding_bag = torch.nn.functional.embedding_bag
             methods[TORCH_BAG] = lambda: embedding_bag(ids_t, weight_t, offsets_t, mode="sum")
             expected = methods[TORCH_BAG]().float().numpy()
-        got = methods[BAG]()
-        assert isinstance(got, np.ndarray)
-        if not np.allclose(got.astype(np.float32), expected, rtol=2e-2, atol=2e-2):
-            raise AssertionError(f"fastembed and torch disagree on {case}, {precision}")
+        for method in (BAG, BAG_OUT):
+            got = methods[method]()
+            assert isinstance(got, np.ndarray)
+            if not np.allclose(got.astype(np.float32), expected, rtol=2e-2, atol=2e-2):
+                raise AssertionError(f"{method} and torch disagree on {case}, {precision}")
     ctx.compare(case, bag_group(precision), methods, nbytes, max(ctx.repeats, MIN_REPEATS))
     del methods
     gc.collect()
