@@ -210,8 +210,14 @@ def test_out_is_written_and_returned(case):
     ],
     ids=str,
 )
-def test_bad_offsets_raise_value_error_and_write_nothing(case, offsets, include_last_offset, match):
+# A list goes through the NumPy checks; an int32 / int64 array through the compiled ones.
+@pytest.mark.parametrize("container", [list, np.int32, np.int64], ids=["list", "int32", "int64"])
+def test_bad_offsets_raise_value_error_and_write_nothing(
+    case, offsets, include_last_offset, match, container
+):
     weight, ids = case["weight"], case["ids"]
+    if container is not list:
+        offsets = np.array(offsets, dtype=container)
     num_bags = max(len(offsets) - include_last_offset, 0)
     out = sentinel_array((num_bags, weight.shape[1]), weight.dtype)
     with raises_leaving_untouched(ValueError, match, out, weight):
@@ -228,6 +234,35 @@ def test_bad_offsets_raise_value_error_and_write_nothing(case, offsets, include_
             mode="sum",
             include_last_offset=include_last_offset,
         )
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_offsets_checked_alike_as_list_and_array(dtype):
+    """The compiled offsets check (int32 / int64 arrays) and the NumPy one (anything else) give
+    the same bags, or the same message, for random offsets good and bad."""
+    rng = np.random.default_rng(11)
+    weight = rng.standard_normal((7, 3)).astype(np.float32)
+    for _ in range(300):
+        ids = rng.integers(0, 7, int(rng.integers(0, 6)))
+        # Steps of -1..3 from 0 (from elsewhere one time in five): every rule gets broken.
+        offsets = np.cumsum(rng.integers(-1, 4, int(rng.integers(0, 5))))
+        if offsets.size and rng.integers(5):
+            offsets -= offsets[0]
+        include_last_offset = bool(rng.integers(2))
+        outcomes = []
+        for given in (offsets.tolist(), offsets.astype(dtype)):
+            try:
+                outcomes.append(
+                    fastembed.embedding_bag(
+                        weight, ids, given, mode="sum", include_last_offset=include_last_offset
+                    )
+                )
+            except ValueError as error:
+                outcomes.append(str(error))
+        if isinstance(outcomes[0], str):
+            assert outcomes[0] == outcomes[1]
+        else:
+            assert_bitwise_equal(outcomes[1], outcomes[0])
 
 
 def test_float_offsets_are_a_type_error(case):

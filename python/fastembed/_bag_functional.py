@@ -1,4 +1,5 @@
-"""Functional API of pooled lookups (``embedding_bag``): argument checks, then one kernel call."""
+"""Functional API of pooled lookups (``embedding_bag``): argument checks, then one kernel call
+(arguments by position, as in ``_functional``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from . import _core
 from ._checks import as_int, kernel_readable, optional_float, require_array, require_table_fits
 from ._dtypes import is_reduced
 from ._functional import padding_row
-from ._ids import as_ids
+from ._ids import KERNEL_ID_DTYPES, as_ids
 from .quantized import QuantizedTable
 from .sparse import RowSparseGrad
 
@@ -70,11 +71,10 @@ def pool(
             )
         return _core.embedding_bag(
             weight.packed, bags.ids, bags.bounds, mode, weights, padding, out, argmax,
-            quantized_bits=weight.bits,
+            None, 2.0, weight.bits,
         )  # fmt: skip
     return _core.embedding_bag(
-        weight, bags.ids, bags.bounds, mode, weights, padding, out, argmax,
-        max_norm=max_norm, norm_type=norm_type,
+        weight, bags.ids, bags.bounds, mode, weights, padding, out, argmax, max_norm, norm_type
     )  # fmt: skip
 
 
@@ -131,6 +131,16 @@ def bag_arguments(
 
 
 def _bounds_from_offsets(offsets: ArrayLike, include_last_offset: bool, n: int) -> np.ndarray:
+    if (
+        type(offsets) is np.ndarray
+        and offsets.ndim == 1
+        and offsets.dtype in KERNEL_ID_DTYPES
+        and offsets.flags.c_contiguous
+        and offsets.flags.aligned
+    ):
+        # The usual offsets, checked and copied in one compiled pass (the same rules and
+        # messages as below, which take ten NumPy calls).
+        return _core.bag_bounds(offsets, n, include_last_offset)
     given = np.asarray(offsets)
     if given.size == 0 and not isinstance(offsets, np.ndarray):
         given = given.astype(np.int64)  # np.asarray([]) is float64

@@ -24,7 +24,6 @@ def scatter_add(
     ids: np.ndarray,
     num_embeddings: int,
     out: np.ndarray | None = None,
-    *,
     padding_idx: int | None = None,
     scale_grad_by_freq: bool = False,
     accumulate: bool = False,
@@ -33,10 +32,10 @@ def sparse_grad(
     grad_output: np.ndarray,
     ids: np.ndarray,
     num_embeddings: int,
-    *,
     padding_idx: int | None = None,
     scale_grad_by_freq: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]: ...
+def bag_bounds(offsets: np.ndarray, n: int, include_last_offset: bool) -> np.ndarray: ...
 def embedding_bag(
     weight: np.ndarray,
     ids: np.ndarray,
@@ -46,7 +45,6 @@ def embedding_bag(
     padding_idx: int = -1,
     out: np.ndarray | None = None,
     argmax_out: np.ndarray | None = None,
-    *,
     max_norm: float | None = None,
     norm_type: float = 2.0,
     quantized_bits: int | None = None,

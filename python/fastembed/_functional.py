@@ -1,4 +1,8 @@
-"""Functional API: argument normalisation around one call into the compiled kernels."""
+"""Functional API: argument normalisation around one call into the compiled kernels.
+
+Calls into ``_core`` on the per-call paths pass their arguments by position: pybind11 takes a
+slower path for a call with any keyword argument (a bag of one id: 0.8 -> 1.6 us in the call).
+"""
 
 from __future__ import annotations
 
@@ -193,9 +197,9 @@ def scatter_add(
         as_ids(ids),
         num_embeddings,
         out,
-        padding_idx=_optional_index(padding_idx, "padding_idx"),
-        scale_grad_by_freq=bool(scale_grad_by_freq),
-        accumulate=bool(accumulate),
+        _optional_index(padding_idx, "padding_idx"),
+        bool(scale_grad_by_freq),
+        bool(accumulate),
     )
 
 
@@ -248,7 +252,7 @@ def sparse_grad(
         kernel_readable(grad_output),
         as_ids(ids),
         num_embeddings,
-        padding_idx=_optional_index(padding_idx, "padding_idx"),
-        scale_grad_by_freq=bool(scale_grad_by_freq),
+        _optional_index(padding_idx, "padding_idx"),
+        bool(scale_grad_by_freq),
     )
     return RowSparseGrad._from_kernel(indices, values, num_embeddings)

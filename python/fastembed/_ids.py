@@ -7,7 +7,7 @@ from numpy.typing import ArrayLike
 
 from ._checks import kernel_readable
 
-_KERNEL_ID_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+KERNEL_ID_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 _INT64_MIN, _INT64_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 
 
@@ -35,7 +35,7 @@ def as_ids(ids: ArrayLike) -> np.ndarray:
     """
     # (flags.carray would also demand writeable ids, sending read-only ones the slow way)
     readable = type(ids) is np.ndarray and ids.flags.c_contiguous and ids.flags.aligned
-    if readable and ids.dtype in _KERNEL_ID_DTYPES:
+    if readable and ids.dtype in KERNEL_ID_DTYPES:
         return ids
     array = np.asarray(ids)
     if array.size == 0 and not isinstance(ids, np.ndarray) and array.dtype.kind == "f":

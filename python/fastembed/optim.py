@@ -333,9 +333,7 @@ class SGD(SparseOptimizer):
         buffer = state.get("momentum_buffer")
         if self.momentum != 0 and buffer is None:
             raise ValueError("momentum was turned on after steps without it: no momentum_buffer")
-        _core.sgd_update(
-            weight, gradient, self.lr, self.momentum, buffer, rounding=self._rounding(state)
-        )
+        _core.sgd_update(weight, gradient, self.lr, self.momentum, buffer, self._rounding(state))
 
 
 class Adagrad(SparseOptimizer):
@@ -384,7 +382,7 @@ class Adagrad(SparseOptimizer):
             self.eps,
             self.rowwise,
             state["state_sum"],
-            rounding=self._rounding(state),
+            self._rounding(state),
         )
 
 
@@ -462,6 +460,6 @@ class Adam(SparseOptimizer):
             self.eps,
             state["exp_avg"],
             state["exp_avg_sq"],
-            rounding=self._rounding(state),
+            self._rounding(state),
         )
         counter[...] = step

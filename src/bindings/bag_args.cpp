@@ -1,5 +1,8 @@
 #include "bindings/bag_args.hpp"
 
+#include <algorithm>
+#include <string>
+
 namespace fastembed::bindings {
 
 BagMode parse_bag_mode(const std::string& mode) {
@@ -24,6 +27,38 @@ BagLayout bag_layout(const py::array& bounds, std::size_t n) {
         throw py::value_error("offsets must not exceed the number of ids");
     }
     return BagLayout{data, num_bags};
+}
+
+py::array bag_bounds(const py::array& offsets, std::size_t n, bool include_last_offset) {
+    require_ids(offsets);
+    if (offsets.ndim() != 1) throw py::value_error("offsets must be 1-d, got shape " + shape_string(offsets));
+    const auto count = static_cast<std::size_t>(offsets.size());
+    if (include_last_offset && count == 0) {
+        throw py::value_error("offsets must hold at least one entry when include_last_offset=True");
+    }
+    py::array_t<std::int64_t> bounds(static_cast<py::ssize_t>(include_last_offset ? count : count + 1));
+    std::int64_t* destination = bounds.mutable_data();
+    dispatch_ids(offsets, [&](auto id_tag) {
+        using I = typename decltype(id_tag)::type;
+        const I* given = static_cast<const I*>(offsets.data());
+        if (count > 0 && given[0] != 0) {
+            throw py::value_error("offsets[0] must be 0, got " + std::to_string(given[0]));
+        }
+        for (std::size_t k = 1; k < count; ++k) {
+            if (given[k] < given[k - 1]) {
+                throw py::value_error("offsets must be non-decreasing, but offsets[" + std::to_string(k) +
+                                      "]=" + std::to_string(given[k]) + " < offsets[" +
+                                      std::to_string(k - 1) + "]=" + std::to_string(given[k - 1]));
+            }
+        }
+        if (count > 0 && static_cast<std::uint64_t>(given[count - 1]) > n) {
+            throw py::value_error("offsets[-1]=" + std::to_string(given[count - 1]) +
+                                  " is larger than the number of ids, " + std::to_string(n));
+        }
+        std::copy(given, given + count, destination);
+    });
+    if (!include_last_offset) destination[count] = static_cast<std::int64_t>(n);
+    return std::move(bounds);
 }
 
 const std::int64_t* checked_argmax(const std::optional<py::array>& argmax, const BagLayout& bags,

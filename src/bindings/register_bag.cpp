@@ -259,9 +259,10 @@ py::object embedding_bag_backward(const py::array& grad_output, const py::array&
 void register_bag(py::module_& m) {
     m.def("embedding_bag", &embedding_bag, py::arg("weight"), py::arg("ids"), py::arg("bounds"),
           py::arg("mode"), py::arg("per_sample_weights") = py::none(), py::arg("padding_idx") = -1,
-          py::arg("out") = py::none(), py::arg("argmax_out") = py::none(), py::kw_only(),
+          py::arg("out") = py::none(), py::arg("argmax_out") = py::none(),
           py::arg("max_norm") = py::none(), py::arg("norm_type") = 2.0,
           py::arg("quantized_bits") = py::none());
+    m.def("bag_bounds", &bag_bounds, py::arg("offsets"), py::arg("n"), py::arg("include_last_offset"));
     m.def("embedding_bag_per_sample_weights_backward", &per_sample_weights_backward,
           py::arg("grad_output"), py::arg("weight"), py::arg("ids"), py::arg("bounds"),
           py::arg("padding_idx") = -1);

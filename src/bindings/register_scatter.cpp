@@ -44,7 +44,7 @@ py::array scatter_add(const py::array& grad_output, const py::array& ids, long l
 
 void register_scatter(py::module_& m) {
     m.def("scatter_add", &scatter_add, py::arg("grad_output"), py::arg("ids"),
-          py::arg("num_embeddings"), py::arg("out") = py::none(), py::kw_only(),
+          py::arg("num_embeddings"), py::arg("out") = py::none(),
           py::arg("padding_idx") = py::none(), py::arg("scale_grad_by_freq") = false,
           py::arg("accumulate") = false);
 }

@@ -35,7 +35,7 @@ py::tuple sparse_grad(const py::array& grad_output, const py::array& ids, long l
 
 void register_sparse(py::module_& m) {
     m.def("sparse_grad", &sparse_grad, py::arg("grad_output"), py::arg("ids"),
-          py::arg("num_embeddings"), py::kw_only(), py::arg("padding_idx") = py::none(),
+          py::arg("num_embeddings"), py::arg("padding_idx") = py::none(),
           py::arg("scale_grad_by_freq") = false);
 }
 
