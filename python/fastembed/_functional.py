@@ -114,13 +114,14 @@ def gather(
     """
     if out is not None:
         require_array(out, "out")
-    if isinstance(weight, QuantizedTable):
-        if max_norm is not None:
-            raise ValueError(
-                "max_norm would renormalise rows in place: a QuantizedTable is read-only"
-            )
-        return weight.dequantize(ids, out)
-    require_array(weight, "weight")
+    if type(weight) is not np.ndarray:  # (a plain array, the usual table, skips two checks)
+        if isinstance(weight, QuantizedTable):
+            if max_norm is not None:
+                raise ValueError(
+                    "max_norm would renormalise rows in place: a QuantizedTable is read-only"
+                )
+            return weight.dequantize(ids, out)
+        require_array(weight, "weight")
     if max_norm is None:  # the plain lookup: the shortest call (small batches are per-call bound)
         if norm_type != 2.0:
             optional_float(norm_type, "norm_type", required=True)

@@ -34,9 +34,10 @@ def as_ids(ids: ArrayLike) -> np.ndarray:
     are converted. Bool, float, complex, object and string ids raise ``TypeError``.
     """
     # (flags.carray would also demand writeable ids, sending read-only ones the slow way)
-    readable = type(ids) is np.ndarray and ids.flags.c_contiguous and ids.flags.aligned
-    if readable and ids.dtype in KERNEL_ID_DTYPES:
-        return ids
+    if type(ids) is np.ndarray and ids.dtype in KERNEL_ID_DTYPES:
+        flags = ids.flags  # (a new object on every access)
+        if flags.c_contiguous and flags.aligned:
+            return ids
     array = np.asarray(ids)
     if array.size == 0 and not isinstance(ids, np.ndarray) and array.dtype.kind == "f":
         return np.zeros(array.shape, dtype=np.int64)  # np.asarray([]) is float64
