@@ -33,6 +33,10 @@ QUIESCE_SECONDS = 0.03
 # a warm-up absorbs after the pause (waking idle worker threads, ~2 ms) is under 1% of its call.
 WARM_UP_BELOW_SECONDS = 0.25
 
+# Calls shorter than this warm up for WARM_UP_SECONDS before each block instead of once.
+SHORT_CALL_SECONDS = 1e-4
+WARM_UP_SECONDS = 0.002
+
 # The three sizes of a run: a seconds-long smoke test, each suite's headline case (the default
 # run, a few minutes in all), every case at 1 thread and all cores (judges every target).
 QUICK, HEADLINE, FULL = "quick", "headline", "full"
@@ -352,6 +356,7 @@ class Context:
         nbytes: int,
         repeats: int | dict[str, int] | None = None,
         setup: Callable[[], object] | None = None,
+        rounds: int | None = None,
     ) -> None:
         """Time ``methods`` on the same data and record each one's calls.
 
@@ -371,8 +376,9 @@ class Context:
         calls than rounds joins only the first rounds). ``setup()``, if given, runs untimed
         before every call (e.g. restoring an array that a method modifies in place). ``nbytes``
         is the memory traffic the operation must move at minimum (the same for every method),
-        from which GB/s is computed. A case and group's table is printed as soon as the next
-        one starts.
+        from which GB/s is computed. ``rounds`` overrides ``self.rounds`` (microsecond calls take
+        more: a round's median moves with the state the core is in after the pause). A case and
+        group's table is printed as soon as the next one starts.
         """
         if not self.wants(case):
             return
@@ -382,7 +388,9 @@ class Context:
             or self.repeats
             for method in methods
         }
-        blocks = {method: split_count(count, self.rounds) for method, count in counts.items()}
+        blocks = {
+            method: split_count(count, rounds or self.rounds) for method, count in counts.items()
+        }
         samples: dict[str, list[list[float]]] = {method: [] for method in methods}
         with _gc_paused():
             for round_index in range(max(len(b) for b in blocks.values())):
@@ -437,7 +445,12 @@ class Context:
         if not self.quick:
             time.sleep(QUIESCE_SECONDS)
         if warm_up:
-            self._timed_call(fn, setup)
+            # Microsecond calls warm up for WARM_UP_SECONDS: after the pause one call left a whole
+            # block of the next ones 1.3 us slower now and then (the core's clock or caches).
+            deadline = time.perf_counter() + WARM_UP_SECONDS
+            while self._timed_call(fn, setup) < SHORT_CALL_SECONDS:
+                if time.perf_counter() > deadline:
+                    break
         return [self._timed_call(fn, setup) for _ in range(count)]
 
     @staticmethod
