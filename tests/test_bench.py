@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.insert(0, str(BENCH))
 
+import harness  # noqa: E402
 from harness import HEADLINE, Context, Ratio, Record, Results, split_count  # noqa: E402
 from progress import Progress  # noqa: E402
 from report import format_target  # noqa: E402
@@ -68,7 +70,8 @@ def test_bandwidth_share_is_the_copy_time_of_the_bytes_over_each_round() -> None
     assert Results([mine]).bandwidth_share(0.5, "g", "ours", ["c"]).status == "SKIP"
 
 
-def test_compare_times_every_method_in_rounds() -> None:
+def test_compare_times_every_method_in_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(harness, "WARM_UP_SECONDS", 0.0)  # one warm-up call per block
     results = Results()
     ctx = Context(
         suite="s",
@@ -90,6 +93,35 @@ def test_compare_times_every_method_in_rounds() -> None:
     # Each block: a warm-up, then its calls; b joins the first round only.
     assert calls == ["a"] * 3 + ["b"] * 2 + ["a"] * 3 + ["a"] * 2
     assert results.ratio(1, "c", "g", "a", "b").pairs == 1
+
+
+def test_short_calls_warm_up_for_a_while_and_longer_ones_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(harness, "WARM_UP_SECONDS", 0.02)
+    ctx = Context(
+        suite="s",
+        mode=HEADLINE,
+        threads=1,
+        repeats=2,
+        rounds=1,
+        bandwidth=1e9,
+        case_filters=[],
+        results=Results(),
+        on_table=lambda key: None,
+    )
+    calls = {"short": 0, "long": 0}
+
+    def short() -> None:
+        calls["short"] += 1
+
+    def long() -> None:
+        calls["long"] += 1
+        time.sleep(2 * harness.SHORT_CALL_SECONDS)
+
+    ctx.compare("c", "g", {"short": short, "long": long}, 8)
+    assert calls["short"] > 100  # 20 ms of calls of about a microsecond
+    assert calls["long"] == 1 + 2
 
 
 def test_time_left_adds_the_budgets_to_come_at_the_pace_so_far() -> None:
