@@ -70,20 +70,25 @@ def test_bandwidth_share_is_the_copy_time_of_the_bytes_over_each_round() -> None
     assert Results([mine]).bandwidth_share(0.5, "g", "ours", ["c"]).status == "SKIP"
 
 
-def test_compare_times_every_method_in_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(harness, "WARM_UP_SECONDS", 0.0)  # one warm-up call per block
-    results = Results()
-    ctx = Context(
+def headline_context(results: Results, repeats: int, rounds: int) -> Context:
+    """A headline run's context at one thread, recording into ``results``."""
+    return Context(
         suite="s",
         mode=HEADLINE,
         threads=1,
-        repeats=5,
-        rounds=3,
+        repeats=repeats,
+        rounds=rounds,
         bandwidth=1e9,
         case_filters=[],
         results=results,
         on_table=lambda key: None,
     )
+
+
+def test_compare_times_every_method_in_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(harness, "WARM_UP_SECONDS", 0.0)  # one warm-up call per block
+    results = Results()
+    ctx = headline_context(results, repeats=5, rounds=3)
     calls: list[str] = []
     ctx.compare("c", "g", {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 8,
                 repeats={"b": 1})  # fmt: skip
@@ -99,17 +104,7 @@ def test_short_calls_warm_up_for_a_while_and_longer_ones_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(harness, "WARM_UP_SECONDS", 0.02)
-    ctx = Context(
-        suite="s",
-        mode=HEADLINE,
-        threads=1,
-        repeats=2,
-        rounds=1,
-        bandwidth=1e9,
-        case_filters=[],
-        results=Results(),
-        on_table=lambda key: None,
-    )
+    ctx = headline_context(Results(), repeats=2, rounds=1)
     calls = {"short": 0, "long": 0}
 
     def short() -> None:
