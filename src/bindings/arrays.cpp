@@ -60,12 +60,12 @@ void require_disjoint(const py::array& a, const char* a_name, const py::array& b
     }
 }
 
-void require_ids(const py::array& ids) {
+void require_ids(const py::array& ids, const char* name) {
     if (!py::isinstance<py::array_t<std::int32_t>>(ids) &&
         !py::isinstance<py::array_t<std::int64_t>>(ids)) {
-        throw py::type_error("ids must be int32 or int64, got " + dtype_name(ids));
+        throw py::type_error(std::string(name) + " must be int32 or int64, got " + dtype_name(ids));
     }
-    require_layout(ids, "ids", false);
+    require_layout(ids, name, false);
 }
 
 py::array new_result(const py::dtype& dtype, const std::vector<py::ssize_t>& shape) {

@@ -34,8 +34,9 @@ void require_layout(const py::array& array, const char* name, bool writeable);
 // ValueError if the bytes of `a` and `b` overlap.
 void require_disjoint(const py::array& a, const char* a_name, const py::array& b, const char* b_name);
 
-// Flattened ids: int32 or int64 in native byte order, C-contiguous (the Python layer converts).
-void require_ids(const py::array& ids);
+// Flattened ids (or another index array, `name`): int32 or int64 in native byte order,
+// C-contiguous (the Python layer converts).
+void require_ids(const py::array& ids, const char* name = "ids");
 
 // IndexError text for ids[flat_position] = id outside [0, num_embeddings).
 std::string id_error_message(const py::array& ids, std::size_t flat_position, std::int64_t id,

@@ -29,8 +29,8 @@ BagLayout bag_layout(const py::array& bounds, std::size_t n) {
     return BagLayout{data, num_bags};
 }
 
-py::array bag_bounds(const py::array& offsets, std::size_t n, bool include_last_offset) {
-    require_ids(offsets);
+py::array bag_bounds(const py::array& offsets, std::size_t num_ids, bool include_last_offset) {
+    require_ids(offsets, "offsets");
     if (offsets.ndim() != 1) throw py::value_error("offsets must be 1-d, got shape " + shape_string(offsets));
     const auto count = static_cast<std::size_t>(offsets.size());
     if (include_last_offset && count == 0) {
@@ -51,13 +51,13 @@ py::array bag_bounds(const py::array& offsets, std::size_t n, bool include_last_
                                       std::to_string(k - 1) + "]=" + std::to_string(given[k - 1]));
             }
         }
-        if (count > 0 && static_cast<std::uint64_t>(given[count - 1]) > n) {
+        if (count > 0 && static_cast<std::uint64_t>(given[count - 1]) > num_ids) {
             throw py::value_error("offsets[-1]=" + std::to_string(given[count - 1]) +
-                                  " is larger than the number of ids, " + std::to_string(n));
+                                  " is larger than the number of ids, " + std::to_string(num_ids));
         }
         std::copy(given, given + count, destination);
     });
-    if (!include_last_offset) destination[count] = static_cast<std::int64_t>(n);
+    if (!include_last_offset) destination[count] = static_cast<std::int64_t>(num_ids);
     return std::move(bounds);
 }
 

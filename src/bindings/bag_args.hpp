@@ -21,12 +21,12 @@ BagMode parse_bag_mode(const std::string& mode);
 // layer has already reported bad offsets in the user's terms; this guards the kernels.
 BagLayout bag_layout(const py::array& bounds, std::size_t n);
 
-// The bounds of the bags PyTorch's `offsets` describe over `n` flat ids: the offsets, then n
-// unless include_last_offset (offsets[-1] then ends the last bag). `offsets` is int32 or int64,
+// The bounds of the bags PyTorch's `offsets` describe over `num_ids` flat ids: the offsets, then
+// num_ids unless include_last_offset (offsets[-1] then ends the last bag). `offsets` is int32 or int64,
 // 1-d and C-contiguous (the Python layer converts anything else); ValueError, in the user's
 // terms, for the first offset that breaks a rule: offsets[0] == 0, non-decreasing, at most n.
 // One pass where the same checks in NumPy took ten calls (~3 us for a bag of one id).
-py::array bag_bounds(const py::array& offsets, std::size_t n, bool include_last_offset);
+py::array bag_bounds(const py::array& offsets, std::size_t num_ids, bool include_last_offset);
 
 // padding_idx in [0, num_embeddings), or -1 for none.
 std::int64_t checked_padding_idx(long long padding_idx, std::size_t num_embeddings);

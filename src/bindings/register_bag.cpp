@@ -262,7 +262,7 @@ void register_bag(py::module_& m) {
           py::arg("out") = py::none(), py::arg("argmax_out") = py::none(),
           py::arg("max_norm") = py::none(), py::arg("norm_type") = 2.0,
           py::arg("quantized_bits") = py::none());
-    m.def("bag_bounds", &bag_bounds, py::arg("offsets"), py::arg("n"), py::arg("include_last_offset"));
+    m.def("bag_bounds", &bag_bounds, py::arg("offsets"), py::arg("num_ids"), py::arg("include_last_offset"));
     m.def("embedding_bag_per_sample_weights_backward", &per_sample_weights_backward,
           py::arg("grad_output"), py::arg("weight"), py::arg("ids"), py::arg("bounds"),
           py::arg("padding_idx") = -1);
