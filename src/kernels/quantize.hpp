@@ -571,22 +571,18 @@ FASTEMBED_AVX2_F16C inline void row_quantizers_avx2(const RowRange* rows, RowQua
 template <unsigned Bits, Isa isa>
 FASTEMBED_ALWAYS_INLINE std::size_t row_quantizers(const RowRange* rows, std::size_t count,
                                                    RowQuantizer<Bits>* quantizers) {
+    std::size_t finite = 0;
+    while (finite < count && rows[finite].finite) ++finite;
 #ifdef FASTEMBED_AVX2_LANES
     if constexpr (Bits == 4 && isa >= Isa::avx2) {
-        if (count == 8) {
-            for (std::size_t k = 0; k < count; ++k) {
-                if (!rows[k].finite) return k;
-            }
+        if (finite == 8) {
             row_quantizers_avx2(rows, quantizers);
-            return count;
+            return finite;
         }
     }
 #endif
-    for (std::size_t k = 0; k < count; ++k) {
-        if (!rows[k].finite) return k;
-        quantizers[k] = row_quantizer<Bits, isa>(rows[k]);
-    }
-    return count;
+    for (std::size_t k = 0; k < finite; ++k) quantizers[k] = row_quantizer<Bits, isa>(rows[k]);
+    return finite;
 }
 
 // Writes a finite row's codes and then the quantizer's tail.
