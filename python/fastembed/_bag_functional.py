@@ -12,7 +12,7 @@ from . import _core
 from ._checks import as_int, kernel_readable, optional_float, require_array, require_table_fits
 from ._dtypes import is_reduced
 from ._functional import padding_row
-from ._ids import KERNEL_ID_DTYPES, as_ids
+from ._ids import as_ids, is_kernel_index_array
 from .quantized import QuantizedTable
 from .sparse import RowSparseGrad
 
@@ -131,13 +131,7 @@ def bag_arguments(
 
 
 def _bounds_from_offsets(offsets: ArrayLike, include_last_offset: bool, n: int) -> np.ndarray:
-    if (
-        type(offsets) is np.ndarray
-        and offsets.ndim == 1
-        and offsets.dtype in KERNEL_ID_DTYPES
-        and offsets.flags.c_contiguous
-        and offsets.flags.aligned
-    ):
+    if is_kernel_index_array(offsets) and offsets.ndim == 1:
         # The usual offsets, checked and copied in one compiled pass (the same rules and
         # messages as below, which take ten NumPy calls).
         return _core.bag_bounds(offsets, n, include_last_offset)

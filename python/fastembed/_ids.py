@@ -11,6 +11,15 @@ KERNEL_ID_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 _INT64_MIN, _INT64_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 
 
+def is_kernel_index_array(array: object) -> bool:
+    """Whether ``array`` is an int32 / int64 ndarray the kernels read in place (C-contiguous,
+    aligned; read-only is fine): ids, offsets."""
+    if type(array) is not np.ndarray or array.dtype not in KERNEL_ID_DTYPES:
+        return False
+    flags = array.flags  # (a new object on every access; flags.carray would demand writeable)
+    return flags.c_contiguous and flags.aligned
+
+
 def _position(flat: int, shape: tuple) -> str:
     return ", ".join(str(int(i)) for i in np.unravel_index(flat, shape)) if shape else "()"
 
@@ -33,11 +42,8 @@ def as_ids(ids: ArrayLike) -> np.ndarray:
     copy). Other integer dtypes, byte-swapped or non-contiguous arrays, Python ints and lists
     are converted. Bool, float, complex, object and string ids raise ``TypeError``.
     """
-    # (flags.carray would also demand writeable ids, sending read-only ones the slow way)
-    if type(ids) is np.ndarray and ids.dtype in KERNEL_ID_DTYPES:
-        flags = ids.flags  # (a new object on every access)
-        if flags.c_contiguous and flags.aligned:
-            return ids
+    if is_kernel_index_array(ids):
+        return ids
     array = np.asarray(ids)
     if array.size == 0 and not isinstance(ids, np.ndarray) and array.dtype.kind == "f":
         return np.zeros(array.shape, dtype=np.int64)  # np.asarray([]) is float64
