@@ -72,7 +72,7 @@ py::array pool_into(const Reader& rows, std::size_t num_embeddings, const py::ar
     call_with_ids(ids, num_embeddings, [&](const auto* id_data) {
         if (check_while_pooling) {
             if (!pool_rows_with(rows, id_data, bags, mode, weights, padding, destination, argmax,
-                                num_embeddings)) {
+                                true)) {
                 check_ids(id_data, n, num_embeddings);
             }
             return;
@@ -104,9 +104,9 @@ py::array embedding_bag(const py::array& weight, const py::array& ids, const py:
         if (max_norm) throw py::value_error("max_norm renormalises rows in place: a quantized table is read-only");
         return dispatch_bits(*quantized_bits, [&](auto bits_tag) {
             constexpr unsigned Bits = decltype(bits_tag)::value;
-            const QuantizedRows<Bits> rows(static_cast<const std::uint8_t*>(weight.data()),
-                                           packed_dim(weight, Bits));
             const auto num_embeddings = static_cast<std::size_t>(weight.shape(0));
+            const QuantizedRows<Bits> rows(static_cast<const std::uint8_t*>(weight.data()),
+                                           num_embeddings, packed_dim(weight, Bits));
             const std::int64_t padding = checked_padding_idx(padding_idx, num_embeddings);
             const float* weights = per_sample_weights_data<float>(per_sample_weights, mode, n);
             return pool_into<float>(rows, num_embeddings, ids, bags, mode, weights, padding, out,
@@ -123,7 +123,7 @@ py::array embedding_bag(const py::array& weight, const py::array& ids, const py:
         const T* weights = per_sample_weights_data<T>(per_sample_weights, mode, n);
         const S* table = static_cast<const S*>(weight.data());
         const bool writeable = weight.writeable();
-        const PlainRows<S> rows(table, dim);
+        const PlainRows<S> rows(table, num_embeddings, dim);
         const auto renorm = [&](const auto* id_data) {
             renorm_rows(const_cast<S*>(table), num_embeddings, dim, id_data, n, *max_norm,
                         norm_type, writeable);

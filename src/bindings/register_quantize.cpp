@@ -64,7 +64,7 @@ py::array dequantize(const py::array& packed, long long bits, const std::optiona
         constexpr unsigned Bits = decltype(bits_tag)::value;
         const std::size_t dim = packed_dim(packed, bits);
         const auto num_embeddings = static_cast<std::size_t>(packed.shape(0));
-        const QuantizedRows<Bits> table(static_cast<const std::uint8_t*>(packed.data()), dim);
+        const QuantizedRows<Bits> table(static_cast<const std::uint8_t*>(packed.data()), num_embeddings, dim);
         std::vector<py::ssize_t> shape;
         if (ids) {
             shape.assign(ids->shape(), ids->shape() + ids->ndim());
@@ -78,7 +78,7 @@ py::array dequantize(const py::array& packed, long long bits, const std::optiona
         float* destination = static_cast<float*>(result.mutable_data());
         if (!ids) {
             py::gil_scoped_release release;
-            dequantize_all(table, num_embeddings, destination);
+            dequantize_all(table, destination);
             return result;
         }
         const auto n = static_cast<std::size_t>(ids->size());

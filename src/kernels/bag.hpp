@@ -20,6 +20,7 @@
 // Adding a row reader (a table stored another way: float16, 8-bit row-wise quantized, ...):
 // the loop reads the table only through a reader, a small class with
 //     using value_type = T;               // what rows are pooled in: float or double (= out's)
+//     std::size_t num_rows() const;       // rows of the table
 //     std::size_t dim() const;            // elements per row
 //     std::size_t row_bytes() const;      // bytes of one stored row (the prefetched span)
 //     const void* row_address(std::size_t id) const;  // where row `id` starts
@@ -116,8 +117,10 @@ class PlainRows {
   public:
     using value_type = accumulator_t<S>;
 
-    PlainRows(const S* table, std::size_t dim) : table_(table), dim_(dim) {}
+    PlainRows(const S* table, std::size_t num_rows, std::size_t dim)
+        : table_(table), num_rows_(num_rows), dim_(dim) {}
 
+    std::size_t num_rows() const { return num_rows_; }
     std::size_t dim() const { return dim_; }
     std::size_t row_bytes() const { return dim_ * sizeof(S); }
     const void* row_address(std::size_t id) const { return table_ + id * dim_; }
@@ -134,6 +137,7 @@ class PlainRows {
 
   private:
     const S* table_;
+    std::size_t num_rows_;
     std::size_t dim_;
 };
 
@@ -231,14 +235,14 @@ struct BagJob {
     bool mean;                // divide each bag's sum by its entries (mode='mean')
     Out* out;
     std::int64_t* argmax;     // only with max, may be null
-    std::size_t ahead;        // prefetch distance, in positions
+    std::size_t ahead;        // prefetch distance, in positions; 0: no prefetching
     CacheLevel prefetch_level;
     std::size_t chunk_rows;   // positions per chunk (see pooling_chunk_bytes)
     // Writes the output's rows: a large output streams around the cache, each row whole once
     // its bag is pooled (pool_bags).
     RowWriter writer;
     // Ids at or past this are out of range: skipped, and bad_id set once the thread's bags are
-    // pooled (pool_rows_with's num_rows; kIdsChecked where the caller checked them).
+    // pooled (the table's rows; kIdsChecked where the caller checked them).
     std::uint64_t num_rows;
     std::atomic<bool>* bad_id;
 };
@@ -274,7 +278,15 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
     constexpr std::size_t kLanes = Vec::lanes;
     constexpr Isa kIsa = Vec::isa;
     const std::size_t tail = Whole ? kLanes : width;  // elements of the last vector
-    const std::size_t row_bytes = job.rows.row_bytes();
+    // The job's fields that every position reads, as locals: read through `job`, GCC reloaded
+    // several of them from memory for every row.
+    const Reader reader = job.rows;
+    const I* const ids = job.ids;
+    const std::uint64_t num_rows = job.num_rows;
+    const std::int64_t padding_idx = job.padding_idx;
+    const std::size_t ahead = job.ahead;
+    const CacheLevel prefetch_level = job.prefetch_level;
+    const std::size_t row_bytes = reader.row_bytes();
 
     // Vector k holds columns col + k * kLanes + [0, kLanes); only `tail` of the last one are real.
     auto lanes_of = [tail](std::size_t k) { return k + 1 == Count ? tail : kLanes; };
@@ -293,35 +305,36 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
         if constexpr (Track) for (std::size_t k = 0; k < Count; ++k) fill_lanes<Vec>(at[k], -1);
     }
     // Positions before prefetch_end prefetch the row `ahead` positions on (none past `stop`).
-    const std::size_t prefetch_end =
-        prefetch && stop > job.ahead ? std::min(std::max(stop - job.ahead, begin), end) : begin;
+    const std::size_t prefetch_end = prefetch && ahead != 0 && stop > ahead
+                                         ? std::min(std::max(stop - ahead, begin), end)
+                                         : begin;
     auto prefetch_ahead = [&](std::size_t i) __attribute__((always_inline)) {
-        const auto next = static_cast<std::uint64_t>(job.ids[i + job.ahead]);
-        if (next < job.num_rows) {
-            prefetch_row(job.rows.row_address(static_cast<std::size_t>(next)), row_bytes, job.prefetch_level);
+        const auto next = static_cast<std::uint64_t>(ids[i + ahead]);
+        if (next < num_rows) {
+            prefetch_row(reader.row_address(static_cast<std::size_t>(next)), row_bytes, prefetch_level);
         }
     };
     // An entry to pool: in range (else bad_id is set; the caller discards the result), and not
     // padding. The range comes first: kNoPadding is -1, a bad id.
     auto pooled = [&](std::int64_t id) __attribute__((always_inline)) {
-        if (static_cast<std::uint64_t>(id) >= job.num_rows) {
+        if (static_cast<std::uint64_t>(id) >= num_rows) {
             bad_id = true;
             return false;
         }
-        return id != job.padding_idx;
+        return id != padding_idx;
     };
     // Loads the block of row `id` (weighted by position i's weight) one vector at a time and
     // hands each to combine(k, vector) at once: only the accumulator and a vector or two are
     // live, so the accumulator stays in registers even where a reader holds constants in some
     // (loading all of a row's vectors first spilled it to the stack on every row).
     auto each_vector = [&](std::size_t i, std::int64_t id, auto&& combine) __attribute__((always_inline)) {
-        const auto row = job.rows.template row_at<kIsa>(static_cast<std::size_t>(id), col);
+        const auto row = reader.template row_at<kIsa>(static_cast<std::size_t>(id), col);
         FASTEMBED_UNROLL for (std::size_t k = 0; k < Count; ++k) {
             // (The min tells the compiler that a reader's groups of lanes beyond kLanes never run.)
             const std::size_t n = std::min(lanes_of(k), kLanes);
             T lanes[kLanes];
             for (std::size_t j = n; j < kLanes; ++j) lanes[j] = T(0);
-            job.rows.template load<kIsa>(row, k * kLanes, n, lanes);
+            reader.template load<kIsa>(row, k * kLanes, n, lanes);
             V vector;
             std::memcpy(&vector, lanes, sizeof lanes);
             if constexpr (Weighted) vector = job.per_sample_weights[i] * vector;
@@ -333,7 +346,7 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
     if constexpr (Max) {
         for (; count == 0 && i < end; ++i) {
             if (i < prefetch_end) prefetch_ahead(i);
-            const auto id = static_cast<std::int64_t>(job.ids[i]);
+            const auto id = static_cast<std::int64_t>(ids[i]);
             if (!pooled(id)) continue;
             each_vector(i, id, [&](std::size_t k, const V& vector) __attribute__((always_inline)) {
                 acc[k] = vector;
@@ -347,7 +360,7 @@ FASTEMBED_ALWAYS_INLINE std::size_t pool_block(const BagJob<Reader, I, Out>& job
     // rows are cached: 1M ids of one float32 row, D=64, 2 threads, Zen 3, 3.8 -> 3.3 ms; Zipf ids
     // over 1M rows 3%.)
     auto combine = [&](std::size_t i) __attribute__((always_inline)) {
-        const auto id = static_cast<std::int64_t>(job.ids[i]);
+        const auto id = static_cast<std::int64_t>(ids[i]);
         if (!pooled(id)) return;
         if constexpr (Max) {
             // Strictly greater: the first position holding the maximum wins, as in PyTorch.
@@ -507,21 +520,21 @@ FASTEMBED_ALWAYS_INLINE void pool_bags_in(IsaTag<isa>, const BagJob<Reader, I, O
 
 }  // namespace detail
 
-// num_rows for ids that have already passed check_ids.
+// BagJob::num_rows for ids that have already passed check_ids.
 inline constexpr std::uint64_t kIdsChecked = ~std::uint64_t{0};
 
 // The pooling alone, through a row reader (see the top of this file): out[b, :] = pooled rows of
 // bag b, in the reader's value_type or rounded once to a narrower Out (float16 / bfloat16 bags
 // of float sums). `per_sample_weights` (one per flat id, or null) only with sum. `argmax`
 // (num_bags x dim, or null) receives, for max, the position of the id that gave each element,
-// -1 for an empty bag. Ids that have passed check_ids need no num_rows. Otherwise each id of a
-// bag is compared with num_rows as it is pooled (the row count; dim > 0), and the result is
-// false if one was out of range: out is then garbage, and ids in no bag were not looked at. (A
-// separate check_ids pass took 2-9% of a bag's time; FBGEMM also compares in its loop.)
+// -1 for an empty bag. Ids must have passed check_ids, unless `check_ids`: then each id of a
+// bag is compared with rows.num_rows() as it is pooled (dim > 0), and the result is false if
+// one was out of range: out is then garbage, and ids in no bag were not looked at. (A separate
+// check_ids pass took 2-9% of a bag's time; FBGEMM also compares in its loop.)
 template <class Reader, class I, class Out>
 bool pool_rows_with(const Reader& rows, const I* ids, const BagLayout& bags, BagMode mode,
                     const typename Reader::value_type* per_sample_weights, std::int64_t padding_idx,
-                    Out* out, std::int64_t* argmax, std::uint64_t num_rows = kIdsChecked) {
+                    Out* out, std::int64_t* argmax, bool check_ids = false) {
     const std::size_t dim = rows.dim();
     if (dim == 0) return true;
     std::atomic<bool> bad_id{false};
@@ -535,11 +548,12 @@ bool pool_rows_with(const Reader& rows, const I* ids, const BagLayout& bags, Bag
                                              mode == BagMode::mean,
                                              out,
                                              argmax,
-                                             prefetch_distance(row_bytes, bags.num_ids() * row_bytes),
+                                             prefetch_distance(row_bytes, bags.num_ids() * row_bytes,
+                                                               rows.num_rows() * row_bytes),
                                              prefetch_plan().level_for(row_bytes),
                                              chunk_rows,
                                              RowWriter(bags.num_bags * dim * sizeof(Out), dim * sizeof(Out)),
-                                             num_rows,
+                                             check_ids ? rows.num_rows() : kIdsChecked,
                                              &bad_id};
     parallel_bags(bags, row_bytes + sizeof(I), [&](std::size_t first, std::size_t last) {
         auto pool = [&](auto max_tag, auto weighted_tag, auto track_tag) {
@@ -565,12 +579,13 @@ bool pool_rows_with(const Reader& rows, const I* ids, const BagLayout& bags, Bag
     return !bad_id.load(std::memory_order_relaxed);
 }
 
-// The pooling of a plain float or double table.
+// The pooling of a plain float or double table of num_embeddings rows (ids checked).
 template <class T, class I>
-void pool_rows(const T* weight, std::size_t dim, const I* ids, const BagLayout& bags, BagMode mode,
-               const T* per_sample_weights, std::int64_t padding_idx, T* out, std::int64_t* argmax) {
-    pool_rows_with(PlainRows<T>(weight, dim), ids, bags, mode, per_sample_weights, padding_idx, out,
-                   argmax);
+void pool_rows(const T* weight, std::size_t num_embeddings, std::size_t dim, const I* ids,
+               const BagLayout& bags, BagMode mode, const T* per_sample_weights,
+               std::int64_t padding_idx, T* out, std::int64_t* argmax) {
+    pool_rows_with(PlainRows<T>(weight, num_embeddings, dim), ids, bags, mode, per_sample_weights,
+                   padding_idx, out, argmax);
 }
 
 // The forward of a pooled lookup: range check, then pool_rows.
@@ -580,7 +595,7 @@ void embedding_bag_forward(const T* weight, std::size_t num_embeddings, std::siz
                            const T* per_sample_weights, std::int64_t padding_idx, T* out,
                            std::int64_t* argmax) {
     check_ids(ids, n, num_embeddings);
-    pool_rows(weight, dim, ids, bags, mode, per_sample_weights, padding_idx, out, argmax);
+    pool_rows(weight, num_embeddings, dim, ids, bags, mode, per_sample_weights, padding_idx, out, argmax);
 }
 
 // Gradient w.r.t. per_sample_weights of a weighted sum: out[i] = <grad_output[bag of i],

@@ -119,18 +119,22 @@ class RowWiden {
 
 // out[i] = table row ids[i] for i in [0, n), reading rows in position order.
 template <class Table, class I>
-void copy_rows_in_position_order(const Table& table, std::size_t dim, const I* ids, std::size_t n,
-                                 typename Table::output_type* out) {
+void copy_rows_in_position_order(const Table& table, std::size_t num_embeddings, std::size_t dim,
+                                 const I* ids, std::size_t n, typename Table::output_type* out) {
     const std::size_t row_bytes = table.row_bytes();
     const std::size_t out_row_bytes = dim * sizeof(*out);
     const RowWriter writer(n * out_row_bytes, out_row_bytes);
-    const std::size_t ahead = prefetch_distance(row_bytes, n * row_bytes);
+    const std::size_t ahead = prefetch_distance(row_bytes, n * row_bytes, num_embeddings * row_bytes);
     parallel_ranges(n, threads_for_bytes(n * (row_bytes + out_row_bytes) + n * sizeof(I)),
                     [&](std::size_t, std::size_t begin, std::size_t end) {
-        for (std::size_t i = begin; i < end; ++i) {
-            if (i + ahead < end) prefetch_row(table.row_address(static_cast<std::size_t>(ids[i + ahead])), row_bytes);
+        // The positions up to prefetch_end prefetch the row `ahead` positions on; none if 0.
+        const std::size_t prefetch_end = ahead != 0 && end - begin > ahead ? end - ahead : begin;
+        std::size_t i = begin;
+        for (; i < prefetch_end; ++i) {
+            prefetch_row(table.row_address(static_cast<std::size_t>(ids[i + ahead])), row_bytes);
             table.copy(writer, out + i * dim, static_cast<std::uint64_t>(ids[i]));
         }
+        for (; i < end; ++i) table.copy(writer, out + i * dim, static_cast<std::uint64_t>(ids[i]));
         writer.finish();
     });
 }
@@ -166,7 +170,7 @@ void copy_table_rows(const Table& table, std::size_t num_embeddings, std::size_t
     if (reads_in_id_order(ids, n, num_embeddings, table.row_bytes(), out, dim * sizeof(*out))) {
         copy_rows_in_id_order(table, num_embeddings, dim, ids, n, out);
     } else {
-        copy_rows_in_position_order(table, dim, ids, n, out);
+        copy_rows_in_position_order(table, num_embeddings, dim, ids, n, out);
     }
 }
 

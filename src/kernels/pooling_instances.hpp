@@ -17,10 +17,10 @@
 #define FASTEMBED_POOL_ROWS_WITH(PREFIX, Reader, Out)                                                       \
     PREFIX template bool pool_rows_with<Reader, std::int32_t, Out>(                                         \
         const Reader&, const std::int32_t*, const BagLayout&, BagMode, const Reader::value_type*,           \
-        std::int64_t, Out*, std::int64_t*, std::uint64_t);                                                  \
+        std::int64_t, Out*, std::int64_t*, bool);                                                           \
     PREFIX template bool pool_rows_with<Reader, std::int64_t, Out>(                                         \
         const Reader&, const std::int64_t*, const BagLayout&, BagMode, const Reader::value_type*,           \
-        std::int64_t, Out*, std::int64_t*, std::uint64_t);
+        std::int64_t, Out*, std::int64_t*, bool);
 
 // float32 and float64 tables.
 #define FASTEMBED_POOLING_PLAIN(PREFIX)                         \

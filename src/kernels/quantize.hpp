@@ -86,9 +86,10 @@ class QuantizedRows {
     using output_type = float;
     using value_type = float;
 
-    QuantizedRows(const std::uint8_t* packed, std::size_t dim)
-        : packed_(packed), dim_(dim), stride_(packed_row_bytes(Bits, dim)) {}
+    QuantizedRows(const std::uint8_t* packed, std::size_t num_rows, std::size_t dim)
+        : packed_(packed), num_rows_(num_rows), dim_(dim), stride_(packed_row_bytes(Bits, dim)) {}
 
+    std::size_t num_rows() const { return num_rows_; }
     std::size_t dim() const { return dim_; }
     const void* row_address(std::size_t id) const { return packed_ + id * stride_; }
     std::size_t row_bytes() const { return stride_; }
@@ -260,13 +261,15 @@ class QuantizedRows {
     std::size_t code_bytes() const { return Bits == 8 ? dim_ : dim_ / 2; }
 
     const std::uint8_t* packed_;
+    std::size_t num_rows_;
     std::size_t dim_;
     std::size_t stride_;
 };
 
-// The whole table dequantized into `out` (num_embeddings x dim float32), rows in parallel.
+// The whole table dequantized into `out` (num_rows x dim float32), rows in parallel.
 template <unsigned Bits>
-void dequantize_all(const QuantizedRows<Bits>& table, std::size_t num_embeddings, float* out) {
+void dequantize_all(const QuantizedRows<Bits>& table, float* out) {
+    const std::size_t num_embeddings = table.num_rows();
     const std::size_t dim = table.dim();
     const RowWriter unused(0, 0);
     parallel_ranges(num_embeddings, threads_for_bytes(num_embeddings * (table.row_bytes() + dim * sizeof(float))),

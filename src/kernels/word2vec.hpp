@@ -339,7 +339,7 @@ Stats train_batches(const Tables<T>& tables, const Corpus& corpus, const double*
         if (!s.skip_gram) {
             // The mean of each context's rows: the bag kernel's pooling.
             batch.pooled.resize(examples * dim);
-            pool_rows(tables.syn0, dim, batch.context_ids.data(), contexts, BagMode::mean,
+            pool_rows(tables.syn0, tables.vocab, dim, batch.context_ids.data(), contexts, BagMode::mean,
                       static_cast<const T*>(nullptr), kNoPadding, batch.pooled.data(),
                       static_cast<std::int64_t*>(nullptr));
         }

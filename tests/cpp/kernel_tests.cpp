@@ -526,7 +526,8 @@ void test_kernels_for(std::mt19937_64& rng) {
 }
 
 // Rows ahead per row size: the plan's rows of 256 bytes as bytes ahead (more rows for narrower
-// rows, the plan's count for wider ones), at most the rows that fit in the window, or 16.
+// rows, the plan's count for wider ones), at most the rows that fit in the window, or 16; none
+// for a table that fits in the L2.
 void test_prefetch_distance() {
     current_case = "prefetch distance per row size";
     using fastembed::CacheLevel;
@@ -542,6 +543,13 @@ void test_prefetch_distance() {
         CHECK(plan.distance(row_bytes, window) == expected);
     }
     CHECK(zen.distance(128, 0) == 16);  // no window: 16 rows, the floor
+    // A table that fits in the L2 is read without prefetching (0); a byte more, or a table of
+    // unknown size, with.
+    const std::size_t l2 = fastembed::unprefetched_table_bytes();
+    CHECK(l2 == fastembed::host_caches().used.l2);
+    CHECK(fastembed::prefetch_distance(256, 1024, l2) == 0);
+    CHECK(fastembed::prefetch_distance(256, 1024, l2 + 1) > 0);
+    CHECK(fastembed::prefetch_distance(256, 1024) > 0);
 }
 
 // FASTEMBED_PREFETCH's text to a plan and back, and a plan through the word that holds the plan

@@ -188,7 +188,7 @@ void test_route_with(const char* name, std::size_t V, std::size_t dim, std::size
         const fastembed::ShardedRows<T, Placement> sharded{pointers.data(), placement, dim};
         std::vector<T> direct(n * dim, static_cast<T>(kSentinel));
         const fastembed::RowCopy<T, fastembed::ShardedRows<T, Placement>> rows(sharded, dim);
-        fastembed::copy_rows_in_position_order(rows, dim, ids.data(), n, direct.data());
+        fastembed::copy_rows_in_position_order(rows, V, dim, ids.data(), n, direct.data());
         CHECK(same_bytes(direct, expected));
         std::vector<T> in_id_order(n * dim, static_cast<T>(kSentinel));
         fastembed::copy_rows_in_id_order(rows, V, dim, ids.data(), n, in_id_order.data());

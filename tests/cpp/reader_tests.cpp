@@ -140,7 +140,7 @@ void test_quantize(std::size_t dim, std::mt19937_64& rng) {
     for (std::size_t d = 0; d < dim; ++d) table[dim + d] = 2.5f;  // a constant row
     std::vector<std::uint8_t> packed(V * fastembed::packed_row_bytes(Bits, dim));
     fastembed::quantize_rows<Bits>(table.data(), V, dim, packed.data());
-    const fastembed::QuantizedRows<Bits> rows(packed.data(), dim);
+    const fastembed::QuantizedRows<Bits> rows(packed.data(), V, dim);
     std::vector<float> row(dim);
     for (std::size_t r = 0; r < V; ++r) {
         rows.load(rows.row_at(r, 0), 0, dim, row.data());
@@ -236,18 +236,21 @@ void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Ele
         fastembed::narrow_row(narrowed.data(), expected.data(), expected.size());
         using Job = fastembed::detail::BagJob<Reader, std::int64_t, Out>;
         // Each copy writes through the cache, and streams each finished row whole (a writer
-        // told the output is huge; rows of whole 16-byte units only).
+        // told the output is huge; rows of whole 16-byte units only), prefetching 4 rows ahead
+        // and not at all.
         auto same = [&](auto copy) {
             bool all_same = true;
             for (const std::size_t output_bytes : {std::size_t{0}, ~std::size_t{0} / 2}) {
-                std::vector<Out> out(bags.num_bags * dim, Out{});
-                std::atomic<bool> bad_id{false};
-                const Job job{rows,       ids.data(), bags, nullptr, fastembed::kNoPadding, false,
-                              out.data(), nullptr,    4,    fastembed::CacheLevel::l1, 4,
-                              fastembed::RowWriter(output_bytes, dim * sizeof(Out)),
-                              fastembed::kIdsChecked, &bad_id};
-                copy(job);
-                all_same &= std::memcmp(out.data(), narrowed.data(), out.size() * sizeof(Out)) == 0;
+                for (const std::size_t ahead : {std::size_t{0}, std::size_t{4}}) {
+                    std::vector<Out> out(bags.num_bags * dim, Out{});
+                    std::atomic<bool> bad_id{false};
+                    const Job job{rows,       ids.data(), bags,  nullptr, fastembed::kNoPadding, false,
+                                  out.data(), nullptr,    ahead, fastembed::CacheLevel::l1, 4,
+                                  fastembed::RowWriter(output_bytes, dim * sizeof(Out)),
+                                  fastembed::kIdsChecked, &bad_id};
+                    copy(job);
+                    all_same &= std::memcmp(out.data(), narrowed.data(), out.size() * sizeof(Out)) == 0;
+                }
             }
             return all_same;
         };
@@ -281,7 +284,7 @@ void test_quantized_reader_copies(const char* name, const std::vector<float>& ta
                                   std::size_t dim, std::mt19937_64& rng) {
     std::vector<std::uint8_t> packed(V * fastembed::packed_row_bytes(Bits, dim));
     fastembed::quantize_rows<Bits>(table.data(), V, dim, packed.data());
-    const fastembed::QuantizedRows<Bits> rows(packed.data(), dim);
+    const fastembed::QuantizedRows<Bits> rows(packed.data(), V, dim);
     test_reader_copies(name, rows, V, [&](std::size_t id, std::size_t d) {
         const auto* row = static_cast<const std::uint8_t*>(rows.row_address(id));
         float scale;
@@ -308,11 +311,11 @@ void test_reader_copies_all(std::mt19937_64& rng) {
             half[k] = fastembed::Element<fastembed::Float16>::narrow(table[k]);
             brain[k] = fastembed::Element<fastembed::BFloat16>::narrow(table[k]);
         }
-        test_reader_copies("float16 reader", fastembed::PlainRows<fastembed::Float16>(half.data(), dim), V,
+        test_reader_copies("float16 reader", fastembed::PlainRows<fastembed::Float16>(half.data(), V, dim), V,
                            [&](std::size_t id, std::size_t d) {
                                return fastembed::detail::half_to_float(half[id * dim + d].bits);
                            }, rng);
-        test_reader_copies("bfloat16 reader", fastembed::PlainRows<fastembed::BFloat16>(brain.data(), dim), V,
+        test_reader_copies("bfloat16 reader", fastembed::PlainRows<fastembed::BFloat16>(brain.data(), V, dim), V,
                            [&](std::size_t id, std::size_t d) {
                                return fastembed::detail::bfloat16_to_float(brain[id * dim + d].bits);
                            }, rng);
