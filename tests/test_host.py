@@ -105,6 +105,7 @@ def test_host_info_reports_sizes_and_budgets():
         assert info["sysfs"][key] >= 0 and info["cpuid"][key] >= 0
     assert info["source"].startswith("l1d=")
     assert info["prefetch_bytes"] == info["l1d_bytes"] // 2
+    assert info["unprefetched_table_bytes"] == info["l2_bytes"]
     assert info["pooling_chunk_bytes"] == info["l1d_bytes"] // 2
     assert info["streaming_bytes"] == info["l3_bytes"] // 4
     assert info["in_order_table_bytes"] == 2 * info["l3_bytes"]
@@ -134,13 +135,20 @@ def test_environment_overrides_and_ignores_bad_values():
 
 
 def test_results_do_not_depend_on_the_cache_sizes():
-    """Tiny caches cross every host-dependent threshold (in-order gather, streaming stores,
-    prefetch distance, bag chunks); the results keep every bit."""
+    """Tiny and huge caches cross every host-dependent threshold (in-order gather, streaming
+    stores, prefetch distance, bag chunks, and no prefetching from a table that fits in the L2:
+    every table here is prefetched under the tiny L2 and none under the huge one); the results
+    keep every bit."""
     default = child_results()
     tiny = child_results(
         FASTEMBED_L1D_BYTES="1024", FASTEMBED_L2_BYTES="4096", FASTEMBED_L3_BYTES="1048576"
     )
-    huge = child_results(FASTEMBED_L1D_BYTES=str(1 << 20), FASTEMBED_L3_BYTES=str(1 << 32))
+    huge = child_results(
+        FASTEMBED_L1D_BYTES=str(1 << 20),
+        FASTEMBED_L2_BYTES=str(1 << 30),
+        FASTEMBED_L3_BYTES=str(1 << 32),
+    )
+    assert huge["info"]["l2_bytes"] == 1 << 30
     for key in default:
         if key != "info":
             assert default[key] == tiny[key] == huge[key], key

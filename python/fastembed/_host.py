@@ -19,7 +19,8 @@ def host_info() -> dict[str, Any]:
         ``available_cores``; ``isa``: the widest copy of the instruction-bound kernels that runs
         (``"avx512"``, for the pooled loop only, ``"avx2"`` or ``"baseline"``); the budgets
         derived from the sizes, which change speed only
-        (``prefetch_bytes``, ``pooling_chunk_bytes``, ``streaming_bytes``,
+        (``prefetch_bytes``, ``unprefetched_table_bytes``: gathers and bags from a table of
+        at most this size do not prefetch, ``pooling_chunk_bytes``, ``streaming_bytes``,
         ``in_order_table_bytes``); ``prefetch``: how far ahead, and into which cache, loops
         over scattered rows prefetch (below); and the constant budgets that fix summation
         orders (``block_sums_budget_bytes``, ``block_sums_per_block_bytes``), the same on

@@ -57,6 +57,7 @@ void register_host(py::module_& m) {
         });
         // What the kernels derive from them (speed only)...
         info["prefetch_bytes"] = prefetch_bytes();
+        info["unprefetched_table_bytes"] = unprefetched_table_bytes();
         info["prefetch"] = prefetch_dict(prefetch_report());
         info["pooling_chunk_bytes"] = pooling_chunk_bytes();
         info["streaming_bytes"] = streaming_bytes();
