@@ -46,11 +46,14 @@ TORCH_PREPACK = {
 }
 
 GATHER_GROUP = "gather"
-# Timed calls per method at least. The bags and gathers here take 3-15 ms: five calls a round
-# (under a second in all) steady each round's median, which over the default two or three calls
-# moved the float16 gather's ratio between 1.44 and 1.92 from round to round (the same host read
-# 1.75-1.86 over 15 back-to-back pairs, and 1.57-1.96 over seven runs with five calls a round).
-MIN_REPEATS = 15
+# The bags and gathers here take 3-15 ms: five calls a round (under a second in all) steady each
+# round's median, which over the default two or three calls moved the float16 gather's ratio
+# between 1.44 and 1.92 from round to round (the same host read 1.75-1.86 over 15 back-to-back
+# pairs, and 1.57-1.96 over seven runs with five calls a round). PAIRS rounds, not the run's
+# three: the memory-bound bags' pairs spread with the host's slow phases (8-bit Zipf bags over
+# torch: 1.06-2.61 over three pairs in one headline run), and three let one phase decide.
+PAIRS = 5
+CALLS_PER_PAIR = 5
 
 
 def bag_group(precision: str) -> str:
@@ -163,7 +166,14 @@ def bench_bag(
             assert isinstance(got, np.ndarray)
             if not np.allclose(got.astype(np.float32), expected, rtol=2e-2, atol=2e-2):
                 raise AssertionError(f"{method} and torch disagree on {case}, {precision}")
-    ctx.compare(case, bag_group(precision), methods, nbytes, max(ctx.repeats, MIN_REPEATS))
+    ctx.compare(
+        case,
+        bag_group(precision),
+        methods,
+        nbytes,
+        max(ctx.repeats, PAIRS * CALLS_PER_PAIR),
+        rounds=PAIRS,
+    )
     del methods
     gc.collect()
 
@@ -181,7 +191,9 @@ def bench_gather(
         GATHER_HALF: lambda: fastembed.gather(half, ids, out=out_half),
         GATHER_FLOAT: lambda: fastembed.gather(weight, ids, out=out_float),
     }
-    ctx.compare(case, GATHER_GROUP, methods, nbytes, max(ctx.repeats, MIN_REPEATS))
+    ctx.compare(
+        case, GATHER_GROUP, methods, nbytes, max(ctx.repeats, PAIRS * CALLS_PER_PAIR), rounds=PAIRS
+    )
 
 
 def bench_quantize(ctx: Context, case: str, precision: str, weight: np.ndarray) -> None:
