@@ -159,8 +159,23 @@ def test_drawn_tables_start_on_a_cache_line_with_numpys_numbers(init, dtype):
     assert_bitwise_equal(bag.weight, fastembed.Embedding(*shape, dtype=dtype, seed=5).weight)
 
 
-def test_sharded_tables_start_on_a_cache_line():
+def test_sharded_tables_start_on_a_cache_line(tmp_path):
+    """Drawn, copied from a NumPy table 16 bytes past a line, and loaded from a checkpoint
+    under another shard count: every shard's table starts on a line."""
     from fastembed.distributed import ShardedEmbedding
 
     with ShardedEmbedding(1000, 24, num_shards=3, seed=2) as table:
         assert all(t.ctypes.data % 64 == 0 for t in table._engine.tables())
+    raw = np.empty(1000 * 64 + 16, np.float32)
+    start = (16 - raw.ctypes.data % 64) % 64 // 4
+    weight = raw[start : start + 1000 * 64].reshape(1000, 64)
+    weight[...] = np.random.default_rng(3).standard_normal(weight.shape, dtype=np.float32)
+    assert weight.ctypes.data % 64 == 16
+    for placement in ("range", "modulo"):
+        with ShardedEmbedding.from_embedding(weight, 4, placement=placement) as table:
+            assert all(t.ctypes.data % 64 == 0 for t in table._engine.tables())
+            np.testing.assert_array_equal(table.forward(np.arange(1000)), weight)
+            table.save(tmp_path / placement)
+        with ShardedEmbedding.load(tmp_path / placement, num_shards=3) as loaded:
+            assert all(t.ctypes.data % 64 == 0 for t in loaded._engine.tables())
+            np.testing.assert_array_equal(loaded.forward(np.arange(1000)), weight)

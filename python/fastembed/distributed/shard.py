@@ -17,6 +17,7 @@ from .. import optim
 from .._atomic import atomic_write
 from .._functional import gather
 from .._initializers import counter_rows
+from .._memory import line_aligned_copy, line_aligned_empty
 from .layout import Layout
 
 # (optimizer class name, hyper-parameters): what a shard needs to build the caller's optimizer.
@@ -87,8 +88,9 @@ class Shard:
 
     @classmethod
     def from_rows(cls, index: int, rows: np.ndarray) -> Shard:
-        """A shard owning a copy of ``rows`` (which may be a read-only object-store array)."""
-        return cls(index, np.array(rows, order="C", copy=True))
+        """A shard owning a copy of ``rows`` (which may be a read-only object-store array), on
+        a cache line as every table fastembed makes (``line_aligned_copy``)."""
+        return cls(index, line_aligned_copy(rows))
 
     @classmethod
     def from_checkpoint(
@@ -110,7 +112,7 @@ class Shard:
                 path = files[owner]["table"] if name is None else files[owner]["state"][name]
                 source = np.load(os.path.join(directory, path), mmap_mode="r")
                 if result is None:
-                    result = np.empty((len(rows), *source.shape[1:]), dtype=source.dtype)
+                    result = line_aligned_empty((len(rows), *source.shape[1:]), source.dtype)
                 mine = owners == owner
                 result[mine] = source[local[mine]]
             if result is None:  # a shard without rows
