@@ -28,16 +28,17 @@ FULL_SECONDS = 120
 PEERS = ("ray",)
 
 NUM_SHARDS = 4
-# The in-process lookups take about a millisecond at the headline size: with the run's few
-# repeats (2 a round) one slow call in a round decided its pair (ratios 0.69-0.96 in one run).
-# They get LOOKUP_REPEATS calls over LOOKUP_ROUNDS rounds; Ray's ~15 ms calls keep the run's.
-LOOKUP_REPEATS = 48
-LOOKUP_ROUNDS = 6
 SINGLE = "Embedding (one table)"
 LOCAL = f"ShardedEmbedding local, {NUM_SHARDS} shards"
 RAY = f"ShardedEmbedding ray, {NUM_SHARDS} shards"
 LOOKUP = "lookup"
 STEP = "training step (lookup + backward + Adam)"
+# The in-process methods (the local engine, the single table) take 1-10 ms at the headline
+# size. With the run's few calls, 2 a round, one slow call decided a pair (lookups 0.69-0.96 in
+# one run, steps 0.78-1.16 over three pairs in another), and a Ray call slows every call of the
+# next 20-50 ms. They get IN_PROCESS_CALLS over ROUNDS rounds; Ray gets one call a round at most.
+ROUNDS = {LOOKUP: 6, STEP: 5}
+IN_PROCESS_CALLS = {LOOKUP: 48, STEP: 15}
 
 # (placement, case) -> {"distinct": max/mean, "requests": max/mean}, filled by run().
 BALANCE: dict[tuple[str, str], dict[str, float]] = {}
@@ -162,22 +163,20 @@ def bench_case(ctx: Context, case: Case, rng: np.random.Generator, with_ray: boo
             raise AssertionError(f"{name} disagrees with the single table on {case.name}")
     del expected
     nbytes = ids.nbytes + case.n * D * 4
-    in_process = 8 if ctx.quick else LOOKUP_REPEATS
-    ctx.compare(
-        case.name,
-        LOOKUP,
-        {name: lookup(t, ids) for name, t in tables.items()},
-        nbytes,
-        repeats={LOCAL: in_process, SINGLE: in_process},
-        rounds=LOOKUP_ROUNDS,
-    )
-    ctx.compare(
-        case.name,
-        STEP,
-        {name: step(t, ids, grad) for name, t in tables.items()},
-        3 * nbytes,
-        repeats=min(ctx.repeats, 5),
-    )
+    methods = {
+        LOOKUP: {name: lookup(t, ids) for name, t in tables.items()},
+        STEP: {name: step(t, ids, grad) for name, t in tables.items()},
+    }
+    for group, group_bytes in ((LOOKUP, nbytes), (STEP, 3 * nbytes)):
+        in_process = ROUNDS[group] if ctx.quick else IN_PROCESS_CALLS[group]
+        ctx.compare(
+            case.name,
+            group,
+            methods[group],
+            group_bytes,
+            repeats={LOCAL: in_process, SINGLE: in_process, RAY: min(ctx.repeats, ROUNDS[group])},
+            rounds=ROUNDS[group],
+        )
     for table in tables.values():
         if isinstance(table, ShardedEmbedding):
             table.close()
