@@ -22,9 +22,10 @@ BagMode parse_bag_mode(const std::string& mode);
 BagLayout bag_layout(const py::array& bounds, std::size_t n);
 
 // The bounds of the bags PyTorch's `offsets` describe over `num_ids` flat ids: the offsets, then
-// num_ids unless include_last_offset (offsets[-1] then ends the last bag). `offsets` is int32 or int64,
-// 1-d and C-contiguous (the Python layer converts anything else); ValueError, in the user's
-// terms, for the first offset that breaks a rule: offsets[0] == 0, non-decreasing, at most n.
+// num_ids unless include_last_offset (offsets[-1] then ends the last bag). `offsets` is int32 or
+// int64, 1-d and C-contiguous (the Python layer converts anything else); ValueError, in the
+// user's terms, for the first offset that breaks a rule: offsets[0] == 0, non-decreasing, at
+// most num_ids.
 // One pass where the same checks in NumPy took ten calls (~3 us for a bag of one id).
 py::array bag_bounds(const py::array& offsets, std::size_t num_ids, bool include_last_offset);
 

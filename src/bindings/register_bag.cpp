@@ -51,12 +51,12 @@ std::int64_t* argmax_data(const std::optional<py::array>& argmax_out, BagMode mo
 // reader's arithmetic type T, or float16 / bfloat16, each element rounded once as it is stored.
 // `before_pooling`, if given, runs first, on checked ids: (*before_pooling)(id_data).
 template <class Out, class Reader, class BeforePooling = void(const void*)>
-py::array pool_into(const Reader& rows, std::size_t num_embeddings, const py::array& ids,
-                    const BagLayout& bags, BagMode mode,
+py::array pool_into(const Reader& rows, const py::array& ids, const BagLayout& bags, BagMode mode,
                     const typename Reader::value_type* weights, std::int64_t padding,
                     const std::optional<py::array>& out, const std::optional<py::array>& argmax_out,
                     const std::vector<std::pair<const py::array*, const char*>>& inputs,
                     const BeforePooling* before_pooling = nullptr) {
+    const std::size_t num_embeddings = rows.num_rows();
     const auto n = static_cast<std::size_t>(ids.size());
     const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(bags.num_bags),
                                          static_cast<py::ssize_t>(rows.dim())};
@@ -109,7 +109,7 @@ py::array embedding_bag(const py::array& weight, const py::array& ids, const py:
                                            num_embeddings, packed_dim(weight, Bits));
             const std::int64_t padding = checked_padding_idx(padding_idx, num_embeddings);
             const float* weights = per_sample_weights_data<float>(per_sample_weights, mode, n);
-            return pool_into<float>(rows, num_embeddings, ids, bags, mode, weights, padding, out,
+            return pool_into<float>(rows, ids, bags, mode, weights, padding, out,
                                     argmax_out, inputs);
         });
     }
@@ -133,11 +133,11 @@ py::array embedding_bag(const py::array& weight, const py::array& ids, const py:
         return refusing_renorm_of_read_only(max_norm.value_or(0.0), [&] {
             if constexpr (is_reduced_precision<S>) {
                 if (out && has_storage<T>(*out)) {
-                    return pool_into<T>(rows, num_embeddings, ids, bags, mode, weights, padding, out,
+                    return pool_into<T>(rows, ids, bags, mode, weights, padding, out,
                                         argmax_out, inputs, before_pooling);
                 }
             }
-            return pool_into<S>(rows, num_embeddings, ids, bags, mode, weights, padding, out,
+            return pool_into<S>(rows, ids, bags, mode, weights, padding, out,
                                 argmax_out, inputs, before_pooling);
         });
     });
