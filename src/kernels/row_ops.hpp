@@ -121,6 +121,27 @@ FASTEMBED_AVX2_F16C inline void stream_lines_avx2(char* dst, const char* src, st
         _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + offset), half);
     }
 }
+// The copies of stream_lines_avx512 four lines at a time, the four loads before the four stores,
+// from dst + begin (a line boundary) for as many whole groups as end leaves room for; returns
+// where they stopped. A dense backward's rows of 256 bytes into a line-aligned result (the
+// result fastembed allocates) went 1.08-1.16x faster (scatter_add, V=1M, D=64, 1M uniform ids,
+// 2 threads, AMD EPYC Zen 4; both builds in one process, the median ratio of 21 interleaved
+// rounds, against 0.98-1.02 for the same build twice), where one load and one store per line
+// left the stores stalled; copies of such rows from a table were unchanged (0.96-1.05). The
+// AVX2 copy of the same grouping (eight loads, eight stores) read 1.06x on that backward but
+// 0.92x on a gather into a new result, so AVX2 keeps the loop.
+FASTEMBED_AVX512 inline std::size_t stream_line_groups_avx512(char* dst, const char* src, std::size_t begin,
+                                                              std::size_t end) {
+    std::size_t offset = begin;
+    for (; end - offset >= 256; offset += 256) {
+        __m512i lines[4];
+        for (std::size_t j = 0; j < 4; ++j) lines[j] = _mm512_loadu_si512(src + offset + 64 * j);
+        for (std::size_t j = 0; j < 4; ++j) {
+            _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + offset + 64 * j), lines[j]);
+        }
+    }
+    return offset;
+}
 #endif
 
 // Writes rows either through the cache (plain stores) or around it (non-temporal stores).
@@ -202,10 +223,17 @@ class RowWriter {
         const std::uintptr_t end_line = (address + end) & ~std::uintptr_t{63};
         if (line_stores_ != Isa::baseline && first_line < end_line) {
             stream_units(dst, src, begin, first_line - address);
+            std::size_t lines_begin = first_line - address;
+            const std::size_t lines_end = end_line - address;
             if (line_stores_ == Isa::avx512) {
-                stream_lines_avx512(dst, src, first_line - address, end_line - address);
+                // (Rows of fewer than four whole lines, such as 256-byte rows 16 bytes past a
+                // line, skip the call.)
+                if (src != nullptr && lines_end - lines_begin >= 256) {
+                    lines_begin = stream_line_groups_avx512(dst, src, lines_begin, lines_end);
+                }
+                stream_lines_avx512(dst, src, lines_begin, lines_end);
             } else {
-                stream_lines_avx2(dst, src, first_line - address, end_line - address);
+                stream_lines_avx2(dst, src, lines_begin, lines_end);
             }
             stream_units(dst, src, end_line - address, end);
             return;

@@ -292,13 +292,15 @@ void test_host_caches() {
 // Outputs just past the streaming threshold, starting at every offset into a cache line: rows
 // of odd lengths (written through the cache), and rows of whole 16-byte units (streamed: a
 // partial line at either end in 16-byte stores, the whole lines between in one store each where
-// the CPU has them), each row checked and nothing written outside the output.
+// the CPU has them, AVX-512 four lines at a time: rows of 320 and 528 bytes hold whole groups
+// and lines after them), each row checked and nothing written outside the output.
 template <class T>
 void test_gather_streaming_output() {
     std::mt19937_64 rng(7);
     const std::size_t V = 1000;
     for (const std::size_t row_bytes : {std::size_t{7} * sizeof(T), std::size_t{16}, std::size_t{48},
-                                        std::size_t{64}, std::size_t{144}, std::size_t{256}}) {
+                                        std::size_t{64}, std::size_t{144}, std::size_t{256}, std::size_t{320},
+                                        std::size_t{528}}) {
         const std::size_t dim = row_bytes / sizeof(T);
         const std::size_t n = fastembed::streaming_bytes() / row_bytes + 1000;
         const auto weight = make_values<T>(V * dim, false, rng);
