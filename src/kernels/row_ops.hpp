@@ -121,15 +121,17 @@ FASTEMBED_AVX2_F16C inline void stream_lines_avx2(char* dst, const char* src, st
         _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + offset), half);
     }
 }
+
 // The copies of stream_lines_avx512 four lines at a time, the four loads before the four stores,
 // from dst + begin (a line boundary) for as many whole groups as end leaves room for; returns
-// where they stopped. A dense backward's rows of 256 bytes into a line-aligned result (the
-// result fastembed allocates) went 1.08-1.16x faster (scatter_add, V=1M, D=64, 1M uniform ids,
-// 2 threads, AMD EPYC Zen 4; both builds in one process, the median ratio of 21 interleaved
-// rounds, against 0.98-1.02 for the same build twice), where one load and one store per line
-// left the stores stalled; copies of such rows from a table were unchanged (0.96-1.05). The
-// AVX2 copy of the same grouping (eight loads, eight stores) read 1.06x on that backward but
-// 0.92x on a gather into a new result, so AVX2 keeps the loop.
+// where they stopped. With one load and one store per line, the stores of a dense backward's
+// rows into a line-aligned result (the result fastembed allocates) stalled: scatter_add of
+// V=1M, D=64, 1M uniform ids, 2 threads, AMD EPYC Zen 4, 1.05-1.14x faster this way (both
+// builds in one process, median ratio of 21-41 interleaved rounds; a build against itself reads
+// 0.98-1.02). Not a gain everywhere: a gather into a new result read 0.92-0.98x and the pooled
+// backward 0.85-1.01x in the same runs, both bound by other things; the AVX2 copy of the
+// grouping (eight loads, eight stores) read 1.06x on the backward and 0.92x on the gather, so
+// AVX2 keeps the loop.
 FASTEMBED_AVX512 inline std::size_t stream_line_groups_avx512(char* dst, const char* src, std::size_t begin,
                                                               std::size_t end) {
     std::size_t offset = begin;
