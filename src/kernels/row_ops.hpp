@@ -129,7 +129,7 @@ FASTEMBED_AVX2_F16C inline void stream_lines_avx2(char* dst, const char* src, st
 // V=1M, D=64, 1M uniform ids, 2 threads, AMD EPYC Zen 4, 1.05-1.14x faster this way (both
 // builds in one process, median ratio of 21-41 interleaved rounds; a build against itself reads
 // 0.98-1.02). Not a gain everywhere: a gather into a new result read 0.92-0.98x and the pooled
-// backward 0.85-1.01x in the same runs, both bound by other things; the AVX2 copy of the
+// backward 0.84-1.04x in the same runs, both bound by other things; the AVX2 copy of the
 // grouping (eight loads, eight stores) read 1.06x on the backward and 0.92x on the gather, so
 // AVX2 keeps the loop.
 FASTEMBED_AVX512 inline std::size_t stream_line_groups_avx512(char* dst, const char* src, std::size_t begin,
