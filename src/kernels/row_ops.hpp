@@ -132,13 +132,17 @@ FASTEMBED_AVX2_F16C inline void stream_lines_avx2(char* dst, const char* src, st
 // backward 0.84-1.04x in the same runs, both bound by other things; the AVX2 copy of the
 // grouping (eight loads, eight stores) read 1.06x on the backward and 0.92x on the gather, so
 // AVX2 keeps the loop.
+inline constexpr std::size_t kStreamLineGroup = 4;  // lines per group
+inline constexpr std::size_t kStreamLineGroupBytes = kStreamLineGroup * 64;
 FASTEMBED_AVX512 inline std::size_t stream_line_groups_avx512(char* dst, const char* src, std::size_t begin,
                                                               std::size_t end) {
     std::size_t offset = begin;
-    for (; end - offset >= 256; offset += 256) {
-        __m512i lines[4];
-        for (std::size_t j = 0; j < 4; ++j) lines[j] = _mm512_loadu_si512(src + offset + 64 * j);
-        for (std::size_t j = 0; j < 4; ++j) {
+    for (; end - offset >= kStreamLineGroupBytes; offset += kStreamLineGroupBytes) {
+        __m512i lines[kStreamLineGroup];
+        for (std::size_t j = 0; j < kStreamLineGroup; ++j) {
+            lines[j] = _mm512_loadu_si512(src + offset + 64 * j);
+        }
+        for (std::size_t j = 0; j < kStreamLineGroup; ++j) {
             _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + offset + 64 * j), lines[j]);
         }
     }
@@ -230,7 +234,7 @@ class RowWriter {
             if (line_stores_ == Isa::avx512) {
                 // (Rows of fewer than four whole lines, such as 256-byte rows 16 bytes past a
                 // line, skip the call.)
-                if (src != nullptr && lines_end - lines_begin >= 256) {
+                if (src != nullptr && lines_end - lines_begin >= kStreamLineGroupBytes) {
                     lines_begin = stream_line_groups_avx512(dst, src, lines_begin, lines_end);
                 }
                 stream_lines_avx512(dst, src, lines_begin, lines_end);
