@@ -147,6 +147,55 @@ def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.where(wrong_side, other, nearest)
 
 
+def quantized_sum_bags(
+    q,
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    mode: str = "sum",
+    per_sample_weights: np.ndarray | None = None,
+    padding_idx: int | None = None,
+) -> np.ndarray:
+    """Sum or mean bags of a QuantizedTable as fastembed pools them, bit for bit, in NumPy.
+
+    Each entry of a bag adds its row's codes times its scale (times its weight, rounded) into
+    the running float32 sum in one fused multiply-add, from -0, in position order; its bias
+    (times its weight, rounded) goes to a float32 sum of biases, added once at the end; mean
+    then divides by the entries counted. Padding entries are skipped; an empty bag is zeros.
+    """
+    dim = q.embedding_dim
+    packed = np.asarray(q.packed)
+    if q.bits == 8:
+        codes = packed[:, :dim].astype(np.float32)
+        scale, bias = packed[:, dim:].copy().view(np.float32).T
+    else:
+        pairs = packed[:, : dim // 2]
+        codes = np.stack([pairs & 15, pairs >> 4], axis=-1).reshape(len(packed), dim)
+        codes = codes.astype(np.float32)
+        scale, bias = packed[:, dim // 2 :].copy().view(np.float16).astype(np.float32).T
+    ids = np.asarray(ids).reshape(-1)
+    bounds = np.append(offsets, len(ids))
+    out = np.zeros((len(offsets), dim), np.float32)
+    for b in range(len(offsets)):
+        sums = np.full(dim, -0.0, np.float32)
+        biases = np.float32(-0.0)
+        count = 0
+        for i in range(bounds[b], bounds[b + 1]):
+            if ids[i] == padding_idx:
+                continue
+            row_scale, row_bias = scale[ids[i]], bias[ids[i]]
+            if per_sample_weights is not None:
+                weight = np.float32(per_sample_weights.reshape(-1)[i])
+                row_scale, row_bias = row_scale * weight, row_bias * weight
+            sums = fma32(codes[ids[i]], np.full(dim, row_scale, np.float32), sums)
+            biases = np.float32(biases + row_bias)
+            count += 1
+        if count:
+            out[b] = sums + biases
+            if mode == "mean":
+                out[b] /= np.float32(count)
+    return out
+
+
 def assert_bitwise_equal(a: np.ndarray, b: np.ndarray) -> None:
     assert a.shape == b.shape and a.dtype == b.dtype
     assert a.tobytes() == b.tobytes()

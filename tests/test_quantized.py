@@ -6,7 +6,13 @@ from __future__ import annotations
 import fastembed
 import numpy as np
 import pytest
-from conftest import assert_bitwise_equal, fma32, make_ids, raises_leaving_untouched
+from conftest import (
+    assert_bitwise_equal,
+    fma32,
+    make_ids,
+    quantized_sum_bags,
+    raises_leaving_untouched,
+)
 from fastembed import QuantizedTable, optim, quantize
 
 V, D = 500, 16
@@ -274,10 +280,11 @@ def test_bags_against_numpy(bits, mode, rng):
     offsets = np.sort(rng.integers(0, 800, 60))
     offsets[0] = 0
     got = fastembed.embedding_bag(q, ids, offsets, mode=mode, padding_idx=9)
-    # the same pooling as a float32 table of the dequantized rows, bit for bit
-    assert_bitwise_equal(
-        got, fastembed.embedding_bag(table, ids, offsets, mode=mode, padding_idx=9)
-    )
+    if mode == "max":  # the dequantized rows compared, as a float32 table's, bit for bit
+        expected = fastembed.embedding_bag(table, ids, offsets, mode=mode, padding_idx=9)
+    else:  # codes times scales fused into the sums, the biases added once
+        expected = quantized_sum_bags(q, ids, offsets, mode, padding_idx=9)
+    assert_bitwise_equal(got, expected)
     reference = reference_dequantize(q)
     # float32 rounds code * scale and the sum with the bias: errors relative to both terms
     codes, scale, bias = unpacked(q)
@@ -301,15 +308,21 @@ def test_weighted_bags_and_layers(bits, rng):
     ids = rng.integers(0, V, (12, 5))
     weights = rng.standard_normal((12, 5)).astype(np.float32)
     got = fastembed.embedding_bag(q, ids, mode="sum", per_sample_weights=weights)
-    expected = fastembed.embedding_bag(table, ids, mode="sum", per_sample_weights=weights)
-    assert_bitwise_equal(got, expected)
+    offsets = np.arange(0, ids.size, ids.shape[1])
+    assert_bitwise_equal(got, quantized_sum_bags(q, ids, offsets, per_sample_weights=weights))
+    # within float32 rounding (relative to |code * scale| + |bias|) of NumPy's float64 sums
+    codes, scale, bias = unpacked(q)
+    terms = np.abs(codes * scale[:, None]) + np.abs(bias)[:, None]
+    exact = np.einsum("bk,bkd->bd", weights, reference_dequantize(q)[ids])
+    magnitude = np.einsum("bk,bkd->bd", np.abs(weights), terms[ids])
+    assert np.all(np.abs(got - exact) <= 1e-6 * magnitude + 1e-30)
     emb = fastembed.Embedding.from_pretrained(q)
     assert emb.weight is q and not emb.trainable
     assert emb.num_embeddings == V and emb.embedding_dim == D
     assert_bitwise_equal(emb(ids), table[ids])
     assert emb.backward(np.ones((12, 5, D), np.float32)) is None
     bag = fastembed.EmbeddingBag.from_pretrained(q, mode="mean")
-    assert_bitwise_equal(bag(ids), fastembed.embedding_bag(table, ids, mode="mean"))
+    assert_bitwise_equal(bag(ids), quantized_sum_bags(q, ids, offsets, mode="mean"))
 
 
 @pytest.mark.parametrize("bits", BITS)
@@ -349,3 +362,26 @@ def test_torch_packed_tables_are_read_in_place(bits, rng):
         include_last_offset=False,
     ).numpy()
     assert ours <= np.abs(rows.astype(np.float64) - W).max() * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("bits", BITS)
+@pytest.mark.parametrize("mode", ["sum", "mean", "weighted"])
+def test_long_bags_carry_their_biases_across_chunks(bits, mode, rng, restore_num_threads):
+    """Bags longer than a chunk of the pooled loop (half the L1d of rows), over rows of several
+    column blocks: the biases summed apart reach the bag's end whole, and the result is the
+    same at 1 and 2 threads, bit for bit."""
+    dim = 200
+    q = quantize(awkward_table(rng, dim=dim), bits)
+    chunk_rows = fastembed.host_info()["pooling_chunk_bytes"] // q.packed.shape[1]
+    n = 7 * chunk_rows + 5
+    ids = make_ids("zipf", n, V, rng)
+    offsets = np.array([0, 1, chunk_rows + 1, 3 * chunk_rows])  # 1, a chunk, 2 chunks less 1, rest
+    weights = rng.standard_normal(n).astype(np.float32) if mode == "weighted" else None
+    pooled = "sum" if mode == "weighted" else mode
+    expected = quantized_sum_bags(q, ids, offsets, pooled, weights, padding_idx=3)
+    for threads in (1, 2):
+        fastembed.set_num_threads(threads)
+        got = fastembed.embedding_bag(
+            q, ids, offsets, mode=pooled, per_sample_weights=weights, padding_idx=3
+        )
+        assert_bitwise_equal(got, expected)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import fastembed
 import numpy as np
 import pytest
-from conftest import assert_bitwise_equal
+from conftest import assert_bitwise_equal, quantized_sum_bags
 from fastembed import quantize
 
 V = 64
@@ -69,6 +69,11 @@ def test_bags_and_gathers_at_every_width(reader, dim, rng, restore_num_threads):
         results[threads, "gather"] = gathered
     for key in ("sum", "mean", "weighted", "gather"):
         assert_bitwise_equal(results[2, key], results[1, key])
+    if reader.endswith("-bit"):  # the fused sums, every group of lanes and the tail
+        for mode in ("sum", "mean"):
+            assert_bitwise_equal(results[1, mode], quantized_sum_bags(table, ids, offsets, mode))
+        expected = quantized_sum_bags(table, ids, offsets, per_sample_weights=weights)
+        assert_bitwise_equal(results[1, "weighted"], expected)
     # elements are widened exactly (float16, bfloat16) or as float32(code * scale) + bias (two
     # roundings, each within half an ulp of the magnitude)
     assert np.all(np.abs(results[1, "gather"] - rows[ids]) <= 2.0**-23 * magnitude[ids] + 1e-30)

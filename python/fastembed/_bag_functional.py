@@ -194,7 +194,9 @@ def embedding_bag(
         and bfloat16 rows are pooled in float32 and the result rounded once into the table's
         dtype (or written as float32 into a float32 ``out``). A
         :class:`fastembed.QuantizedTable`'s rows are dequantized in registers; the result is
-        float32.
+        float32. Its sums and means add each row's codes times its scale (times its weight)
+        in fused multiply-adds and its bias once per bag: within float32 rounding of the
+        pooled ``dequantize()`` rows, not bit for bit (max compares the dequantized rows).
     ids : array_like of int
         2-d ``(num_bags, bag_size)`` when ``offsets`` is None (bags of one length), else 1-d.
     offsets : array_like of int, optional

@@ -139,34 +139,17 @@ class QuantizedRows {
     template <Isa isa = Isa::baseline>
     FASTEMBED_ALWAYS_INLINE void load(const row_type& row, std::size_t offset, std::size_t width,
                                       float* values) const {
-        const std::uint8_t* codes = row.codes;
-        std::size_t j = 0;
-#ifdef FASTEMBED_AVX2_LANES
-        if constexpr (isa == Isa::avx512) {
-            for (; j + 16 <= width; j += 16) {
-                dequantize_lanes_avx512(codes, offset + j, row.scale, row.bias, values + j);
-            }
-        }
-        if constexpr (isa >= Isa::avx2) {
-            for (; j + 8 <= width; j += 8) {
-                dequantize_lanes_avx2(codes, offset + j, row.scale, row.bias, values + j);
-            }
-        }
-#endif
-#ifdef FASTEMBED_LANE_VECTORS
-        detail::over_lane_groups(j, width, [&](auto lanes) __attribute__((always_inline)) {
-            dequantize_lanes<decltype(lanes)::value>(codes, offset + j, row.scale, row.bias, values + j);
-        });
-#endif
-        if constexpr (Bits == 8) {
-            for (; j < width; ++j) values[j] = element(codes[offset + j], row.scale, row.bias);
-        } else {
-            for (; j < width; j += 2) {
-                const std::uint8_t pair = codes[(offset + j) / 2];
-                values[j] = element(pair & 0x0F, row.scale, row.bias);
-                values[j + 1] = element(pair >> 4, row.scale, row.bias);
-            }
-        }
+        codes_times<isa, false>(row.codes, offset, width, row.scale, row.bias, values);
+    }
+
+    // sums[j] = fma(code col + offset + j of `row`, scale, sums[j]), for j < width: a sum's step
+    // with the row's bias left out (the pooled kernel adds a bag's biases once, at its end):
+    // per vector the codes' widening, their conversion and an FMA, where load and an addition
+    // take one instruction more.
+    template <Isa isa = Isa::baseline>
+    FASTEMBED_ALWAYS_INLINE void add_codes_times(const row_type& row, std::size_t offset, std::size_t width,
+                                                 float scale, float* sums) const {
+        codes_times<isa, true>(row.codes, offset, width, scale, 0.0f, sums);
     }
 
     // A gather's row: the whole row dequantized into dst, in the widest copy this CPU runs (its
@@ -179,9 +162,42 @@ class QuantizedRows {
     }
 
   private:
-    // One element, code * scale + bias rounded once.
-    FASTEMBED_ALWAYS_INLINE static float element(int code, float scale, float bias) {
-        return std::fma(static_cast<float>(code), scale, bias);
+    // values[j] = fma(code col + offset + j, scale, addend), j < width, where the addend is
+    // values[j] itself (Accumulate) or `bias`: load's and add_codes_times's one loop.
+    template <Isa isa, bool Accumulate>
+    FASTEMBED_ALWAYS_INLINE static void codes_times(const std::uint8_t* codes, std::size_t offset,
+                                                    std::size_t width, float scale, float bias,
+                                                    float* values) {
+        std::size_t j = 0;
+#ifdef FASTEMBED_AVX2_LANES
+        if constexpr (isa == Isa::avx512) {
+            for (; j + 16 <= width; j += 16) {
+                codes_times_avx512<Accumulate>(codes, offset + j, scale, bias, values + j);
+            }
+        }
+        if constexpr (isa >= Isa::avx2) {
+            for (; j + 8 <= width; j += 8) {
+                codes_times_avx2<Accumulate>(codes, offset + j, scale, bias, values + j);
+            }
+        }
+#endif
+#ifdef FASTEMBED_LANE_VECTORS
+        detail::over_lane_groups(j, width, [&](auto lanes) __attribute__((always_inline)) {
+            codes_times_lanes<decltype(lanes)::value, Accumulate>(codes, offset + j, scale, bias, values + j);
+        });
+#endif
+        auto element = [&](int code, float* value) __attribute__((always_inline)) {
+            *value = std::fma(static_cast<float>(code), scale, Accumulate ? *value : bias);
+        };
+        if constexpr (Bits == 8) {
+            for (; j < width; ++j) element(codes[offset + j], values + j);
+        } else {
+            for (; j < width; j += 2) {
+                const std::uint8_t pair = codes[(offset + j) / 2];
+                element(pair & 0x0F, values + j);
+                element(pair >> 4, values + j + 1);
+            }
+        }
     }
 
 #ifdef FASTEMBED_AVX2_LANES
@@ -195,10 +211,11 @@ class QuantizedRows {
         bias = _mm_cvtss_f32(_mm_shuffle_ps(both, both, 1));
     }
 
-    // dequantize_lanes<8> with AVX2: the codes zero-extended to int32 lanes in one instruction
-    // (4-bit: each pair byte doubled first, then shifted by 0 or 4 and masked).
-    FASTEMBED_AVX2_FMA static void dequantize_lanes_avx2(const std::uint8_t* row, std::size_t col,
-                                                          float scale, float bias, float* values) {
+    // codes_times for 8 lanes with AVX2: the codes zero-extended to int32 lanes in one
+    // instruction (4-bit: each pair byte doubled first, then shifted by 0 or 4 and masked).
+    template <bool Accumulate>
+    FASTEMBED_AVX2_FMA static void codes_times_avx2(const std::uint8_t* row, std::size_t col, float scale,
+                                                    float bias, float* values) {
         __m256i codes;
         if constexpr (Bits == 8) {
             codes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + col)));
@@ -210,14 +227,15 @@ class QuantizedRows {
             codes = _mm256_and_si256(_mm256_srlv_epi32(codes, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4)),
                                      _mm256_set1_epi32(0x0F));
         }
-        const __m256 floats = _mm256_cvtepi32_ps(codes);
-        _mm256_storeu_ps(values, _mm256_fmadd_ps(floats, _mm256_set1_ps(scale), _mm256_set1_ps(bias)));
+        const __m256 addend = Accumulate ? _mm256_loadu_ps(values) : _mm256_set1_ps(bias);
+        _mm256_storeu_ps(values, _mm256_fmadd_ps(_mm256_cvtepi32_ps(codes), _mm256_set1_ps(scale), addend));
     }
 
     // The same for 16 lanes, one register of the AVX-512 copy (lanes.hpp: kAllLanes). GCC
     // 12's vector extensions made this copy 5x slower than AVX2 here, so intrinsics it is.
-    FASTEMBED_AVX512 static void dequantize_lanes_avx512(const std::uint8_t* row, std::size_t col,
-                                                         float scale, float bias, float* values) {
+    template <bool Accumulate>
+    FASTEMBED_AVX512 static void codes_times_avx512(const std::uint8_t* row, std::size_t col, float scale,
+                                                    float bias, float* values) {
         __m512i codes;
         if constexpr (Bits == 8) {
             const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + col));
@@ -229,18 +247,19 @@ class QuantizedRows {
             codes = _mm512_maskz_srlv_epi32(kAllLanes, codes, shifts);
             codes = _mm512_and_si512(codes, _mm512_set1_epi32(0x0F));
         }
+        const __m512 addend = Accumulate ? _mm512_loadu_ps(values) : _mm512_set1_ps(bias);
         const __m512 floats = _mm512_maskz_cvtepi32_ps(kAllLanes, codes);
-        _mm512_storeu_ps(values, _mm512_fmadd_ps(floats, _mm512_set1_ps(scale), _mm512_set1_ps(bias)));
+        _mm512_storeu_ps(values, _mm512_fmadd_ps(floats, _mm512_set1_ps(scale), addend));
     }
 #endif
 
 #ifdef FASTEMBED_LANE_VECTORS
-    // values[j] = element col + j, j < L, of the row at `row`: the codes widened to int32 lanes
-    // (4-bit: each pair byte twice, shifted by 0 and 4 and masked), then element() of each (the
-    // vector extensions have no fused multiply-add).
-    template <std::size_t L>
-    FASTEMBED_ALWAYS_INLINE static void dequantize_lanes(const std::uint8_t* row, std::size_t col,
-                                                         float scale, float bias, float* values) {
+    // codes_times for L lanes: the codes widened to int32 lanes (4-bit: each pair byte twice,
+    // shifted by 0 and 4 and masked), then one std::fma each (the vector extensions have no
+    // fused multiply-add).
+    template <std::size_t L, bool Accumulate>
+    FASTEMBED_ALWAYS_INLINE static void codes_times_lanes(const std::uint8_t* row, std::size_t col, float scale,
+                                                          float bias, float* values) {
         using Ints = typename Lanes<L>::ints;
         Ints codes;
         if constexpr (Bits == 8) {
@@ -254,7 +273,9 @@ class QuantizedRows {
         }
         std::int32_t lanes[L];
         std::memcpy(lanes, &codes, sizeof lanes);
-        for (std::size_t j = 0; j < L; ++j) values[j] = element(lanes[j], scale, bias);
+        for (std::size_t j = 0; j < L; ++j) {
+            values[j] = std::fma(static_cast<float>(lanes[j]), scale, Accumulate ? values[j] : bias);
+        }
     }
 #endif
 

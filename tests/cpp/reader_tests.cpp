@@ -201,11 +201,11 @@ void test_pack_copies(std::size_t dim, std::mt19937_64& rng) {
 
 // Every row reader pools the same bits in each copy of the pooled loop (the baseline one and,
 // on an AVX2 or AVX-512 host, the AVX2 and AVX-512 ones: their conversions run in groups of 4,
-// 8 or 16 lanes) as a scalar
-// reference: each element widened on its own (`element(id, d)`), the bag's rows added in
-// position order. Widths cover the lane groups and the scalar tail (4-bit: even widths).
-template <class Reader, class Element>
-void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Element element,
+// 8 or 16 lanes) as a scalar reference, `bag_sum(ids, begin, end, d)`: element d of the sum
+// of positions [begin, end). Widths cover the lane groups and the scalar tail (4-bit: even
+// widths).
+template <class Reader, class BagSum>
+void test_reader_copies(const char* name, const Reader& rows, std::size_t V, BagSum bag_sum,
                         std::mt19937_64& rng) {
     current_case = std::string(name) + ", dim " + std::to_string(rows.dim());
     const std::size_t dim = rows.dim();
@@ -219,14 +219,7 @@ void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Ele
     const fastembed::BagLayout bags{bounds.data(), bounds.size() - 1};
     std::vector<float> expected(bags.num_bags * dim);
     for (std::size_t b = 0; b < bags.num_bags; ++b) {
-        for (std::size_t d = 0; d < dim; ++d) {
-            float sum = 0.0f;
-            for (std::size_t i = bags.begin(b); i < bags.end(b); ++i) {
-                const float value = element(static_cast<std::size_t>(ids[i]), d);
-                sum = i == bags.begin(b) ? value : sum + value;
-            }
-            expected[b * dim + d] = sum;
-        }
+        for (std::size_t d = 0; d < dim; ++d) expected[b * dim + d] = bag_sum(ids, bags.begin(b), bags.end(b), d);
     }
     // Into float32, and rounded once into float16 and bfloat16 outputs; chunks of 4 positions,
     // so that longer bags keep partial sums between chunks.
@@ -276,28 +269,45 @@ void test_reader_copies(const char* name, const Reader& rows, std::size_t V, Ele
     check_output(Tag<fastembed::BFloat16>{});
 }
 
-// The reader of `table` quantized to Bits, against each element dequantized on its own: its code
+// A plain reader's bag sum: each element widened on its own (`element(id, d)`), the bag's rows
+// added in position order.
+template <class Element>
+auto added_in_order(Element element) {
+    return [element](const std::vector<std::int64_t>& ids, std::size_t begin, std::size_t end, std::size_t d) {
+        float sum = 0.0f;
+        for (std::size_t i = begin; i < end; ++i) {
+            const float value = element(static_cast<std::size_t>(ids[i]), d);
+            sum = i == begin ? value : sum + value;
+        }
+        return sum;
+    };
+}
+
+// The reader of `table` quantized to Bits, against a bag summed element by element: each code
 // (8-bit: a byte; 4-bit: the low nibble of its pair byte for even d, the high one for odd)
-// times the row's scale plus its bias, rounded once (std::fma).
+// times its row's scale fused into the running sum (std::fma, from -0, in position order),
+// the rows' biases summed apart and added at the end.
 template <unsigned Bits>
 void test_quantized_reader_copies(const char* name, const std::vector<float>& table, std::size_t V,
                                   std::size_t dim, std::mt19937_64& rng) {
     std::vector<std::uint8_t> packed(V * fastembed::packed_row_bytes(Bits, dim));
     fastembed::quantize_rows<Bits>(table.data(), V, dim, packed.data());
     const fastembed::QuantizedRows<Bits> rows(packed.data(), V, dim);
-    test_reader_copies(name, rows, V, [&](std::size_t id, std::size_t d) {
-        const auto* row = static_cast<const std::uint8_t*>(rows.row_address(id));
-        float scale;
-        float bias;
-        rows.scale_bias(row, scale, bias);
-        int code;
-        if constexpr (Bits == 8) {
-            code = row[d];
-        } else {
-            code = d % 2 == 0 ? row[d / 2] & 0x0F : row[d / 2] >> 4;
+    auto bag_sum = [&](const std::vector<std::int64_t>& ids, std::size_t begin, std::size_t end, std::size_t d) {
+        float sum = -0.0f;
+        float biases = -0.0f;
+        for (std::size_t i = begin; i < end; ++i) {
+            const auto* row = static_cast<const std::uint8_t*>(rows.row_address(static_cast<std::size_t>(ids[i])));
+            float scale;
+            float bias;
+            rows.scale_bias(row, scale, bias);
+            const int code = Bits == 8 ? row[d] : d % 2 == 0 ? row[d / 2] & 0x0F : row[d / 2] >> 4;
+            sum = std::fma(static_cast<float>(code), scale, sum);
+            biases += bias;
         }
-        return std::fma(static_cast<float>(code), scale, bias);
-    }, rng);
+        return sum + biases;
+    };
+    test_reader_copies(name, rows, V, bag_sum, rng);
 }
 
 void test_reader_copies_all(std::mt19937_64& rng) {
@@ -312,13 +322,13 @@ void test_reader_copies_all(std::mt19937_64& rng) {
             brain[k] = fastembed::Element<fastembed::BFloat16>::narrow(table[k]);
         }
         test_reader_copies("float16 reader", fastembed::PlainRows<fastembed::Float16>(half.data(), V, dim), V,
-                           [&](std::size_t id, std::size_t d) {
+                           added_in_order([&](std::size_t id, std::size_t d) {
                                return fastembed::detail::half_to_float(half[id * dim + d].bits);
-                           }, rng);
+                           }), rng);
         test_reader_copies("bfloat16 reader", fastembed::PlainRows<fastembed::BFloat16>(brain.data(), V, dim), V,
-                           [&](std::size_t id, std::size_t d) {
+                           added_in_order([&](std::size_t id, std::size_t d) {
                                return fastembed::detail::bfloat16_to_float(brain[id * dim + d].bits);
-                           }, rng);
+                           }), rng);
         test_quantized_reader_copies<8>("8-bit reader", table, V, dim, rng);
         if (dim % 2 == 0) test_quantized_reader_copies<4>("4-bit reader", table, V, dim, rng);
     }
