@@ -125,6 +125,14 @@ def gather(
     if max_norm is None:  # the plain lookup: the shortest call (small batches are per-call bound)
         if norm_type != 2.0:
             optional_float(norm_type, "norm_type", required=True)
+        if type(ids) is np.ndarray:
+            # The kernel checks the ids' dtype and layout itself (before writing anything), so
+            # an array it reads in place skips as_ids: 0.3 us of a 3 us lookup of 128 rows.
+            # Any other array is converted below, and the call repeated.
+            try:
+                return _core.gather(weight, ids, out)
+            except (TypeError, ValueError):
+                pass
         return _core.gather(weight, as_ids(ids), out)
     return _core.gather(
         weight,

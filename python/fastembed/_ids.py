@@ -8,13 +8,19 @@ from numpy.typing import ArrayLike
 from ._checks import kernel_readable
 
 KERNEL_ID_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+_INT32, _INT64 = KERNEL_ID_DTYPES
 _INT64_MIN, _INT64_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 
 
 def is_kernel_index_array(array: object) -> bool:
     """Whether ``array`` is an int32 / int64 ndarray the kernels read in place (C-contiguous,
     aligned; read-only is fine): ids, offsets."""
-    if type(array) is not np.ndarray or array.dtype not in KERNEL_ID_DTYPES:
+    if type(array) is not np.ndarray:
+        return False
+    # NumPy's arrays hold its int32 / int64 dtype objects themselves, so identity settles the
+    # usual case; comparing dtypes for equality took 0.2 us, a tenth of a 128-id gather.
+    dtype = array.dtype
+    if dtype is not _INT64 and dtype is not _INT32 and dtype not in KERNEL_ID_DTYPES:
         return False
     flags = array.flags  # (a new object on every access; flags.carray would demand writeable)
     return flags.c_contiguous and flags.aligned
