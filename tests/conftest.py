@@ -147,6 +147,21 @@ def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.where(wrong_side, other, nearest)
 
 
+def unpack_quantized(q) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(codes, scale, bias) of every row of a QuantizedTable, read from its bytes with NumPy:
+    int64 codes, float64 scales and biases (exactly the stored float32 / float16 values)."""
+    packed = np.asarray(q.packed)
+    if q.bits == 8:
+        codes = packed[:, : q.embedding_dim].astype(np.int64)
+        tail = packed[:, q.embedding_dim :].copy().view(np.float32)
+    else:
+        half = packed[:, : q.embedding_dim // 2]
+        codes = np.stack([half & 15, half >> 4], axis=-1).reshape(len(packed), -1)
+        codes = codes.astype(np.int64)
+        tail = packed[:, q.embedding_dim // 2 :].copy().view(np.float16).astype(np.float32)
+    return codes, tail[:, 0].astype(np.float64), tail[:, 1].astype(np.float64)
+
+
 def quantized_sum_bags(
     q,
     ids: np.ndarray,
@@ -163,16 +178,9 @@ def quantized_sum_bags(
     then divides by the entries counted. Padding entries are skipped; an empty bag is zeros.
     """
     dim = q.embedding_dim
-    packed = np.asarray(q.packed)
-    if q.bits == 8:
-        codes = packed[:, :dim].astype(np.float32)
-        scale, bias = packed[:, dim:].copy().view(np.float32).T
-    else:
-        pairs = packed[:, : dim // 2]
-        codes = np.stack([pairs & 15, pairs >> 4], axis=-1).reshape(len(packed), dim)
-        codes = codes.astype(np.float32)
-        scale, bias = packed[:, dim // 2 :].copy().view(np.float16).astype(np.float32).T
+    codes, scale, bias = (part.astype(np.float32) for part in unpack_quantized(q))  # exact
     ids = np.asarray(ids).reshape(-1)
+    weights = None if per_sample_weights is None else per_sample_weights.reshape(-1)
     bounds = np.append(offsets, len(ids))
     out = np.zeros((len(offsets), dim), np.float32)
     for b in range(len(offsets)):
@@ -183,8 +191,8 @@ def quantized_sum_bags(
             if ids[i] == padding_idx:
                 continue
             row_scale, row_bias = scale[ids[i]], bias[ids[i]]
-            if per_sample_weights is not None:
-                weight = np.float32(per_sample_weights.reshape(-1)[i])
+            if weights is not None:
+                weight = np.float32(weights[i])
                 row_scale, row_bias = row_scale * weight, row_bias * weight
             sums = fma32(codes[ids[i]], np.full(dim, row_scale, np.float32), sums)
             biases = np.float32(biases + row_bias)

@@ -12,6 +12,7 @@ from conftest import (
     make_ids,
     quantized_sum_bags,
     raises_leaving_untouched,
+    unpack_quantized,
 )
 from fastembed import QuantizedTable, optim, quantize
 
@@ -33,22 +34,8 @@ def awkward_table(rng, num_embeddings=V, dim=D) -> np.ndarray:
     return table
 
 
-def unpacked(q: QuantizedTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(codes, scale, bias) of every row, read from the bytes with NumPy."""
-    packed = np.asarray(q.packed)
-    if q.bits == 8:
-        codes = packed[:, : q.embedding_dim].astype(np.int64)
-        tail = packed[:, q.embedding_dim :].copy().view(np.float32)
-    else:
-        half = packed[:, : q.embedding_dim // 2]
-        codes = np.stack([half & 15, half >> 4], axis=-1).reshape(len(packed), -1)
-        codes = codes.astype(np.int64)
-        tail = packed[:, q.embedding_dim // 2 :].copy().view(np.float16).astype(np.float32)
-    return codes, tail[:, 0].astype(np.float64), tail[:, 1].astype(np.float64)
-
-
 def reference_dequantize(q: QuantizedTable) -> np.ndarray:
-    codes, scale, bias = unpacked(q)
+    codes, scale, bias = unpack_quantized(q)
     return codes * scale[:, None] + bias[:, None]
 
 
@@ -60,7 +47,7 @@ def test_layout_and_error_bound(bits, rng):
     row_bytes = D + 8 if bits == 8 else D // 2 + 4
     assert q.packed.dtype == np.uint8 and q.packed.shape == (V, row_bytes)
     assert q.nbytes == V * row_bytes and q.shape == (V, D)
-    codes, scale, bias = unpacked(q)
+    codes, scale, bias = unpack_quantized(q)
     assert codes.min() >= 0 and codes.max() <= (255 if bits == 8 else 15)
     low, high = W.min(1).astype(np.float64), W.max(1).astype(np.float64)
     if bits == 8:
@@ -97,7 +84,7 @@ def test_dequantize_gather_and_out(bits, rng):
     table = q.dequantize()
     assert table.dtype == np.float32 and table.shape == (V, D)
     # element = code * scale + bias, rounded once to float32
-    codes, scale, bias = unpacked(q)
+    codes, scale, bias = unpack_quantized(q)
     expected = fma32(codes, scale[:, None], bias[:, None])
     assert_bitwise_equal(table, expected)
     ids = make_ids("zipf", 600, V, rng).reshape(20, 30)
@@ -287,7 +274,7 @@ def test_bags_against_numpy(bits, mode, rng):
     assert_bitwise_equal(got, expected)
     reference = reference_dequantize(q)
     # float32 rounds code * scale and the sum with the bias: errors relative to both terms
-    codes, scale, bias = unpacked(q)
+    codes, scale, bias = unpack_quantized(q)
     terms = np.abs(codes * scale[:, None]) + np.abs(bias)[:, None]
     bounds = np.append(offsets, len(ids))
     for b in range(len(offsets)):
@@ -311,7 +298,7 @@ def test_weighted_bags_and_layers(bits, rng):
     offsets = np.arange(0, ids.size, ids.shape[1])
     assert_bitwise_equal(got, quantized_sum_bags(q, ids, offsets, per_sample_weights=weights))
     # within float32 rounding (relative to |code * scale| + |bias|) of NumPy's float64 sums
-    codes, scale, bias = unpacked(q)
+    codes, scale, bias = unpack_quantized(q)
     terms = np.abs(codes * scale[:, None]) + np.abs(bias)[:, None]
     exact = np.einsum("bk,bkd->bd", weights, reference_dequantize(q)[ids])
     magnitude = np.einsum("bk,bkd->bd", np.abs(weights), terms[ids])

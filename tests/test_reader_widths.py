@@ -7,7 +7,7 @@ from __future__ import annotations
 import fastembed
 import numpy as np
 import pytest
-from conftest import assert_bitwise_equal, quantized_sum_bags
+from conftest import assert_bitwise_equal, quantized_sum_bags, unpack_quantized
 from fastembed import quantize
 
 V = 64
@@ -30,14 +30,7 @@ def make_table(reader: str, dim: int, rng: np.random.Generator):
     bits = int(reader.split("-")[0])
     table = quantize(weight, bits)
     # code * scale + bias from the bytes, in float64
-    packed = np.asarray(table.packed)
-    if bits == 8:
-        codes = packed[:, :dim].astype(np.float64)
-        scale, bias = packed[:, dim:].copy().view(np.float32).astype(np.float64).T
-    else:
-        pairs = packed[:, : dim // 2]
-        codes = np.stack([pairs & 15, pairs >> 4], axis=-1).reshape(V, dim).astype(np.float64)
-        scale, bias = packed[:, dim // 2 :].copy().view(np.float16).astype(np.float64).T
+    codes, scale, bias = unpack_quantized(table)
     magnitude = codes * np.abs(scale)[:, None] + np.abs(bias)[:, None]
     return table, codes * scale[:, None] + bias[:, None], magnitude
 
